@@ -1,0 +1,3 @@
+"""FoundationStereo for ROS 2: dense metric depth from a rectified stereo camera."""
+
+__version__ = '0.1.0'

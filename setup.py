@@ -1,0 +1,35 @@
+"""ament_python package definition for foundation_stereo_ros."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = 'foundation_stereo_ros'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*', 'benchmarks']),
+    package_data={package_name: ['data/*']},
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
+        ('share/' + package_name + '/config', glob('config/*.yaml')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='foundation_stereo_ros developers',
+    maintainer_email='dev@foundation-stereo-ros.invalid',
+    description='FoundationStereo depth for ROS 2: DisparityImage, depth and PointCloud2.',
+    license='Apache-2.0',
+    # colcon runs no tests at all without this extra.
+    extras_require={'test': ['pytest']},
+    entry_points={
+        'console_scripts': [
+            'foundation_stereo_node = foundation_stereo_ros.node:main',
+            'synthetic_stereo_camera = foundation_stereo_ros.synthetic_camera_node:main',
+            'foundation_stereo_demo = foundation_stereo_ros.demo:main',
+            'foundation_stereo_bag = foundation_stereo_ros.bag_tool:main',
+        ],
+    },
+)
