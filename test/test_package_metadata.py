@@ -1,0 +1,25 @@
+"""The package metadata a ROS user and colcon rely on."""
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_package_xml_declares_runtime_dependencies():
+    root = ET.parse(ROOT / 'package.xml').getroot()
+    assert root.findtext('name') == 'foundation_stereo_ros'
+    assert root.find('export/build_type').text == 'ament_python'
+    deps = {e.text for e in root.findall('exec_depend')}
+    for dep in ('rclpy', 'sensor_msgs', 'stereo_msgs', 'std_msgs', 'diagnostic_msgs',
+                'python3-numpy', 'python3-opencv', 'python3-yaml'):
+        assert dep in deps, dep
+
+
+def test_setup_py_runs_tests_under_colcon():
+    # Without the 'test' extra colcon silently collects zero tests.
+    text = (ROOT / 'setup.py').read_text()
+    assert "extras_require={'test': ['pytest']}" in text
+
+
+def test_marker_file_for_ament_index():
+    assert (ROOT / 'resource' / 'foundation_stereo_ros').is_file()
