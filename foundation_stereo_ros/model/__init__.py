@@ -1,0 +1,1 @@
+"""FoundationStereo network in plain PyTorch (no ROS imports)."""
