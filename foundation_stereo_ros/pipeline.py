@@ -1,0 +1,211 @@
+"""The stereo pipeline: a rectified pair and its camera in, disparity, depth and points out.
+
+One object used by the node, the offline tools and the benchmarks, so every path runs the same
+code. Tensors stay on the backend's device from upload to the very end; the only host copies
+are the final outputs someone asked for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from foundation_stereo_ros import geometry
+from foundation_stereo_ros.backends.base import DisparityBackend
+from foundation_stereo_ros.camera import StereoCamera
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings that may change between pairs (the node applies them from the next pair).
+
+    scale: run the backend on the pair resized by this factor (0 < scale <= 1); outputs are
+        still at camera resolution, with disparity values rescaled to camera pixels.
+    z_near, z_far: depth and points outside [z_near, z_far] metres are NaN (no return).
+    remove_invisible: disparities whose match falls left of the right image are invalid.
+    """
+
+    scale: float = 1.0
+    z_near: float = 0.0
+    z_far: float = math.inf
+    remove_invisible: bool = True
+
+    def __post_init__(self) -> None:
+        errors = []
+        if not (0.0 < self.scale <= 1.0):
+            errors.append(f'scale must be in (0, 1], got {self.scale}')
+        if not (self.z_near >= 0.0):
+            errors.append(f'z_near must be >= 0 metres, got {self.z_near}')
+        if not (self.z_far > self.z_near):
+            errors.append(f'z_far ({self.z_far}) must be greater than z_near ({self.z_near})')
+        if errors:
+            raise ValueError('; '.join(errors))
+
+
+@dataclass
+class StereoResult:
+    """Outputs for one pair, at camera resolution, on the host.
+
+    disparity: (H, W) float32 in camera pixels, DisparityImage convention
+        d = x_l - x_r - (cx_l - cx_r); NaN where invalid.
+    depth: (H, W) float32 metres, NaN = no return (REP 118); None when not requested.
+    points: (H, W, 3) float32 x, y, z in the left optical frame, NaN where invalid; None when
+        not requested.
+    min_disparity, max_disparity, delta_d: the search range and resolution in camera pixels,
+        for stereo_msgs/DisparityImage.
+    timings: seconds per stage ('upload', 'inference', 'postprocess', 'download').
+    """
+
+    disparity: np.ndarray
+    depth: np.ndarray | None
+    points: np.ndarray | None
+    min_disparity: float
+    max_disparity: float
+    delta_d: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class StereoPipeline:
+    """Runs a disparity backend and turns its output into metric geometry."""
+
+    def __init__(self, backend: DisparityBackend, config: PipelineConfig | None = None) -> None:
+        self.backend = backend
+        self._config = config or PipelineConfig()
+        self._lock = threading.Lock()
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The settings the next pair will use."""
+        return self._config
+
+    def update_config(self, **changes: object) -> PipelineConfig:
+        """Validate and apply changed settings atomically; raises ValueError with the reason."""
+        with self._lock:
+            self._config = dataclasses.replace(self._config, **changes)
+            return self._config
+
+    def process(
+        self,
+        left: np.ndarray,
+        right: np.ndarray,
+        camera: StereoCamera,
+        *,
+        want_depth: bool = True,
+        want_points: bool = True,
+    ) -> StereoResult:
+        """Compute disparity (and depth, points when wanted) for one rectified RGB pair.
+
+        left, right: (H, W, 3) uint8 RGB images matching ``camera.width`` x ``camera.height``.
+        """
+        config = self._config  # one consistent snapshot for the whole pair
+        _check_pair(left, right, camera)
+        device = self.backend.device
+        timings: dict[str, float] = {}
+        clock = _StageClock(device, timings)
+
+        left_t = _to_chw_float(left, device)
+        right_t = _to_chw_float(right, device)
+        height, width = left.shape[:2]
+        run_w, run_h = width, height
+        if config.scale != 1.0:
+            run_w = max(1, round(width * config.scale))
+            run_h = max(1, round(height * config.scale))
+            left_t = _resize_image(left_t, run_h, run_w)
+            right_t = _resize_image(right_t, run_h, run_w)
+        clock.lap('upload')
+
+        raw = self.backend.compute(left_t, right_t)
+        clock.lap('inference')
+
+        # Back to camera pixels: disparity is a horizontal length, so it scales with width.
+        x_scale = width / run_w
+        if (run_h, run_w) != (height, width):
+            raw = _resize_disparity(raw, height, width) * x_scale
+        raw = raw.float()
+        if config.remove_invisible:
+            raw = torch.where(geometry.invisible_mask(raw), torch.nan, raw)
+        disparity = raw - camera.doffs  # DisparityImage convention
+        disparity = torch.where(disparity > 0, disparity, torch.nan)
+
+        depth = points = None
+        if want_depth or want_points:
+            depth = geometry.disparity_to_depth(disparity, camera)
+            depth = geometry.apply_z_range(depth, config.z_near, config.z_far)
+            if want_points:
+                points = geometry.depth_to_points(depth, camera)
+        clock.lap('postprocess')
+
+        result = StereoResult(
+            disparity=disparity.cpu().numpy(),
+            depth=depth.cpu().numpy() if (want_depth and depth is not None) else None,
+            points=points.cpu().numpy() if points is not None else None,
+            min_disparity=0.0,
+            max_disparity=(
+                float(self.backend.max_disparity) * x_scale
+                if self.backend.max_disparity is not None else math.inf),
+            delta_d=float(self.backend.delta_d) * x_scale,
+            timings=timings,
+        )
+        clock.lap('download')
+        return result
+
+
+class _StageClock:
+    """Wall time per stage; synchronises CUDA at stage ends so each stage is charged its own."""
+
+    def __init__(self, device: torch.device, timings: dict[str, float]) -> None:
+        self._cuda = device.type == 'cuda'
+        self._timings = timings
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self._cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self._timings[stage] = now - self._last
+        self._last = now
+
+
+def _check_pair(left: np.ndarray, right: np.ndarray, camera: StereoCamera) -> None:
+    for name, image in (('left', left), ('right', right)):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f'{name} image must be (H, W, 3) uint8 RGB, got shape {image.shape} '
+                f'dtype {image.dtype}; convert it with msgs.image_to_rgb8')
+    if left.shape != right.shape:
+        raise ValueError(
+            f'left image is {left.shape[1]}x{left.shape[0]} but right is '
+            f'{right.shape[1]}x{right.shape[0]}; both must come from one rectified stereo pair')
+    if (left.shape[1], left.shape[0]) != (camera.width, camera.height):
+        raise ValueError(
+            f'images are {left.shape[1]}x{left.shape[0]} but the camera is '
+            f'{camera.width}x{camera.height}; publish CameraInfo that matches the images')
+
+
+def _to_chw_float(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    # Upload the uint8 bytes (4x less traffic than float), convert on the device.
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=True)
+    return tensor.permute(2, 0, 1).float()
+
+
+def _resize_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    # Bilinear like the official demo's cv2.resize(INTER_LINEAR) downscale.
+    return F.interpolate(image[None], size=(height, width), mode='bilinear',
+                         align_corners=False)[0]
+
+
+def _resize_disparity(disparity: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear upsampling that never blends a valid disparity with an invalid (NaN) one."""
+    valid = torch.isfinite(disparity)
+    filled = torch.where(valid, disparity, 0.0)[None, None]
+    up = F.interpolate(filled, size=(height, width), mode='bilinear', align_corners=False)[0, 0]
+    weight = F.interpolate(valid.float()[None, None], size=(height, width), mode='bilinear',
+                           align_corners=False)[0, 0]
+    # Pixels whose neighbourhood was entirely valid keep their value; mixed ones are invalid.
+    return torch.where(weight > 0.999, up, torch.nan)
