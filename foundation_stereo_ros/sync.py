@@ -1,0 +1,277 @@
+"""Time synchronisation of the four stereo inputs and a newest-set mailbox for the worker.
+
+Pure Python (no rclpy), so it is shared by the node and the rosbag tool and unit-tested alone.
+
+* :class:`StereoSynchronizer` groups messages from N inputs (left image, left info, right
+  image, right info) into sets, with the two policies of ``message_filters``:
+  ``exact`` (all stamps equal, like ``TimeSynchronizer``) and ``approximate`` (all stamps
+  within ``slop`` seconds, like ``ApproximateTimeSynchronizer``). Each input keeps at most
+  ``queue_size`` pending messages. Sets are emitted in time order: once a set is emitted,
+  everything older is dropped, because the node only ever wants the newest data.
+* A stamp that goes backwards on an input (a bag played in a loop, a restarted driver) resets
+  every queue once and reports it through ``on_reset``, instead of silently stalling until
+  time catches up with the old stamps.
+* :class:`LatestSlot` holds at most one item: a producer that is faster than the consumer
+  overwrites the unprocessed item (counted as dropped), so latency cannot grow.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Optional, Sequence, TypeVar
+
+SYNC_POLICIES = ('exact', 'approximate')
+
+T = TypeVar('T')
+
+
+@dataclass
+class SyncCounters:
+    """Message accounting of a :class:`StereoSynchronizer` (all monotonic)."""
+
+    received: list[int] = field(default_factory=list)  # per input
+    matched: int = 0          # complete sets emitted
+    dropped: int = 0          # messages discarded without ever being part of a set
+    resets: int = 0           # times the queues were reset because a stamp went backwards
+
+    def copy(self) -> 'SyncCounters':
+        """Return a snapshot that later updates do not touch."""
+        return SyncCounters(list(self.received), self.matched, self.dropped, self.resets)
+
+
+class StereoSynchronizer:
+    """Group messages from ``num_inputs`` inputs into time-synchronised sets.
+
+    Call :meth:`add` for every message; it returns the list of messages (one per input, in
+    input order) when the message completed a set, else ``None``. Thread-safe.
+    """
+
+    def __init__(self, num_inputs: int = 4, *, policy: str = 'exact', queue_size: int = 10,
+                 slop: float = 0.01,
+                 on_reset: Optional[Callable[[int, int, int], None]] = None) -> None:
+        """Create a synchroniser.
+
+        Args:
+            num_inputs: number of inputs that form a set (>= 1).
+            policy: ``'exact'`` or ``'approximate'``.
+            queue_size: pending messages kept per input (>= 1); older ones are dropped.
+            slop: for ``'approximate'``, largest spread of stamps in a set, seconds (>= 0).
+            on_reset: called as ``on_reset(input_index, previous_ns, new_ns)`` when a stamp
+                went backwards on an input and the queues were reset.
+        """
+        if policy not in SYNC_POLICIES:
+            raise ValueError(f'sync policy {policy!r} is not one of {SYNC_POLICIES}')
+        if num_inputs < 1:
+            raise ValueError(f'num_inputs must be >= 1, got {num_inputs}')
+        if queue_size < 1:
+            raise ValueError(f'queue_size must be >= 1, got {queue_size}')
+        if not slop >= 0.0:
+            raise ValueError(f'slop must be >= 0 seconds, got {slop}')
+        self.num_inputs = num_inputs
+        self.policy = policy
+        self.queue_size = int(queue_size)
+        self.slop_ns = int(round(slop * 1e9))
+        self.on_reset = on_reset
+        self._lock = threading.Lock()
+        self._queues: list[deque[tuple[int, Any]]] = [deque() for _ in range(num_inputs)]
+        self._last_stamp: list[Optional[int]] = [None] * num_inputs
+        # Stamp of each input's message in the last emitted set.
+        self._last_emitted: list[Optional[int]] = [None] * num_inputs
+        self._counters = SyncCounters(received=[0] * num_inputs)
+
+    @property
+    def counters(self) -> SyncCounters:
+        """A snapshot of the counters."""
+        with self._lock:
+            return self._counters.copy()
+
+    def pending(self) -> list[int]:
+        """Number of messages waiting in each input queue."""
+        with self._lock:
+            return [len(q) for q in self._queues]
+
+    def reset(self) -> None:
+        """Forget every pending message and every stamp seen (counters are kept)."""
+        with self._lock:
+            self._clear()
+
+    def add(self, index: int, stamp_ns: int, msg: Any) -> Optional[list[Any]]:
+        """Add ``msg`` stamped ``stamp_ns`` (integer nanoseconds) on input ``index``.
+
+        Returns the complete set (messages in input order) if this message completed one.
+        """
+        if not 0 <= index < self.num_inputs:
+            raise IndexError(f'input index {index} out of range 0..{self.num_inputs - 1}')
+        stamp_ns = int(stamp_ns)
+        reset_info = None
+        with self._lock:
+            self._counters.received[index] += 1
+            last = self._last_stamp[index]
+            if last is not None and stamp_ns < last:
+                # Time went backwards on this input: nothing queued can match the new
+                # timeline, and waiting for old stamps to come back would stall forever.
+                self._counters.dropped += sum(len(q) for q in self._queues)
+                self._counters.resets += 1
+                self._clear()
+                reset_info = (index, last, stamp_ns)
+            self._last_stamp[index] = stamp_ns
+            result = self._add_locked(index, stamp_ns, msg)
+        if reset_info is not None and self.on_reset is not None:
+            self.on_reset(*reset_info)
+        return result
+
+    # -- internals (called with the lock held) ----------------------------------------------
+
+    def _clear(self) -> None:
+        for q in self._queues:
+            q.clear()
+        self._last_stamp = [None] * self.num_inputs
+        self._last_emitted = [None] * self.num_inputs
+
+    def _add_locked(self, index: int, stamp_ns: int, msg: Any) -> Optional[list[Any]]:
+        emitted = self._last_emitted[index]
+        if emitted is not None and stamp_ns <= emitted:
+            # A repeat of a stamp already used in a set: it can only form a stale set.
+            self._counters.dropped += 1
+            return None
+        queue = self._queues[index]
+        if queue and queue[-1][0] == stamp_ns:
+            # Same stamp twice on one input: keep the newer message.
+            queue.pop()
+            self._counters.dropped += 1
+        queue.append((stamp_ns, msg))
+        while len(queue) > self.queue_size:
+            queue.popleft()
+            self._counters.dropped += 1
+        if self.policy == 'exact':
+            chosen = self._match_exact(stamp_ns)
+        else:
+            chosen = self._match_approximate(index, stamp_ns)
+        if chosen is None:
+            return None
+        return self._emit(chosen)
+
+    def _match_exact(self, stamp_ns: int) -> Optional[list[int]]:
+        positions = []
+        for q in self._queues:
+            pos = next((k for k, (s, _) in enumerate(q) if s == stamp_ns), None)
+            if pos is None:
+                return None
+            positions.append(pos)
+        return positions
+
+    def _match_approximate(self, index: int, stamp_ns: int) -> Optional[list[int]]:
+        # Candidates per input: messages within slop of the new one (the new one itself for
+        # its own input). Among all combinations, take the one with the smallest spread of
+        # stamps, newest on ties. Queues are short, so the product stays small.
+        candidates: list[list[int]] = []
+        for j, q in enumerate(self._queues):
+            if j == index:
+                candidates.append([len(q) - 1])
+                continue
+            near = [k for k, (s, _) in enumerate(q) if abs(s - stamp_ns) <= self.slop_ns]
+            if not near:
+                return None
+            candidates.append(near)
+        best: Optional[tuple[int, int, tuple[int, ...]]] = None
+        for combo in itertools.product(*candidates):
+            stamps = [self._queues[j][k][0] for j, k in enumerate(combo)]
+            spread = max(stamps) - min(stamps)
+            if spread > self.slop_ns:
+                continue
+            key = (spread, -sum(stamps))
+            if best is None or key < best[:2]:
+                best = (key[0], key[1], combo)
+        return None if best is None else list(best[2])
+
+    def _emit(self, positions: Sequence[int]) -> list[Any]:
+        msgs = []
+        stamps = []
+        for q, pos in zip(self._queues, positions):
+            stamp, msg = q[pos]
+            msgs.append(msg)
+            stamps.append(stamp)
+            # Queues are in time order: everything before the chosen message is older than
+            # the set just emitted and only ever wanted for an older set, which is stale.
+            for _ in range(pos):
+                q.popleft()
+                self._counters.dropped += 1
+            q.popleft()
+        self._last_emitted = stamps
+        self._counters.matched += 1
+        return msgs
+
+
+@dataclass
+class SlotCounters:
+    """Accounting of a :class:`LatestSlot` (all monotonic)."""
+
+    offered: int = 0       # items put into the slot
+    taken: int = 0         # items handed to the consumer
+    overwritten: int = 0   # items replaced before the consumer took them (dropped)
+
+
+class LatestSlot(Generic[T]):
+    """A one-item mailbox between producer callbacks and a worker thread.
+
+    :meth:`put` never blocks; it replaces an item the consumer has not taken yet. :meth:`take`
+    blocks until an item is there, the slot is closed or the timeout passes.
+    """
+
+    def __init__(self) -> None:
+        """Create an empty, open slot."""
+        self._cond = threading.Condition()
+        self._item: Optional[T] = None
+        self._full = False
+        self._closed = False
+        self._counters = SlotCounters()
+
+    @property
+    def counters(self) -> SlotCounters:
+        """A snapshot of the counters."""
+        with self._cond:
+            c = self._counters
+            return SlotCounters(c.offered, c.taken, c.overwritten)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        with self._cond:
+            return self._closed
+
+    def put(self, item: T) -> bool:
+        """Store ``item``; return True if it replaced an item nobody had taken (a drop)."""
+        with self._cond:
+            if self._closed:
+                return False
+            replaced = self._full
+            self._item = item
+            self._full = True
+            self._counters.offered += 1
+            if replaced:
+                self._counters.overwritten += 1
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: Optional[float] = None) -> Optional[T]:
+        """Return the newest item, or None when closed or after ``timeout`` seconds."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._full or self._closed, timeout):
+                return None
+            if not self._full:
+                return None
+            item = self._item
+            self._item = None
+            self._full = False
+            self._counters.taken += 1
+            return item
+
+    def close(self) -> None:
+        """Wake every waiting consumer; later puts are ignored and takes return None."""
+        with self._cond:
+            self._closed = True
+            self._item = None
+            self._full = False
+            self._cond.notify_all()
