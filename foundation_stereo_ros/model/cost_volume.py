@@ -1,0 +1,127 @@
+"""Stereo cost volumes at 1/4 resolution and soft-argmin disparity regression.
+
+Both volumes follow the FoundationStereo convention: bin ``d`` at column ``x`` pairs the left
+pixel ``x`` with the right pixel ``x - d``; where ``x < d`` the right pixel lies outside the
+image and the entry is zero. They are built without any Python loop over disparities.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ['build_gwc_volume', 'build_concat_volume', 'disparity_regression']
+
+
+def _check_pair(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> None:
+    if left.dim() != 4 or left.shape != right.shape:
+        raise ValueError(
+            f'expected left and right feature maps of equal shape (B,C,H,W), got '
+            f'{tuple(left.shape)} and {tuple(right.shape)}')
+    if int(max_disp) < 1:
+        raise ValueError(f'max_disp must be a positive number of bins, got {max_disp}')
+
+
+def _tile_width(width: int, max_disp: int) -> int:
+    """Column tile for the banded correlation.
+
+    Each tile of ``T`` left columns is correlated with the ``T + D - 1`` right columns it can
+    reach, so the transient product holds ``W * (T + D - 1)`` values per row instead of
+    ``W * W`` for a full row correlation. A divisor of ``W`` avoids padding columns.
+    """
+    limit = max(1, min(width, max_disp))
+    for tile in range(limit, 0, -1):
+        if width % tile == 0:
+            if 4 * tile >= limit:
+                return tile
+            break
+    return limit
+
+
+def build_gwc_volume(feat_left: torch.Tensor, feat_right: torch.Tensor, max_disp: int,
+                     num_groups: int) -> torch.Tensor:
+    """Group-wise correlation volume.
+
+    The ``C`` channels are split into ``num_groups`` groups; each group of each pixel is
+    L2-normalised over its channels (in float32, as the reference does, also under
+    autocast), and bin ``d`` at column ``x`` holds the dot product of the normalised left
+    group at ``x`` with the normalised right group at ``x - d`` (zero where ``x < d``).
+
+    Args:
+        feat_left: (B, C, H, W) left-image features.
+        feat_right: (B, C, H, W) right-image features.
+        max_disp: number of disparity bins D.
+        num_groups: number of channel groups G; must divide C.
+
+    Returns:
+        (B, G, D, H, W) tensor in the dtype of ``feat_left``.
+    """
+    _check_pair(feat_left, feat_right, max_disp)
+    b, c, h, w = feat_left.shape
+    if num_groups < 1 or c % num_groups:
+        raise ValueError(f'{c} feature channels cannot be split into {num_groups} groups')
+    d = int(max_disp)
+    cg = c // num_groups
+    tile = _tile_width(w, d)
+    n_tiles = -(-w // tile)
+    w_pad = n_tiles * tile
+    span = tile + d - 1  # right columns one tile of left columns can see
+
+    with torch.autocast(device_type=feat_left.device.type, enabled=False):
+        left = F.normalize(feat_left.float().reshape(b, num_groups, cg, h, w), dim=2)
+        right = F.normalize(feat_right.float().reshape(b, num_groups, cg, h, w), dim=2)
+        # Zero columns (padding) stay zero after normalisation, which yields the zeros for x < d.
+        left = F.pad(left, (0, w_pad - w)).permute(0, 1, 3, 4, 2)           # B,G,H,Wp,c
+        left = left.reshape(b, num_groups, h, n_tiles, tile, cg)
+        right = F.pad(right, (d - 1, w_pad - w)).permute(0, 1, 3, 2, 4)     # B,G,H,c,Wp+D-1
+        # Window n, column j <-> right column n*T + T-1 - j (reversed so the band below has
+        # disparity increasing along its last axis).
+        windows = right.unfold(-1, span, tile).flip(-1).transpose(3, 4)     # B,G,H,n,c,span
+        scores = torch.matmul(left, windows).contiguous()                   # B,G,H,n,T,span
+        # Row i of a tile needs column T-1-i+d for d = 0..D-1: a strided diagonal band.
+        st = scores.stride()
+        band = scores.as_strided(
+            (b, num_groups, h, n_tiles, tile, d),
+            (st[0], st[1], st[2], st[3], span - 1, 1),
+            scores.storage_offset() + tile - 1)
+        volume = band.permute(0, 1, 5, 2, 3, 4).reshape(b, num_groups, d, h, w_pad)
+        volume = volume[..., :w].contiguous()
+    return volume.to(feat_left.dtype)
+
+
+def build_concat_volume(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> torch.Tensor:
+    """Concatenation volume.
+
+    Channels ``[:C]`` hold the left features at every disparity; channels ``[C:]`` hold the
+    right features shifted by the disparity, ``right[..., x - d]``, and zero where ``x < d``.
+
+    Args:
+        left: (B, C, H, W) left-image features.
+        right: (B, C, H, W) right-image features.
+        max_disp: number of disparity bins D.
+
+    Returns:
+        (B, 2C, D, H, W) tensor.
+    """
+    _check_pair(left, right, max_disp)
+    b, c, h, w = left.shape
+    d = int(max_disp)
+    # Window k of the left-padded row starts at column k - (D-1), i.e. disparity D-1-k.
+    shifted = F.pad(right, (d - 1, 0)).unfold(-1, w, 1).flip(3).transpose(2, 3)  # B,C,D,H,W
+    return torch.cat([left.unsqueeze(2).expand(b, c, d, h, w), shifted], dim=1)
+
+
+def disparity_regression(prob: torch.Tensor, max_disp: int) -> torch.Tensor:
+    """Expected disparity under a per-pixel distribution over the D bins.
+
+    Args:
+        prob: (B, D, H, W) probabilities (softmax over dim 1).
+        max_disp: D, the number of bins (bin ``i`` stands for disparity ``i``).
+
+    Returns:
+        (B, 1, H, W) expected disparity in bin units.
+    """
+    if prob.dim() != 4 or prob.shape[1] != int(max_disp):
+        raise ValueError(
+            f'expected probabilities of shape (B, {max_disp}, H, W), got {tuple(prob.shape)}')
+    values = torch.arange(int(max_disp), dtype=prob.dtype, device=prob.device)
+    return (prob * values.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
