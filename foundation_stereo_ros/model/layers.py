@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
-    'LayerNorm2d', 'BasicConv', 'BasicConvIN', 'Conv3dNormActReduced', 'ResnetBasicBlock',
+    'LayerNorm2d', 'Mlp', 'BasicConv', 'BasicConvIN', 'Conv3dNormActReduced', 'ResnetBasicBlock',
     'ResnetBasicBlock3D', 'ResidualBlock', 'Conv2x', 'Conv2xIN',
 ]
 
@@ -58,6 +58,18 @@ class LayerNorm2d(nn.LayerNorm):
         y = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
                          self.eps)
         return y.permute(0, 3, 1, 2).contiguous()
+
+
+class Mlp(nn.Module):
+    """Two-layer perceptron on the last axis: ``fc1`` -> GELU (exact erf form) -> ``fc2``."""
+
+    def __init__(self, in_features: int, hidden_features: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.fc2 = nn.Linear(hidden_features, in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class BasicConv(nn.Module):
