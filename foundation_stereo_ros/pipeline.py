@@ -127,11 +127,11 @@ class StereoPipeline:
         x_scale = width / run_w
         if (run_h, run_w) != (height, width):
             raw = _resize_disparity(raw, height, width) * x_scale
-        raw = raw.float()
+        disparity = raw.float() - camera.doffs  # DisparityImage convention
+        invalid = ~(disparity > 0)  # also catches NaN
         if config.remove_invisible:
-            raw = torch.where(geometry.invisible_mask(raw), torch.nan, raw)
-        disparity = raw - camera.doffs  # DisparityImage convention
-        disparity = torch.where(disparity > 0, disparity, torch.nan)
+            invalid |= geometry.invisible_mask(disparity, camera.doffs)
+        disparity = torch.where(invalid, torch.nan, disparity)
 
         depth = points = None
         if want_depth or want_points:
@@ -145,7 +145,7 @@ class StereoPipeline:
             disparity=disparity.cpu().numpy(),
             depth=depth.cpu().numpy() if (want_depth and depth is not None) else None,
             points=points.cpu().numpy() if points is not None else None,
-            min_disparity=0.0,
+            min_disparity=float(self.backend.min_disparity) * x_scale,
             max_disparity=(
                 float(self.backend.max_disparity) * x_scale
                 if self.backend.max_disparity is not None else math.inf),

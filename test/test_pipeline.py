@@ -1,0 +1,175 @@
+"""The pipeline: rescaling, conventions, validity and outputs, with a backend of known output."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from foundation_stereo_ros.backends.base import DisparityBackend
+from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
+
+W, H = 64, 48
+
+
+class OracleBackend(DisparityBackend):
+    """Returns a given full-resolution disparity field, resampled to the size it is run at."""
+
+    name = 'oracle'
+    device = torch.device('cpu')
+    delta_d = 0.25
+    max_disparity = 40.0
+    min_disparity = 0.0
+
+    def __init__(self, disparity: np.ndarray) -> None:
+        self.disparity = torch.from_numpy(disparity.astype(np.float32))
+        self.calls = []
+
+    def compute(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(left.shape))
+        h, w = left.shape[1:]
+        full_h, full_w = self.disparity.shape
+        if (h, w) == (full_h, full_w):
+            return self.disparity.clone()
+        # Disparity at a smaller image: sample the field there and shrink it with the width.
+        small = F.interpolate(self.disparity[None, None], size=(h, w), mode='bilinear',
+                              align_corners=False)[0, 0]
+        return small * (w / full_w)
+
+    def describe(self) -> dict:
+        return {'backend': self.name}
+
+
+def camera(cx_right=None) -> StereoCamera:
+    return StereoCamera(width=W, height=H, fx=50.0, fy=50.0, cx=31.5, cy=23.5, baseline=0.1,
+                        cx_right=cx_right)
+
+
+def images() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    left = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    return left, left.copy()
+
+
+def ramp() -> np.ndarray:
+    # A smooth field (a slanted plane): bilinear resampling reproduces it almost exactly.
+    u = np.arange(W)[None, :]
+    v = np.arange(H)[:, None]
+    return (10.0 + 0.05 * u + 0.1 * v).astype(np.float32) * np.ones((H, W), np.float32)
+
+
+def test_full_resolution_outputs_follow_the_camera():
+    disp = ramp()
+    pipeline = StereoPipeline(OracleBackend(disp), PipelineConfig(remove_invisible=False))
+    result = pipeline.process(*images(), camera())
+    assert result.disparity.dtype == np.float32 and result.disparity.shape == (H, W)
+    np.testing.assert_allclose(result.disparity, disp, rtol=1e-6)
+    np.testing.assert_allclose(result.depth, 50.0 * 0.1 / disp, rtol=1e-5)
+    u, v = np.meshgrid(np.arange(W), np.arange(H))
+    z = result.depth
+    np.testing.assert_allclose(result.points[..., 0], (u - 31.5) * z / 50.0, rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(result.points[..., 1], (v - 23.5) * z / 50.0, rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(result.points[..., 2], z, rtol=1e-6)
+    assert result.min_disparity == 0.0 and result.max_disparity == 40.0
+    assert result.delta_d == 0.25
+    assert set(result.timings) == {'upload', 'inference', 'postprocess', 'download'}
+
+
+def test_scaled_run_publishes_camera_resolution_and_camera_pixels():
+    disp = ramp()
+    backend = OracleBackend(disp)
+    pipeline = StereoPipeline(backend, PipelineConfig(scale=0.5, remove_invisible=False))
+    result = pipeline.process(*images(), camera())
+    assert backend.calls == [(3, H // 2, W // 2)]
+    assert result.disparity.shape == (H, W)
+    inner = (slice(2, -2), slice(2, -2))  # borders extrapolate; the interior must match
+    np.testing.assert_allclose(result.disparity[inner], disp[inner], atol=0.02)
+    # Search range and resolution are reported in camera pixels too.
+    assert result.max_disparity == pytest.approx(80.0)
+    assert result.delta_d == pytest.approx(0.5)
+
+
+def test_invalid_disparities_never_blend_into_valid_ones_when_upsampling():
+    disp = ramp()
+    disp[:, 20:30] = np.nan
+    pipeline = StereoPipeline(OracleBackend(disp),
+                              PipelineConfig(scale=0.5, remove_invisible=False))
+    result = pipeline.process(*images(), camera())
+    finite = np.isfinite(result.disparity)
+    assert not finite[:, 21:29].any()
+    assert finite[:, 35:60].all()
+
+
+def test_remove_invisible_and_nonpositive_disparities_are_nan():
+    disp = np.full((H, W), 10.0, np.float32)
+    disp[0, 40] = 0.0
+    disp[1, 41] = -3.0
+    pipeline = StereoPipeline(OracleBackend(disp))
+    result = pipeline.process(*images(), camera())
+    # Columns 0..9 would match left of the right image (x - d < 0).
+    assert np.isnan(result.disparity[:, :10]).all()
+    assert np.isfinite(result.disparity[2:, 10:]).all()
+    assert np.isnan(result.disparity[0, 40]) and np.isnan(result.disparity[1, 41])
+    assert np.isnan(result.depth[0, 40]) and np.isnan(result.points[1, 41]).all()
+
+    pipeline.update_config(remove_invisible=False)
+    result = pipeline.process(*images(), camera())
+    assert np.isfinite(result.disparity[:, :10]).all()
+
+
+def test_principal_point_offset_is_taken_out_of_the_disparity():
+    # Verged/offset rectification: d_msg = x_l - x_r - (cx_l - cx_r), Z = f T / d_msg.
+    disp = np.full((H, W), 12.0, np.float32)
+    pipeline = StereoPipeline(OracleBackend(disp), PipelineConfig(remove_invisible=False))
+    result = pipeline.process(*images(), camera(cx_right=29.5))
+    np.testing.assert_allclose(result.disparity, 10.0)
+    np.testing.assert_allclose(result.depth, 50.0 * 0.1 / 10.0, rtol=1e-6)
+
+
+def test_z_range_drops_depth_and_points_but_keeps_disparity():
+    disp = ramp()
+    depth = 5.0 / disp
+    z_far = float(np.median(depth))
+    pipeline = StereoPipeline(OracleBackend(disp),
+                              PipelineConfig(z_far=z_far, remove_invisible=False))
+    result = pipeline.process(*images(), camera())
+    far = depth > z_far * (1 + 1e-6)
+    assert np.isnan(result.depth[far]).all() and np.isnan(result.points[far]).all()
+    assert np.isfinite(result.depth[depth < z_far * (1 - 1e-6)]).all()
+    assert np.isfinite(result.disparity).all()
+
+
+def test_only_requested_outputs_are_computed():
+    pipeline = StereoPipeline(OracleBackend(ramp()))
+    result = pipeline.process(*images(), camera(), want_depth=False, want_points=False)
+    assert result.depth is None and result.points is None
+    result = pipeline.process(*images(), camera(), want_depth=False, want_points=True)
+    assert result.depth is None and result.points.shape == (H, W, 3)
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'scale': 0.0}, 'scale'),
+    ({'scale': 1.5}, 'scale'),
+    ({'z_near': -1.0}, 'z_near'),
+    ({'z_near': 5.0, 'z_far': 2.0}, 'z_far'),
+])
+def test_invalid_settings_are_rejected_with_the_reason(change, message):
+    pipeline = StereoPipeline(OracleBackend(ramp()))
+    with pytest.raises(ValueError, match=message):
+        pipeline.update_config(**change)
+    assert pipeline.config == PipelineConfig()  # unchanged
+    assert math.isinf(pipeline.config.z_far)
+
+
+def test_bad_pairs_are_rejected_with_what_to_do():
+    pipeline = StereoPipeline(OracleBackend(ramp()))
+    left, right = images()
+    with pytest.raises(ValueError, match='right is 32x48'):
+        pipeline.process(left, right[:, :32], camera())
+    with pytest.raises(ValueError, match='CameraInfo'):
+        pipeline.process(left[:40], right[:40], camera())
+    with pytest.raises(ValueError, match='uint8 RGB'):
+        pipeline.process(left[..., 0], right[..., 0], camera())
