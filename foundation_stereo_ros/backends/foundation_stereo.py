@@ -1,8 +1,6 @@
 """The FoundationStereo network as a disparity backend (PyTorch, CUDA or CPU)."""
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from foundation_stereo_ros.backends.base import DisparityBackend
@@ -51,6 +49,11 @@ class FoundationStereoBackend(DisparityBackend):
             raise ValueError(
                 f"precision '{precision}' needs a CUDA device; on CPU use precision 'fp32'")
         self.model, self.cfg = load_checkpoint(checkpoint, device=self.device)
+        # The user's precision wins over the checkpoint's cfg (the released cfg.yaml says
+        # mixed_precision: true): the model autocasts the same regions as the official code.
+        self.model.mixed_precision = precision != 'fp32'
+        if precision != 'fp32':
+            self.model.amp_dtype = PRECISIONS[precision]
         self.checkpoint = checkpoint
         self.precision = precision
         self.valid_iters = int(valid_iters)
@@ -58,16 +61,10 @@ class FoundationStereoBackend(DisparityBackend):
         self.small_ratio = float(small_ratio)
         self.max_disparity = float(self.cfg['max_disp'])
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        dtype = PRECISIONS[self.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type='cuda', dtype=dtype)
-
     def compute(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """(3,H,W) RGB 0..255 on self.device -> (H,W) float32 disparity in pixels."""
         left, right = left[None], right[None]
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode():
             if self.hierarchical:
                 disp = self.model.run_hierarchical(
                     left, right, iters=self.valid_iters, small_ratio=self.small_ratio)
