@@ -63,7 +63,10 @@ class ProceduralTexture:
         wave_vectors = (2 * math.pi / wavelengths)[:, None] * np.stack(
             [np.cos(angles), np.sin(angles)], axis=1)
         # Mostly luminance with some colour: a common amplitude per wave, tinted per channel.
-        amplitudes = rng.uniform(8.0, 22.0, count)[None, :] * rng.uniform(0.6, 1.4, (3, count))
+        # Amplitude grows with wavelength (like natural images' spectra), so that the finest
+        # waves never dominate and turn a patch into a repetitive grating.
+        amplitudes = (rng.uniform(5.0, 10.0, count) * np.sqrt(wavelengths / min_wavelength)
+                      )[None, :] * rng.uniform(0.6, 1.4, (3, count))
         return cls(
             base=rng.uniform(70.0, 185.0, 3),
             wave_vectors=wave_vectors,
@@ -82,16 +85,18 @@ class ProceduralTexture:
         u = u.astype(np.float32)
         v = v.astype(np.float32)
         k = self.wave_vectors.astype(np.float32)
-        phase = u[:, None] * k[:, 0] + v[:, None] * k[:, 1]
-        phase += self.phases.astype(np.float32)
-        rgb = np.cos(phase, out=phase) @ self.amplitudes.T.astype(np.float32)
+        # Channels and waves first: numpy's matmul is many times slower on (N, K) @ (K, 3).
+        phase = np.outer(k[:, 0], u)
+        phase += np.outer(k[:, 1], v)
+        phase += self.phases.astype(np.float32)[:, None]
+        rgb = self.amplitudes.astype(np.float32) @ np.cos(phase, out=phase)
         scale = np.float32(1.0 / self.noise_cell)
         noise = self._value_noise(u * scale, v * scale)
         noise += 0.5 * self._value_noise(u * (2.3 * scale) + 17.0, v * (2.3 * scale) + 29.0)
-        rgb += noise[:, None] * self.noise_amplitude.astype(np.float32)
-        rgb += self.base.astype(np.float32)
+        rgb += self.noise_amplitude.astype(np.float32)[:, None] * noise
+        rgb += self.base.astype(np.float32)[:, None]
         rgb *= np.float32(self.shade)
-        return rgb
+        return rgb.T
 
     def _value_noise(self, s: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Lattice noise: random values at integer (s, t), smoothstep-blended in between."""
@@ -102,13 +107,16 @@ class ProceduralTexture:
         fs = fs * fs * (3.0 - 2.0 * fs)
         ft = ft * ft * (3.0 - 2.0 * ft)
         # Wrap to the table with a power-of-two mask (works for negative cells too).
-        i0 = s0.astype(np.int32) & (_NOISE_TABLE - 1)
+        # Flat indices into the table (a 1-D take is the cheapest gather).
+        i0 = (s0.astype(np.int32) & (_NOISE_TABLE - 1)) * _NOISE_TABLE
         j0 = t0.astype(np.int32) & (_NOISE_TABLE - 1)
-        i1 = (i0 + 1) & (_NOISE_TABLE - 1)
+        i1 = (i0 + _NOISE_TABLE) & (_NOISE_TABLE * _NOISE_TABLE - 1)
         j1 = (j0 + 1) & (_NOISE_TABLE - 1)
-        table = self.noise_table.astype(np.float32)
-        top = table[i0, j0] + fs * (table[i1, j0] - table[i0, j0])
-        bottom = table[i0, j1] + fs * (table[i1, j1] - table[i0, j1])
+        table = self.noise_table.astype(np.float32).ravel()
+        v00, v10 = np.take(table, i0 + j0), np.take(table, i1 + j0)
+        v01, v11 = np.take(table, i0 + j1), np.take(table, i1 + j1)
+        top = v00 + fs * (v10 - v00)
+        bottom = v01 + fs * (v11 - v01)
         return top + ft * (bottom - top)
 
 
@@ -258,7 +266,9 @@ def render_image(surfaces: tuple[Surface, ...] | list[Surface], camera: StereoCa
     """Colour (H, W, 3) float32 RGB (unclipped, black where nothing is hit) of a view whose
     ``depth`` and ``index`` come from :func:`render_depth`."""
     origin_x, cx = _eye(camera, eye)
-    image = np.zeros((camera.height, camera.width, 3), dtype=np.float32)
+    a, b = _ray_grid(camera, cx)
+    a, b = a[0], b[:, 0]
+    image = np.zeros((camera.height * camera.width, 3), dtype=np.float32)
     for i, surface in enumerate(surfaces):
         window = _pixel_window(surface, camera, origin_x, cx)
         if window is None:
@@ -269,13 +279,13 @@ def render_image(surfaces: tuple[Surface, ...] | list[Surface], camera: StereoCa
         rows += window[0].start
         cols += window[1].start
         z = depth[rows, cols]
-        rel_x = (cols - cx) / camera.fx * z + origin_x - surface.origin[0]
-        rel_y = (rows - camera.cy) / camera.fy * z - surface.origin[1]
-        rel_z = z - surface.origin[2]
-        u = surface.axis_u[0] * rel_x + surface.axis_u[1] * rel_y + surface.axis_u[2] * rel_z
-        v = surface.axis_v[0] * rel_x + surface.axis_v[1] * rel_y + surface.axis_v[2] * rel_z
-        image[rows, cols] = surface.texture(u, v)
-    return image
+        a_hit, b_hit = a[cols], b[rows]
+        # Plane coordinates of camera + z * (a, b, 1), as in Surface.intersect.
+        rel = np.array([origin_x, 0.0, 0.0]) - surface.origin
+        u, v = (z * (axis[0] * a_hit + axis[1] * b_hit + axis[2]) + axis @ rel
+                for axis in (surface.axis_u, surface.axis_v))
+        image[rows * camera.width + cols] = surface.texture(u, v)
+    return image.reshape(camera.height, camera.width, 3)
 
 
 def occlusion_mask(surfaces: tuple[Surface, ...] | list[Surface], camera: StereoCamera,
