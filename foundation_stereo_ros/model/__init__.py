@@ -1,1 +1,17 @@
-"""FoundationStereo network in plain PyTorch (no ROS imports)."""
+"""FoundationStereo network in plain PyTorch (no ROS imports).
+
+Public API::
+
+    model, cfg = load_checkpoint('pretrained_models/11-33-40/model_best_bp2.pth', device='cuda')
+    padder = InputPadder(left.shape, divis_by=32)
+    disp = padder.unpad(model(*padder.pad(left, right), iters=32, test_mode=True))
+
+``left`` / ``right`` are (B, 3, H, W) RGB float tensors with values 0..255.
+"""
+from .checkpoint import CheckpointError, build_model, load_checkpoint
+from .config import ConfigError
+from .foundation_stereo import FoundationStereo
+from .padder import InputPadder
+
+__all__ = ['build_model', 'load_checkpoint', 'FoundationStereo', 'InputPadder',
+           'CheckpointError', 'ConfigError']

@@ -1,0 +1,231 @@
+"""Building FoundationStereo from a config and loading released checkpoints.
+
+A released checkpoint is a folder: ``model_best_bp2.pth`` (weights under ``'model'``, plus
+training bookkeeping) and ``cfg.yaml`` (the architecture fields, see :mod:`.config`). Loading
+uses ``torch.load(weights_only=True)``; the file is memory-mapped when possible so that unused
+entries (e.g. optimizer state) are never read. Every failure raises :class:`CheckpointError`
+with what was wrong and what to do.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import torch
+import yaml
+
+from .config import VIT_SIZES, ConfigError, normalize_config
+from .foundation_stereo import FoundationStereo
+
+__all__ = ['CheckpointError', 'build_model', 'read_config', 'load_checkpoint',
+           'checkpoint_filter_fn', 'vit_size_of_state_dict']
+
+CONFIG_NAME = 'cfg.yaml'
+DEFAULT_WEIGHTS_NAME = 'model_best_bp2.pth'
+# DINOv2 embedding width of each ViT size; read from the class token of the weights.
+_EMBED_DIM_TO_VIT = {384: 'vits', 768: 'vitb', 1024: 'vitl'}
+_CLS_TOKEN_KEY = 'feature.dino.depth_anything.pretrained.cls_token'
+_VIT_NAMES = {'vits': 'ViT-S', 'vitb': 'ViT-B', 'vitl': 'ViT-L'}
+
+PathLike = Union[str, Path]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint (weights file or its cfg.yaml) that cannot be loaded."""
+
+
+def build_model(cfg: Mapping[str, Any] | None) -> FoundationStereo:
+    """A FoundationStereo network for ``cfg`` (cfg.yaml content), randomly initialised, eval mode.
+
+    Raises :class:`.config.ConfigError` (a ``ValueError``) for unusable config values.
+    """
+    return FoundationStereo(cfg).eval()
+
+
+def read_config(path: PathLike) -> dict[str, Any]:
+    """Read a ``cfg.yaml`` into a plain dict (no validation)."""
+    path = Path(path)
+    try:
+        with open(path, encoding='utf-8') as stream:
+            cfg = yaml.safe_load(stream)
+    except yaml.YAMLError as err:
+        raise CheckpointError(f'{path} is not valid YAML: {err}') from err
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f'{path} is not a text (YAML) file: {err}') from err
+    if cfg is None:
+        cfg = {}
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f'{path} must hold a mapping of config fields, got '
+                              f'{type(cfg).__name__}')
+    return cfg
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remap foreign key layouts to the official one (all in one place).
+
+    Only one remapping is known to be needed: checkpoints saved from a
+    ``DistributedDataParallel`` wrapper prefix every key with ``module.``.
+    """
+    keys = list(state_dict)
+    if keys and all(k.startswith('module.') for k in keys):
+        return {k[len('module.'):]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def vit_size_of_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """'vits' / 'vitb' / 'vitl' from the DINOv2 embedding width, or None if not recognisable."""
+    token = state_dict.get(_CLS_TOKEN_KEY)
+    if not isinstance(token, torch.Tensor) or token.dim() == 0:
+        return None
+    return _EMBED_DIM_TO_VIT.get(int(token.shape[-1]))
+
+
+def _resolve_weights(path: Path) -> Path:
+    if path.is_dir():
+        candidate = path / DEFAULT_WEIGHTS_NAME
+        if candidate.is_file():
+            return candidate
+        found = sorted(path.glob('*.pth'))
+        if len(found) == 1:
+            return found[0]
+        raise CheckpointError(f'{path} is a folder without a single .pth weights file '
+                              f'(expected {DEFAULT_WEIGHTS_NAME}); pass the weights file')
+    if not path.is_file():
+        raise CheckpointError(f'checkpoint not found: {path}')
+    return path
+
+
+def _check_torch_file(path: Path) -> None:
+    """Reject files that cannot be torch.save output, before unpickling anything."""
+    with open(path, 'rb') as stream:
+        head = stream.read(4)
+    if not head:
+        raise CheckpointError(f'{path} is empty; download or copy the checkpoint again')
+    if head.startswith(b'PK'):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile as err:
+            raise CheckpointError(f'{path} is a damaged zip archive ({err}); download or '
+                                  f'copy the checkpoint again') from err
+        if not any(name.endswith('/data.pkl') for name in names):
+            raise CheckpointError(f'{path} is a zip archive but not a PyTorch checkpoint '
+                                  f'(no data.pkl inside; holds {names[:3]}); expected the '
+                                  f'{DEFAULT_WEIGHTS_NAME} of a FoundationStereo release')
+    elif head[0] != 0x80:   # legacy torch.save files are pickles (protocol opcode 0x80)
+        raise CheckpointError(f'{path} is not a PyTorch checkpoint (neither a torch.save zip '
+                              f'archive nor a pickle); expected the {DEFAULT_WEIGHTS_NAME} of '
+                              f'a FoundationStereo release')
+
+
+def _torch_load(path: Path) -> Any:
+    """torch.load(weights_only=True) on CPU, memory-mapped when the format allows it."""
+    _check_torch_file(path)
+
+    def load(mmap: bool) -> Any:
+        return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+
+    try:
+        try:
+            return load(mmap=True)
+        except RuntimeError as err:
+            if 'mmap can only be used' not in str(err):
+                raise
+            return load(mmap=False)      # legacy (non-zip) serialization cannot be mapped
+    except pickle.UnpicklingError as err:
+        if 'Weights only load failed' in str(err):
+            raise CheckpointError(
+                f'{path} contains Python objects other than tensors and plain containers, so '
+                f'torch.load(weights_only=True) refused it (or it is damaged). If you trust '
+                f'the file, re-save only its weights once: ckpt = torch.load(path, '
+                f'weights_only=False); torch.save({{"model": ckpt["model"]}}, path)') from err
+        raise CheckpointError(f'{path} is not a PyTorch checkpoint (unpickling failed: {err}); '
+                              f'expected the {DEFAULT_WEIGHTS_NAME} of a FoundationStereo '
+                              f'release') from err
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile,
+            AttributeError, TypeError, IndexError, KeyError) as err:
+        first_line = str(err).splitlines()[0] if str(err) else repr(err)
+        raise CheckpointError(f'{path} could not be read as a PyTorch checkpoint '
+                              f'({type(err).__name__}: {first_line}); download or copy it '
+                              f'again') from err
+
+
+def _state_dict_of(ckpt: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(ckpt, Mapping) and isinstance(ckpt.get('model'), Mapping):
+        state_dict = ckpt['model']
+    elif isinstance(ckpt, Mapping) and ckpt and all(
+            isinstance(v, torch.Tensor) for v in ckpt.values()):
+        state_dict = ckpt      # a bare state dict
+    else:
+        found = list(ckpt)[:8] if isinstance(ckpt, Mapping) else type(ckpt).__name__
+        raise CheckpointError(f"{path} holds no FoundationStereo weights: expected a dict "
+                              f"with the state dict under 'model' (or a bare state dict), "
+                              f"found {found}")
+    bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f'{path}: state-dict entries that are not tensors: {bad[:5]}')
+    return checkpoint_filter_fn(state_dict)
+
+
+def _few(names: list[str], n: int = 5) -> str:
+    shown = ', '.join(names[:n])
+    return shown + (f', ... ({len(names)} in all)' if len(names) > n else '')
+
+
+def load_checkpoint(path: PathLike, device: Union[str, torch.device] = 'cpu',
+                    ) -> tuple[FoundationStereo, dict[str, Any]]:
+    """Load a released FoundationStereo checkpoint.
+
+    Args:
+        path: the weights file (``model_best_bp2.pth``) or its folder; ``cfg.yaml`` must be in
+            the same folder.
+        device: where to put the model.
+
+    Returns:
+        ``(model, cfg)``: the network in eval mode on ``device`` and the validated config
+        (cfg.yaml content with defaults filled in).
+    """
+    weights = _resolve_weights(Path(path))
+    cfg_path = weights.parent / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise CheckpointError(
+            f'{CONFIG_NAME} not found next to {weights}. FoundationStereo checkpoints are '
+            f'folders (e.g. pretrained_models/23-51-11/ with {DEFAULT_WEIGHTS_NAME} and '
+            f'{CONFIG_NAME}): copy the whole folder, not only the .pth file')
+    raw_cfg = read_config(cfg_path)
+    try:
+        cfg = normalize_config(raw_cfg)
+    except ConfigError as err:
+        raise CheckpointError(f'{cfg_path}: {err}') from err
+
+    state_dict = _state_dict_of(_torch_load(weights), weights)
+    weights_vit = vit_size_of_state_dict(state_dict)
+    if weights_vit is not None and weights_vit != cfg['vit_size']:
+        said = (f"vit_size: {raw_cfg['vit_size']}" if raw_cfg.get('vit_size') is not None
+                else "no vit_size (which means vitl, as upstream)")
+        raise CheckpointError(
+            f'{weights} holds {_VIT_NAMES[weights_vit]} weights but {cfg_path} says {said}: '
+            f'set "vit_size: {weights_vit}" in {CONFIG_NAME} (or use the cfg.yaml that came '
+            f'with these weights)')
+
+    model = build_model(cfg)
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as err:   # shape mismatches
+        raise CheckpointError(f'{weights} does not fit the network described by {cfg_path} '
+                              f'(vit_size {cfg["vit_size"]}): {err}') from err
+    if result.missing_keys or result.unexpected_keys:
+        parts = []
+        if result.missing_keys:
+            parts.append(f'missing keys: {_few(result.missing_keys)}')
+        if result.unexpected_keys:
+            parts.append(f'unexpected keys: {_few(result.unexpected_keys)}')
+        hint = (f'weights look like {_VIT_NAMES[weights_vit]}; '
+                if weights_vit in VIT_SIZES else '')
+        raise CheckpointError(f'{weights} is not a FoundationStereo checkpoint for this '
+                              f'network ({hint}{"; ".join(parts)}). Use an official '
+                              f'release with its own {CONFIG_NAME}')
+    del state_dict
+    return model.to(torch.device(device)).eval(), cfg
