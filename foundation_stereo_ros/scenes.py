@@ -65,8 +65,8 @@ class ProceduralTexture:
         # Mostly luminance with some colour: a common amplitude per wave, tinted per channel.
         # Amplitude grows with wavelength (like natural images' spectra), so that the finest
         # waves never dominate and turn a patch into a repetitive grating.
-        amplitudes = (rng.uniform(5.0, 10.0, count) * np.sqrt(wavelengths / min_wavelength)
-                      )[None, :] * rng.uniform(0.6, 1.4, (3, count))
+        wave_amplitudes = rng.uniform(5.0, 10.0, count) * np.sqrt(wavelengths / min_wavelength)
+        amplitudes = wave_amplitudes[None, :] * rng.uniform(0.6, 1.4, (3, count))
         return cls(
             base=rng.uniform(70.0, 185.0, 3),
             wave_vectors=wave_vectors,

@@ -1,0 +1,34 @@
+"""Disparity backends and a registry that builds one by name.
+
+Backend modules are imported only when asked for, so the SGBM path never loads the network
+code (nor its weights) and the network path never needs OpenCV's matcher.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from foundation_stereo_ros.backends.base import DisparityBackend
+
+__all__ = ['BACKENDS', 'DisparityBackend', 'make_backend']
+
+# name -> (module, class)
+BACKENDS: dict[str, tuple[str, str]] = {
+    'sgbm': ('foundation_stereo_ros.backends.sgbm', 'SgbmBackend'),
+    'foundation_stereo': ('foundation_stereo_ros.backends.foundation_stereo',
+                          'FoundationStereoBackend'),
+}
+
+
+def make_backend(name: str, **options: Any) -> DisparityBackend:
+    """Build the backend registered as ``name`` with keyword ``options`` for its constructor.
+
+    Raises ValueError for an unknown name, listing the valid ones.
+    """
+    try:
+        module_name, class_name = BACKENDS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f'unknown disparity backend {name!r}; valid names: '
+                         f'{", ".join(sorted(BACKENDS))}') from None
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    return backend_class(**options)

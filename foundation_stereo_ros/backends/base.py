@@ -1,0 +1,67 @@
+"""The interface every disparity backend implements (no ROS, no model imports)."""
+from __future__ import annotations
+
+import abc
+
+import torch
+
+__all__ = ['DisparityBackend']
+
+
+class DisparityBackend(abc.ABC):
+    """Turns a rectified stereo pair into a disparity map for the left image.
+
+    Subclasses set the attributes (as class or instance attributes) and implement
+    :meth:`compute`:
+
+    - ``name``: registry name, e.g. ``'sgbm'``.
+    - ``device``: where :meth:`compute` expects its inputs and returns its output.
+    - ``delta_d``: smallest step between two disparity values the backend can output (pixels).
+    - ``max_disparity``: largest disparity it can output (pixels), ``None`` if unbounded.
+    - ``min_disparity``: smallest disparity it searches (pixels), 0 unless the backend shifts
+      its search range.
+    """
+
+    name: str
+    device: torch.device
+    delta_d: float
+    max_disparity: float | None
+    min_disparity: float = 0.0
+
+    @abc.abstractmethod
+    def compute(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Disparity of the left image.
+
+        ``left``, ``right``: (3, H, W) float32 RGB 0..255 tensors on ``self.device``. Returns an
+        (H, W) float32 tensor on ``self.device`` of disparities in pixels, ``x_left - x_right``
+        (the principal point offset is not removed), NaN where there is no estimate.
+        """
+
+    def describe(self) -> dict[str, str]:
+        """Backend identity and settings, as strings for diagnostics."""
+        max_disparity = getattr(self, 'max_disparity', None)
+        return {
+            'backend': self.name,
+            'device': str(self.device),
+            'delta_d': f'{self.delta_d:g}',
+            'max_disparity': 'unbounded' if max_disparity is None else f'{max_disparity:g}',
+        }
+
+    def check_pair(self, left: torch.Tensor, right: torch.Tensor) -> None:
+        """Raise ValueError, saying what is wrong, unless the pair fits :meth:`compute`."""
+        for side, image in (('left', left), ('right', right)):
+            if not isinstance(image, torch.Tensor):
+                raise ValueError(f'{self.name}: {side} image must be a torch.Tensor, '
+                                 f'got {type(image).__name__}')
+            if image.ndim != 3 or image.shape[0] != 3:
+                raise ValueError(f'{self.name}: {side} image must be (3, H, W) RGB, got shape '
+                                 f'{tuple(image.shape)}')
+            if image.dtype != torch.float32:
+                raise ValueError(f'{self.name}: {side} image must be float32 0..255, got '
+                                 f'{image.dtype}')
+            if image.device != self.device:
+                raise ValueError(f'{self.name}: {side} image is on {image.device} but this '
+                                 f'backend runs on {self.device}; move it there first')
+        if left.shape != right.shape:
+            raise ValueError(f'{self.name}: left and right images differ in size: '
+                             f'{tuple(left.shape)} vs {tuple(right.shape)}')
