@@ -303,6 +303,22 @@ def test_point_cloud_with_rgb_layout():
         assert point['rgb_bits'] == (r << 16) | (g << 8) | b
 
 
+def test_point_cloud_without_in_place_opencv(monkeypatch):
+    """An OpenCV that returns new arrays from mixChannels: the numpy fallback gives the same."""
+    points, rgb = organized_points()
+    expected = bytes(msgs.make_point_cloud(points, rgb, header()).data)
+    monkeypatch.setattr(msgs.cv2, 'mixChannels', lambda src, dst, pairs: [d.copy() for d in dst])
+    assert bytes(msgs.make_point_cloud(points, rgb, header()).data) == expected
+
+
+def test_point_cloud_empty_and_float64():
+    msg = msgs.make_point_cloud(np.zeros((0, 3)), np.zeros((0, 3), np.uint8), header())
+    assert (msg.height, msg.width, len(msg.data)) == (1, 0, 0)
+    points, rgb = organized_points()
+    msg = msgs.make_point_cloud(points.astype(np.float64), rgb, header())
+    np.testing.assert_array_equal(msgs.read_points(msg)['y'], points[..., 1])
+
+
 def test_point_cloud_xyz_only_like_create_cloud_xyz32():
     points, _ = organized_points()
     msg = msgs.make_point_cloud(points, None, header())

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Time the ROS message conversions of foundation_stereo_ros.msgs at camera resolution.
+
+Prints the median (and min) wall time of N calls for each conversion. Target: building the
+coloured organized PointCloud2 at 1280x720 in under 10 ms on 2 CPU cores.
+
+    PYTHONPATH=. python benchmarks/bench_msgs.py [--width 1280 --height 720 --repeat 30]
+"""
+from __future__ import annotations
+
+import argparse
+import array
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+from std_msgs.msg import Header
+
+from foundation_stereo_ros import msgs
+from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.geometry import depth_to_points, disparity_to_depth
+
+
+def timed(name: str, function: Callable[[], object], repeat: int) -> None:
+    function()  # warm-up: first-touch allocations, cv2 / numpy dispatch
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    print(f'{name:<44s} median {statistics.median(times) * 1e3:8.2f} ms   '
+          f'min {min(times) * 1e3:8.2f} ms')
+
+
+def padded_message(image: np.ndarray, encoding: str, pad: int) -> object:
+    """An Image whose rows carry `pad` extra bytes, as some drivers send them."""
+    rows = image.reshape(image.shape[0], -1).view(np.uint8)
+    padded = np.concatenate([rows, np.zeros((rows.shape[0], pad), np.uint8)], axis=1)
+    msg = msgs.array_to_image(image, encoding)
+    msg.step = padded.shape[1]
+    msg.data = array.array('B', padded.tobytes())
+    return msg
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--width', type=int, default=1280)
+    parser.add_argument('--height', type=int, default=720)
+    parser.add_argument('--repeat', type=int, default=30)
+    args = parser.parse_args()
+    width, height, n = args.width, args.height, args.repeat
+
+    rng = np.random.default_rng(0)
+    camera = StereoCamera(width=width, height=height, fx=0.8 * width, fy=0.8 * width,
+                          cx=width / 2, cy=height / 2, baseline=0.12)
+    header = Header(frame_id='left_optical')
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    mono16 = rng.integers(0, 65536, (height, width), dtype=np.uint16)
+    disparity = rng.uniform(1.0, 200.0, (height, width)).astype(np.float32)
+    disparity[rng.random((height, width)) < 0.1] = np.nan
+    depth = disparity_to_depth(disparity, camera)
+    points = depth_to_points(depth, camera)
+
+    rgb_msg = msgs.array_to_image(rgb, 'rgb8', header)
+    bgr_msg = msgs.array_to_image(bgr, 'bgr8', header)
+    mono16_msg = msgs.array_to_image(mono16, 'mono16', header)
+    padded_bgr_msg = padded_message(bgr, 'bgr8', 64)
+    cloud_msg = msgs.make_point_cloud(points, rgb, header)
+
+    print(f'{width}x{height}, median of {n} calls')
+    timed('image_to_array rgb8 (zero-copy view)', lambda: msgs.image_to_array(rgb_msg), n)
+    timed('image_to_rgb8 rgb8', lambda: msgs.image_to_rgb8(rgb_msg), n)
+    timed('image_to_rgb8 bgr8', lambda: msgs.image_to_rgb8(bgr_msg), n)
+    timed('image_to_rgb8 bgr8, padded step', lambda: msgs.image_to_rgb8(padded_bgr_msg), n)
+    timed('image_to_rgb8 mono16', lambda: msgs.image_to_rgb8(mono16_msg), n)
+    timed('array_to_image rgb8', lambda: msgs.array_to_image(rgb, 'rgb8', header), n)
+    timed('make_depth_image 32FC1', lambda: msgs.make_depth_image(depth, header), n)
+    timed('make_disparity_image', lambda: msgs.make_disparity_image(
+        disparity, camera, header, min_disparity=0.0, max_disparity=416.0, delta_d=1 / 32), n)
+    timed('make_camera_info', lambda: msgs.make_camera_info(camera, header), n)
+    timed('make_point_cloud xyz + rgb', lambda: msgs.make_point_cloud(points, rgb, header), n)
+    timed('make_point_cloud xyz only', lambda: msgs.make_point_cloud(points, None, header), n)
+    timed('read_points (view)', lambda: msgs.read_points(cloud_msg), n)
+    timed('geometry: disparity_to_depth (numpy)', lambda: disparity_to_depth(disparity, camera),
+          n)
+    timed('geometry: depth_to_points (numpy)', lambda: depth_to_points(depth, camera), n)
+
+
+if __name__ == '__main__':
+    main()
