@@ -211,11 +211,14 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = 'cpu',
             f'with these weights)')
 
     model = build_model(cfg)
-    try:
-        result = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as err:   # shape mismatches
+    expected = model.state_dict()
+    mismatched = [f'{k} {tuple(v.shape)} (network: {tuple(expected[k].shape)})'
+                  for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
+    if mismatched:
         raise CheckpointError(f'{weights} does not fit the network described by {cfg_path} '
-                              f'(vit_size {cfg["vit_size"]}): {err}') from err
+                              f'(vit_size {cfg["vit_size"]}); shape mismatches: '
+                              f'{_few(mismatched, 3)}')
+    result = model.load_state_dict(state_dict, strict=False)
     if result.missing_keys or result.unexpected_keys:
         parts = []
         if result.missing_keys:
