@@ -36,6 +36,7 @@ _NAMED_ENCODINGS = {
 _DEPTHS = {'8U': 'u1', '8S': 'i1', '16U': 'u2', '16S': 'i2', '32S': 'i4', '32F': 'f4', '64F': 'f8'}
 _GENERIC = {f'{depth}C{channels}': (code, channels)
             for depth, code in _DEPTHS.items() for channels in (1, 2, 3, 4)}
+_GENERIC.update({depth: (code, 1) for depth, code in _DEPTHS.items()})  # '32F' = '32FC1'
 _ENCODINGS = {**_NAMED_ENCODINGS, **_GENERIC}
 
 #: Every encoding :func:`image_to_array` and :func:`array_to_image` accept.

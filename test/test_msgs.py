@@ -31,8 +31,8 @@ NAMED = {'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1), 'rgb8': (np.uint8, 3)
 def encoding_layout(encoding):
     if encoding in NAMED:
         return NAMED[encoding]
-    depth, channels = encoding.split('C')
-    return DEPTH_DTYPES[depth], int(channels)
+    depth, _, channels = encoding.partition('C')
+    return DEPTH_DTYPES[depth], int(channels or 1)
 
 
 def random_image(encoding, height=5, width=7):
