@@ -1,0 +1,110 @@
+"""SGBM backend on generated scenes: runtime and accuracy against exact ground truth.
+
+Usage: python benchmarks/bench_sgbm.py [--sizes 640x480 1280x720] [--seeds 0 1 2] [--repeat 3]
+
+For each scene and option set prints the median runtime of ``SgbmBackend.compute`` over
+``--repeat`` runs, the coverage (share of non-occluded pixels with an estimate), bad-1px and
+bad-3px (shares of those estimates more than 1 / 3 px off), the mean absolute error (px) and the
+share of occluded pixels that still got an estimate. Also times scene generation.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from foundation_stereo_ros.backends.sgbm import SgbmBackend
+from foundation_stereo_ros.scenes import StereoScene, make_scene
+
+OPTION_SETS = {
+    'default': {},
+    'lr_check': {'lr_check': True},
+    'color': {'color': True},
+    'no_pad': {'pad_left': False},
+}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480)."""
+    try:
+        width, height = (int(part) for part in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must look like 640x480, got {text!r}') from None
+    return width, height
+
+
+def num_disparities_for(scene: StereoScene) -> int:
+    """Smallest multiple of 16 above the scene's largest disparity."""
+    return int(np.ceil((float(scene.disparity.max()) + 1.0) / 16.0) * 16)
+
+
+def score(disparity: np.ndarray, scene: StereoScene) -> dict[str, float]:
+    visible = ~scene.occluded
+    valid = np.isfinite(disparity)
+    error = np.abs(disparity - scene.disparity)[valid & visible]
+    return {
+        'coverage': (valid & visible).sum() / visible.sum(),
+        'bad1': float(np.mean(error > 1.0)),
+        'bad3': float(np.mean(error > 3.0)),
+        'mae': float(error.mean()),
+        'occ_est': (valid & ~visible).sum() / max((~visible).sum(), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--sizes', nargs='+', type=parse_size,
+                        default=[(640, 480), (1280, 720)])
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--noise', type=float, default=1.0, help='image noise, grey levels')
+    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--options', nargs='+', choices=sorted(OPTION_SETS),
+                        default=list(OPTION_SETS))
+    args = parser.parse_args()
+
+    print(f'cpu cores: {os.cpu_count()}, opencv {cv2.__version__} threads '
+          f'{cv2.getNumThreads()}, torch {torch.__version__}')
+    header = (f'{"size":>9} {"seed":>4} {"options":>8} {"ndisp":>5} {"time_ms":>8} '
+              f'{"coverage":>8} {"bad1":>6} {"bad3":>6} {"mae_px":>6} {"occ_est":>7}')
+    totals: dict[tuple, list[dict[str, float]]] = {}
+    print(header)
+    for width, height in args.sizes:
+        for seed in args.seeds:
+            start = time.perf_counter()
+            scene = make_scene(width, height, seed=seed, noise=args.noise)
+            scene_ms = (time.perf_counter() - start) * 1e3
+            left, right = (torch.from_numpy(image).permute(2, 0, 1).float()
+                           for image in (scene.left, scene.right))
+            ndisp = num_disparities_for(scene)
+            for key in args.options:
+                backend = SgbmBackend(num_disparities=ndisp, **OPTION_SETS[key])
+                backend.compute(left, right)  # warm-up (thread pool, allocations)
+                times = []
+                for _ in range(args.repeat):
+                    start = time.perf_counter()
+                    disparity = backend.compute(left, right)
+                    times.append(time.perf_counter() - start)
+                figures = score(disparity.numpy(), scene)
+                figures['time_ms'] = statistics.median(times) * 1e3
+                totals.setdefault((width, height, key), []).append(figures)
+                print(f'{width:>4}x{height:<4} {seed:>4} {key:>8} {ndisp:>5} '
+                      f'{figures["time_ms"]:8.1f} {figures["coverage"]:8.4f} '
+                      f'{figures["bad1"]:6.4f} {figures["bad3"]:6.4f} {figures["mae"]:6.3f} '
+                      f'{figures["occ_est"]:7.4f}')
+            print(f'{"":>9} {seed:>4} scene generation {scene_ms:.0f} ms')
+    print('\nmeans over seeds')
+    print(header)
+    for (width, height, key), rows in totals.items():
+        mean = {name: float(np.mean([row[name] for row in rows])) for name in rows[0]}
+        print(f'{width:>4}x{height:<4} {"all":>4} {key:>8} {"":>5} {mean["time_ms"]:8.1f} '
+              f'{mean["coverage"]:8.4f} {mean["bad1"]:6.4f} {mean["bad3"]:6.4f} '
+              f'{mean["mae"]:6.3f} {mean["occ_est"]:7.4f}')
+
+
+if __name__ == '__main__':
+    main()
