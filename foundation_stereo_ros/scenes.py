@@ -354,20 +354,25 @@ class _LayoutBuilder:
         self.a_range = (-camera.cx / camera.fx, (camera.width - 1 - camera.cx) / camera.fx)
         self.b_range = (-camera.cy / camera.fy, (camera.height - 1 - camera.cy) / camera.fy)
 
-    def _texture(self, normal: np.ndarray, far_depth: float) -> ProceduralTexture:
-        # One metre at depth Z spans fx / Z pixels, less by the foreshortening |n_z|.
-        foreshortening = max(abs(normal[2]) / np.linalg.norm(normal), 0.3)
+    def _texture(self, normal: np.ndarray, points: np.ndarray) -> ProceduralTexture:
+        """A texture for a patch with ``normal`` spanned by ``points`` (its corners)."""
+        normal = normal / np.linalg.norm(normal)
+        # One metre at depth Z spans fx / Z pixels, shrunk by the cosine between the normal and
+        # the viewing ray: take the worst over the patch's corners and both cameras.
+        eyes = np.array([[0.0, 0.0, 0.0], [self.camera.baseline, 0.0, 0.0]])
+        rays = points[None, :, :] - eyes[:, None, :]
+        cosines = np.abs(rays @ normal) / np.linalg.norm(rays, axis=2)
+        foreshortening = max(float(cosines.min()), 0.05)
+        far_depth = min(float(points[:, 2].max()), self.max_depth)
         min_wavelength = _MIN_PERIOD_PX * far_depth / (self.camera.fx * foreshortening)
-        shade = 0.6 + 0.4 * abs(float(normal @ _LIGHT)) / np.linalg.norm(normal)
+        shade = 0.6 + 0.4 * abs(float(normal @ _LIGHT))
         return ProceduralTexture.random(self.rng, min_wavelength, shade)
 
     def add_patch(self, origin: np.ndarray, axis_u: np.ndarray, axis_v: np.ndarray,
                   half_u: float, half_v: float) -> None:
-        surface_normal = np.cross(axis_u, axis_v)
         corners = _corners(origin, axis_u, axis_v, half_u, half_v)
-        far = min(float(corners[:, 2].max()), self.max_depth)
-        self.surfaces.append(Surface(origin, axis_u, axis_v, half_u, half_v,
-                                     self._texture(surface_normal, far)))
+        texture = self._texture(np.cross(axis_u, axis_v), corners)
+        self.surfaces.append(Surface(origin, axis_u, axis_v, half_u, half_v, texture))
 
     def point_at(self, depth: float, margin: float = 0.1) -> np.ndarray:
         """A 3D point at ``depth`` that projects inside the image (away from its border)."""
@@ -403,11 +408,11 @@ class _LayoutBuilder:
         normal = np.array([alpha, beta, gamma])
         axis_u, axis_v = _frame_for_normal(normal)
         origin = np.array([0.0, 0.0, central])
-        corner_inverse_depths = [alpha * a + beta * b + gamma
-                                 for a in self.a_range for b in self.b_range]
-        far = 1.0 / min(corner_inverse_depths)
+        # Where the image corners' rays meet the plane.
+        corners = np.array([[a, b, 1.0] for a in self.a_range for b in self.b_range])
+        corners /= (corners @ normal)[:, None]
         self.surfaces.append(Surface(origin, axis_u, axis_v, math.inf, math.inf,
-                                     self._texture(normal, far)))
+                                     self._texture(normal, corners)))
         return central
 
     def add_slanted_panel(self, background_depth: float) -> None:
