@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Optional, Union
+from typing import Any
 
-Value = Union[bool, int, float, str]
+Value = bool | int | float | str
 
 BACKENDS = ('foundation_stereo', 'sgbm')
 DEVICES = ('auto', 'cuda', 'cpu')
@@ -41,8 +42,8 @@ class ParamSpec:
     name: str
     default: Value
     description: str
-    low: Optional[float] = None
-    high: Optional[float] = None
+    low: float | None = None
+    high: float | None = None
     step: int = 0
     choices: tuple[str, ...] = ()
     runtime: bool = False
@@ -113,7 +114,7 @@ PARAMS: tuple[ParamSpec, ...] = (
           choices=INPUT_QOS),
     _spec('output_qos_depth', 5, 'History depth of the (reliable) output publishers.',
           low=1, high=100, step=1),
-    _spec('num_disparities', 256, 'SGBM disparity search range in pixels (multiple of 16).',
+    _spec('num_disparities', 128, 'SGBM disparity search range in pixels (multiple of 16).',
           low=16, high=1024, step=16),
     _spec('block_size', 5, 'SGBM matching block size in pixels (odd).',
           low=1, high=31, step=2),
@@ -128,7 +129,7 @@ SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
 DEFAULTS: dict[str, Value] = {spec.name: spec.default for spec in PARAMS}
 
 
-def check_value(name: str, value: Any) -> Optional[str]:
+def check_value(name: str, value: Any) -> str | None:
     """Return why ``value`` is not acceptable for parameter ``name``, or None if it is."""
     spec = SPECS.get(name)
     if spec is None:
@@ -162,7 +163,7 @@ def _check_together(values: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-def check_changes(current: Mapping[str, Any], changes: Mapping[str, Any]) -> Optional[str]:
+def check_changes(current: Mapping[str, Any], changes: Mapping[str, Any]) -> str | None:
     """Return why the runtime ``changes`` must be rejected, or None to accept them all.
 
     ``current`` holds every parameter's value now; the changes are judged together (so
@@ -212,7 +213,7 @@ class NodeSettings:
     diagnostics_period: float
 
     @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> 'NodeSettings':
+    def from_values(cls, values: Mapping[str, Any]) -> NodeSettings:
         """Validate ``values`` (missing names take defaults); ValueError lists every problem."""
         merged = {**DEFAULTS, **values}
         errors = [r for r in (check_value(k, v) for k, v in merged.items()) if r]

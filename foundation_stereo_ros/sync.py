@@ -19,8 +19,9 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Optional, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 SYNC_POLICIES = ('exact', 'approximate')
 
@@ -36,7 +37,7 @@ class SyncCounters:
     dropped: int = 0          # messages discarded without ever being part of a set
     resets: int = 0           # times the queues were reset because a stamp went backwards
 
-    def copy(self) -> 'SyncCounters':
+    def copy(self) -> SyncCounters:
         """Return a snapshot that later updates do not touch."""
         return SyncCounters(list(self.received), self.matched, self.dropped, self.resets)
 
@@ -50,7 +51,7 @@ class StereoSynchronizer:
 
     def __init__(self, num_inputs: int = 4, *, policy: str = 'exact', queue_size: int = 10,
                  slop: float = 0.01,
-                 on_reset: Optional[Callable[[int, int, int], None]] = None) -> None:
+                 on_reset: Callable[[int, int, int], None] | None = None) -> None:
         """Create a synchroniser.
 
         Args:
@@ -72,13 +73,13 @@ class StereoSynchronizer:
         self.num_inputs = num_inputs
         self.policy = policy
         self.queue_size = int(queue_size)
-        self.slop_ns = int(round(slop * 1e9))
+        self.slop_ns = round(slop * 1e9)
         self.on_reset = on_reset
         self._lock = threading.Lock()
         self._queues: list[deque[tuple[int, Any]]] = [deque() for _ in range(num_inputs)]
-        self._last_stamp: list[Optional[int]] = [None] * num_inputs
+        self._last_stamp: list[int | None] = [None] * num_inputs
         # Stamp of each input's message in the last emitted set.
-        self._last_emitted: list[Optional[int]] = [None] * num_inputs
+        self._last_emitted: list[int | None] = [None] * num_inputs
         self._counters = SyncCounters(received=[0] * num_inputs)
 
     @property
@@ -97,7 +98,7 @@ class StereoSynchronizer:
         with self._lock:
             self._clear()
 
-    def add(self, index: int, stamp_ns: int, msg: Any) -> Optional[list[Any]]:
+    def add(self, index: int, stamp_ns: int, msg: Any) -> list[Any] | None:
         """Add ``msg`` stamped ``stamp_ns`` (integer nanoseconds) on input ``index``.
 
         Returns the complete set (messages in input order) if this message completed one.
@@ -130,7 +131,7 @@ class StereoSynchronizer:
         self._last_stamp = [None] * self.num_inputs
         self._last_emitted = [None] * self.num_inputs
 
-    def _add_locked(self, index: int, stamp_ns: int, msg: Any) -> Optional[list[Any]]:
+    def _add_locked(self, index: int, stamp_ns: int, msg: Any) -> list[Any] | None:
         emitted = self._last_emitted[index]
         if emitted is not None and stamp_ns <= emitted:
             # A repeat of a stamp already used in a set: it can only form a stale set.
@@ -153,7 +154,7 @@ class StereoSynchronizer:
             return None
         return self._emit(chosen)
 
-    def _match_exact(self, stamp_ns: int) -> Optional[list[int]]:
+    def _match_exact(self, stamp_ns: int) -> list[int] | None:
         positions = []
         for q in self._queues:
             pos = next((k for k, (s, _) in enumerate(q) if s == stamp_ns), None)
@@ -162,7 +163,7 @@ class StereoSynchronizer:
             positions.append(pos)
         return positions
 
-    def _match_approximate(self, index: int, stamp_ns: int) -> Optional[list[int]]:
+    def _match_approximate(self, index: int, stamp_ns: int) -> list[int] | None:
         # Candidates per input: messages within slop of the new one (the new one itself for
         # its own input). Among all combinations, take the one with the smallest spread of
         # stamps, newest on ties. Queues are short, so the product stays small.
@@ -175,7 +176,7 @@ class StereoSynchronizer:
             if not near:
                 return None
             candidates.append(near)
-        best: Optional[tuple[int, int, tuple[int, ...]]] = None
+        best: tuple[int, int, tuple[int, ...]] | None = None
         for combo in itertools.product(*candidates):
             stamps = [self._queues[j][k][0] for j, k in enumerate(combo)]
             spread = max(stamps) - min(stamps)
@@ -223,7 +224,7 @@ class LatestSlot(Generic[T]):
     def __init__(self) -> None:
         """Create an empty, open slot."""
         self._cond = threading.Condition()
-        self._item: Optional[T] = None
+        self._item: T | None = None
         self._full = False
         self._closed = False
         self._counters = SlotCounters()
@@ -255,7 +256,7 @@ class LatestSlot(Generic[T]):
             self._cond.notify()
             return replaced
 
-    def take(self, timeout: Optional[float] = None) -> Optional[T]:
+    def take(self, timeout: float | None = None) -> T | None:
         """Return the newest item, or None when closed or after ``timeout`` seconds."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._full or self._closed, timeout):

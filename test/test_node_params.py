@@ -64,7 +64,7 @@ def test_runtime_changes_accepted_and_split():
 @pytest.mark.parametrize('name,value', [
     ('backend', 'sgbm'), ('checkpoint', '/x.pth'), ('device', 'cpu'), ('precision', 'fp16'),
     ('sync_policy', 'approximate'), ('slop', 0.05), ('queue_size', 3), ('input_qos', 'reliable'),
-    ('output_qos_depth', 1), ('num_disparities', 128),
+    ('output_qos_depth', 1), ('num_disparities', 64),
 ])
 def test_read_only_changes_rejected_with_restart_hint(name, value):
     reason = P.check_changes(P.DEFAULTS, {name: value})

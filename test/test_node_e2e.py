@@ -1,0 +1,631 @@
+"""End-to-end tests of the stereo node over real DDS (localhost, this run's ROS_DOMAIN_ID).
+
+Two set-ups:
+
+* ``stereo_node``: the node as a subprocess (``python -m foundation_stereo_ros.node`` with the
+  package params file and the sgbm backend), driven by a test node in this process that plays a
+  generated scene with exact ground truth. Checks outputs field by field, diagnostics, runtime
+  parameters, skipping work without subscribers, and a clean SIGINT shutdown.
+* ``local``: the node in this process with an injected backend, for the bad-input cases
+  (direct access to its counters, and a backend that raises CUDA out-of-memory on demand).
+
+Every wait has a timeout; nothing sleeps for a fixed time where a condition can be awaited.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from stereo_msgs.msg import DisparityImage
+
+from foundation_stereo_ros import msgs
+from foundation_stereo_ros.backends import make_backend
+from foundation_stereo_ros.backends.base import DisparityBackend
+from foundation_stereo_ros.scenes import make_scene
+from foundation_stereo_ros.synthetic_camera_node import scene_to_messages
+from foundation_stereo_ros.visualize import colorize_disparity
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS_FILE = ROOT / 'config' / 'foundation_stereo.yaml'
+WIDTH, HEIGHT = 320, 240
+NUM_DISPARITIES = 64  # > the scene's largest disparity (fx * B / min_depth = 43 px)
+TIMEOUT = 20.0
+INPUTS = (('left/image_rect', Image), ('left/camera_info', CameraInfo),
+          ('right/image_rect', Image), ('right/camera_info', CameraInfo))
+OUTPUTS = (('disparity', DisparityImage), ('depth/image_rect', Image),
+           ('depth/camera_info', CameraInfo), ('points', PointCloud2),
+           ('disparity/image_color', Image))
+
+
+@pytest.fixture(scope='module')
+def scene():
+    return make_scene(WIDTH, HEIGHT, seed=3)
+
+
+@pytest.fixture(scope='module')
+def frame(scene):
+    return list(scene_to_messages(scene, 'rgb8', 'left_cam', 'right_cam'))
+
+
+def wait_until(predicate, timeout=TIMEOUT, period=0.02, action=None):
+    """Poll ``predicate`` (calling ``action`` every 0.1 s) until true; False on timeout."""
+    deadline = time.monotonic() + timeout
+    next_action = 0.0
+    while time.monotonic() < deadline:
+        if action is not None and time.monotonic() >= next_action:
+            action()
+            next_action = time.monotonic() + 0.1
+        if predicate():
+            return True
+        time.sleep(period)
+    return bool(predicate())
+
+
+class Rig:
+    """A test node that publishes stereo frames and records what comes back."""
+
+    def __init__(self, context, namespace, *, reliable=False, extra_nodes=()):
+        self.node = rclpy.create_node('e2e_rig', namespace=namespace, context=context)
+        qos = (QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE) if reliable
+               else qos_profile_sensor_data)
+        self.pubs = [self.node.create_publisher(t, name, qos) for name, t in INPUTS]
+        self.received = defaultdict(list)
+        self.lock = threading.Lock()
+        self.stamp_sec = 1000
+        self.executor = SingleThreadedExecutor(context=context)
+        for node in (self.node, *extra_nodes):
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def subscribe(self, topic, msg_type, qos=10):
+        def store(msg):
+            with self.lock:
+                self.received[topic].append(msg)
+        return self.node.create_subscription(msg_type, topic, store, qos)
+
+    def messages(self, topic):
+        with self.lock:
+            return list(self.received[topic])
+
+    def clear(self):
+        with self.lock:
+            self.received.clear()
+
+    def next_stamp(self):
+        self.stamp_sec += 1
+        return self.stamp_sec
+
+    def publish(self, frame, sec=None, skip=()):
+        """Publish the four messages of ``frame`` with one stamp (seconds); returns it."""
+        sec = self.next_stamp() if sec is None else sec
+        for index, (pub, msg) in enumerate(zip(self.pubs, frame)):
+            if index in skip:
+                continue
+            msg.header.stamp.sec = sec
+            msg.header.stamp.nanosec = 0
+            pub.publish(msg)
+        return sec
+
+    def outputs_with_stamp(self, sec, topics):
+        found = {}
+        for topic in topics:
+            match = [m for m in self.messages(topic) if m.header.stamp.sec == sec]
+            if not match:
+                return None
+            found[topic] = match[-1]
+        return found
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=5.0)
+        self.thread.join(timeout=5.0)
+        self.node.destroy_node()
+
+
+# ---------------------------------------------------------------------------------------------
+# The node as a subprocess
+# ---------------------------------------------------------------------------------------------
+
+def node_command(*ros_args):
+    return [sys.executable, '-m', 'foundation_stereo_ros.node', '--ros-args',
+            '--params-file', str(PARAMS_FILE), *ros_args]
+
+
+def node_env():
+    env = dict(os.environ)  # ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE from conftest
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
+    env['PYTHONUNBUFFERED'] = '1'
+    env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'
+    return env
+
+
+class NodeProcess:
+    """The node in a subprocess, its output collected by a thread (the pipe never fills)."""
+
+    def __init__(self, *ros_args):
+        self.proc = subprocess.Popen(node_command(*ros_args), env=node_env(),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self):
+        return ''.join(self.lines)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5.0)
+        self.reader.join(timeout=5.0)
+        return self.proc.returncode
+
+
+@pytest.fixture(scope='module')
+def ros_context():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+NAMESPACE = f'/e2e{os.getpid()}'
+
+
+@pytest.fixture(scope='module')
+def stereo_node():
+    node = NodeProcess('-p', 'backend:=sgbm', '-p', f'num_disparities:={NUM_DISPARITIES}',
+                       '-p', 'diagnostics_period:=0.5', '-r', f'__ns:={NAMESPACE}')
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope='module')
+def rig(ros_context, stereo_node):
+    rig = Rig(ros_context, NAMESPACE)
+    yield rig
+    rig.close()
+
+
+@pytest.fixture
+def subscriptions(rig):
+    """Subscriptions made through ``subscriptions.append`` are removed after the test."""
+    subs = []
+    yield subs
+    for sub in subs:
+        rig.node.destroy_subscription(sub)
+    rig.clear()
+
+
+def play_until_outputs(rig, frame, topics, node=None):
+    """Publish frames until one stamp came back on every topic in ``topics``."""
+    sent = []
+    found = {}
+
+    def publish():
+        assert node is None or node.proc.poll() is None, 'node died:\n' + node.output
+        sent.append(rig.publish(frame))
+
+    def done():
+        for sec in reversed(sent):
+            out = rig.outputs_with_stamp(sec, topics)
+            if out:
+                found.update(out)
+                return True
+        return False
+
+    assert wait_until(done, action=publish), (
+        f'no outputs on {topics} within {TIMEOUT} s; node output:\n'
+        + (node.output if node else ''))
+    return found
+
+
+def as_float_image(image_msg):
+    return msgs.image_to_array(image_msg).astype(np.float32)
+
+
+def test_outputs_match_ground_truth(rig, stereo_node, subscriptions, scene, frame):
+    topics = [name for name, _ in OUTPUTS]
+    for name, msg_type in OUTPUTS:
+        subscriptions.append(rig.subscribe(name, msg_type))
+    out = play_until_outputs(rig, frame, topics, stereo_node)
+    sec = out['disparity'].header.stamp.sec
+    cam = scene.camera
+
+    for name in topics:  # input stamp and left frame on every output
+        assert out[name].header.stamp.sec == sec and out[name].header.stamp.nanosec == 0
+        assert out[name].header.frame_id == 'left_cam', name
+
+    # DisparityImage, field by field
+    d = out['disparity']
+    assert d.image.encoding == '32FC1' and (d.image.width, d.image.height) == (WIDTH, HEIGHT)
+    assert d.image.header.stamp == d.header.stamp
+    assert d.f == pytest.approx(cam.fx) and d.t == pytest.approx(cam.baseline, rel=1e-6)
+    assert d.min_disparity == 0.0 and d.max_disparity == pytest.approx(NUM_DISPARITIES)
+    assert d.delta_d == pytest.approx(1.0 / 16.0)
+    disparity = as_float_image(d.image)
+    valid = disparity >= d.min_disparity
+    assert np.all(np.isfinite(disparity))
+    win = d.valid_window
+    rows, cols = np.nonzero(valid)
+    assert (win.x_offset, win.y_offset) == (cols.min(), rows.min())
+    assert (win.width, win.height) == (cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
+    visible = ~scene.occluded & np.isfinite(scene.disparity)
+    both = visible & valid
+    error = np.abs(disparity[both] - scene.disparity[both])
+    assert both.sum() / visible.sum() > 0.9, 'SGBM coverage of the visible scene'
+    assert (error > 1.0).mean() < 0.05 and np.median(error) < 0.5
+
+    # Depth: REP 118, consistent with the disparity and with the ground truth
+    depth_msg = out['depth/image_rect']
+    assert depth_msg.encoding == '32FC1' and (depth_msg.width, depth_msg.height) == (WIDTH, HEIGHT)
+    depth = as_float_image(depth_msg)
+    assert np.array_equal(np.isfinite(depth), valid)
+    np.testing.assert_allclose(depth[valid], d.f * d.t / disparity[valid], rtol=1e-5)
+    rel = np.abs(depth[both] - scene.depth[both]) / scene.depth[both]
+    assert np.median(rel) < 0.03
+
+    # depth/camera_info: the left camera at the same resolution
+    info = out['depth/camera_info']
+    assert (info.width, info.height) == (WIDTH, HEIGHT)
+    np.testing.assert_allclose(np.reshape(info.k, (3, 3)), cam.K)
+    assert info.p[3] == 0.0
+
+    # PointCloud2: organized, x y z rgb float32, NaN where invalid, z = depth
+    cloud = out['points']
+    assert (cloud.height, cloud.width) == (HEIGHT, WIDTH) and not cloud.is_dense
+    assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
+        ('x', 0, 7, 1), ('y', 4, 7, 1), ('z', 8, 7, 1), ('rgb', 12, 7, 1)]
+    assert cloud.point_step == 16 and cloud.row_step == 16 * WIDTH
+    points = msgs.read_points(cloud)
+    np.testing.assert_allclose(points['z'][valid], depth[valid], rtol=1e-6)
+    assert np.all(np.isnan(points['z'][~valid]))
+    u = np.arange(WIDTH)[None, :].repeat(HEIGHT, 0)
+    np.testing.assert_allclose(points['x'][valid], ((u - cam.cx) * depth / cam.fx)[valid],
+                               rtol=1e-4, atol=1e-5)
+    packed = points['rgb'].view(np.uint32)
+    rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1)
+    assert np.array_equal(rgb.astype(np.uint8), scene.left)
+
+    # Colour map of the disparity, rgb8
+    color = out['disparity/image_color']
+    assert color.encoding == 'rgb8' and (color.width, color.height) == (WIDTH, HEIGHT)
+    expected = colorize_disparity(np.where(valid, disparity, np.nan))
+    assert np.array_equal(msgs.image_to_array(color), expected)
+
+
+def diagnostics_of(array_msg, suffix):
+    for status in array_msg.status:
+        if status.name.endswith(f'foundation_stereo: {suffix}') and NAMESPACE[1:] in status.name:
+            return status, {kv.key: kv.value for kv in status.values}
+    return None, None
+
+
+def test_diagnostics_report_rates_latency_and_model(rig, stereo_node, subscriptions, frame):
+    subscriptions.append(rig.subscribe('disparity', DisparityImage))
+    subscriptions.append(rig.subscribe('/diagnostics', DiagnosticArray))
+
+    found = []
+
+    def processing_reported():
+        for array_msg in rig.messages('/diagnostics'):
+            status, values = diagnostics_of(array_msg, 'processing')
+            if status is not None and float(values['output rate (Hz)']) > 0:
+                found.append(array_msg)
+                return True
+        return False
+
+    assert wait_until(processing_reported, action=lambda: rig.publish(frame)), \
+        stereo_node.output
+    last = found[0]
+    status, values = diagnostics_of(last, 'processing')
+    for key in ('output rate (Hz)', 'pairs processed', 'latency mean (ms)', 'latency max (ms)',
+                'stage inference (ms)', 'stage convert (ms)', 'stage publish (ms)',
+                'skipped no subscribers', 'out of memory', 'bad input'):
+        assert key in values, key
+    status, values = diagnostics_of(last, 'input')
+    assert status is not None and 'left/image_rect rate (Hz)' in values
+    assert 'sync sets dropped (model busy)' in values
+    status, values = diagnostics_of(last, 'model')
+    assert values['backend'] == 'sgbm' and values['device'] == 'cpu'
+    assert status.hardware_id == 'cpu'
+
+
+def set_parameters(rig, params):
+    client = AsyncParameterClient(rig.node, f'{NAMESPACE}/foundation_stereo')
+    assert client.wait_for_services(timeout_sec=TIMEOUT)
+    future = client.set_parameters(params)
+    assert wait_until(future.done)
+    return future.result().results
+
+
+def describe(rig, names):
+    client = AsyncParameterClient(rig.node, f'{NAMESPACE}/foundation_stereo')
+    assert client.wait_for_services(timeout_sec=TIMEOUT)
+    future = client.describe_parameters(names)
+    assert wait_until(future.done)
+    return future.result().descriptors
+
+
+def test_runtime_parameters(rig, stereo_node, subscriptions, scene, frame):
+    (scale,) = describe(rig, ['scale'])
+    assert scale.floating_point_range[0].from_value == pytest.approx(0.05)
+    assert scale.floating_point_range[0].to_value == 1.0 and not scale.read_only
+    (backend,) = describe(rig, ['backend'])
+    assert backend.read_only and 'restart' in backend.description
+
+    # Invalid values and read-only parameters are refused with a reason.
+    (result,) = set_parameters(rig, [Parameter('scale', value=1.5)])
+    assert not result.successful and result.reason
+    (result,) = set_parameters(rig, [Parameter('z_near', value=500.0)])
+    assert not result.successful and 'z_far (100.0) must be greater than z_near' in result.reason
+    (result,) = set_parameters(rig, [Parameter('backend', value='foundation_stereo')])
+    assert not result.successful and 'read-only' in result.reason
+
+    # A valid change applies from the next pair: depth beyond z_far becomes NaN.
+    z_far = float(np.nanpercentile(scene.depth, 50))
+    (result,) = set_parameters(rig, [Parameter('z_far', value=z_far)])
+    assert result.successful, result.reason
+    subscriptions.append(rig.subscribe('depth/image_rect', Image))
+    sent = []
+
+    def clipped():
+        for msg in rig.messages('depth/image_rect'):
+            if msg.header.stamp.sec in sent:
+                depth = as_float_image(msg)
+                return np.nanmax(depth) <= z_far and np.isfinite(depth).mean() > 0.2
+        return False
+
+    assert wait_until(clipped, action=lambda: sent.append(rig.publish(frame)))
+    (result,) = set_parameters(rig, [Parameter('z_far', value=100.0)])
+    assert result.successful
+
+
+def test_no_subscribers_no_inference(rig, stereo_node, subscriptions, frame):
+    subscriptions.append(rig.subscribe('/diagnostics', DiagnosticArray))
+    history = []
+
+    def idle_confirmed():
+        for array_msg in rig.messages('/diagnostics')[len(history):]:
+            _, values = diagnostics_of(array_msg, 'processing')
+            if values:
+                history.append((int(values['skipped no subscribers']),
+                                int(values['pairs processed'])))
+        # Two reports in a row with more skips and no new processed pair.
+        return len(history) >= 3 and history[-1][0] > history[-2][0] > history[-3][0] and \
+            history[-1][1] == history[-2][1] == history[-3][1]
+
+    assert wait_until(idle_confirmed, action=lambda: rig.publish(frame)), history
+
+
+def test_sigint_shuts_down_cleanly(rig, stereo_node, subscriptions, frame):
+    subscriptions.append(rig.subscribe('disparity', DisparityImage))
+    play_until_outputs(rig, frame, ['disparity'], stereo_node)
+    # Keep the worker busy while the signal arrives.
+    for _ in range(5):
+        rig.publish(frame)
+    assert stereo_node.stop() == 0, stereo_node.output
+    assert 'Traceback' not in stereo_node.output, stereo_node.output
+
+
+def test_bad_start_exits_non_zero_with_advice(tmp_path):
+    broken = tmp_path / 'model_best_bp2.pth'
+    broken.write_bytes(b'not a checkpoint')
+    (tmp_path / 'cfg.yaml').write_text('vit_size: vitl\n')
+    advice = ('checkpoint:=', 'backend:=sgbm')
+    cases = {  # name: (arguments, fragments the message must hold)
+        'no checkpoint': (['-p', 'backend:=foundation_stereo'], advice),
+        'missing checkpoint': (['-p', f'checkpoint:={tmp_path / "nope.pth"}'], advice),
+        'broken checkpoint': (['-p', f'checkpoint:={broken}'], advice),
+        'scale out of range': (['-p', 'backend:=sgbm', '-p', 'scale:=3.0'], ('scale',)),
+    }
+    # Run together: each start costs seconds of imports.
+    procs = {name: subprocess.Popen(node_command(*args), env=node_env(), text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for name, (args, _) in cases.items()}
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 1, (name, out)
+        assert 'Traceback' not in out, (name, out)
+        for fragment in cases[name][1]:
+            assert fragment in out, (name, fragment, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The node in this process, with an injected backend
+# ---------------------------------------------------------------------------------------------
+
+class FlakyBackend(DisparityBackend):
+    """SGBM that raises CUDA out-of-memory on the calls it is told to."""
+
+    name = 'sgbm'
+
+    def __init__(self):
+        self.inner = make_backend('sgbm', num_disparities=NUM_DISPARITIES)
+        self.device = self.inner.device
+        self.delta_d = self.inner.delta_d
+        self.max_disparity = self.inner.max_disparity
+        self.fail = threading.Event()
+
+    def compute(self, left, right):
+        if self.fail.is_set():
+            self.fail.clear()
+            raise torch.cuda.OutOfMemoryError(
+                'CUDA out of memory. Tried to allocate 2.00 GiB (injected by the test)')
+        return self.inner.compute(left, right)
+
+
+LOCAL_NS = f'/local{os.getpid()}'
+
+
+@pytest.fixture(scope='module')
+def local(ros_context):
+    from foundation_stereo_ros.node import FoundationStereoNode
+
+    backend = FlakyBackend()
+    node = FoundationStereoNode(
+        backend=backend, context=ros_context, namespace=LOCAL_NS, parameter_overrides=[
+            Parameter('backend', value='sgbm'), Parameter('input_qos', value='reliable'),
+            Parameter('camera_info_timeout', value=0.3),
+            Parameter('diagnostics_period', value=0.1)])
+    rig = Rig(ros_context, LOCAL_NS, reliable=True, extra_nodes=[node])
+    rig.subscribe('disparity', DisparityImage)
+    rig.backend, rig.stereo = backend, node
+    yield rig
+    rig.close()
+    node.destroy_node()
+
+
+def expect_event(local, frame, event, *, publish=None):
+    """Publish the bad ``frame`` until the node counts ``event``; then a good pair still works."""
+    stats = local.stereo.stats
+    before = stats.event_total(event)
+    sent = []
+
+    def send():
+        sent.append(publish() if publish else local.publish(frame))
+
+    assert wait_until(lambda: stats.event_total(event) > before, action=send), event
+    # No output for a skipped pair (the worker is done with it once it is counted).
+    assert not [m for m in local.messages('disparity') if m.header.stamp.sec == sent[0]]
+
+
+def good_pair_still_processed(local, frame):
+    play_until_outputs(local, frame, ['disparity'])
+
+
+def modified(frame, index, **fields):
+    msgs_ = list(frame)
+    msg = type(msgs_[index])()
+    for name in msg.get_fields_and_field_types():
+        setattr(msg, name, getattr(msgs_[index], name))
+    for name, value in fields.items():
+        setattr(msg, name, value)
+    msgs_[index] = msg
+    return msgs_
+
+
+def test_local_node_processes(local, frame):
+    good_pair_still_processed(local, frame)
+
+
+def test_unsupported_encoding_skipped(local, frame, scene, capfd):
+    mono = msgs.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8')
+    bad = [msgs.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8'), frame[1],
+           mono, frame[3]]
+    bad[0].encoding = bad[2].encoding = 'bayer_rggb8'
+    bad[0].header.frame_id = bad[2].header.frame_id = 'left_cam'
+    expect_event(local, bad, 'bad_input')
+    assert 'bayer_rggb8' in capfd.readouterr().err
+    good_pair_still_processed(local, frame)
+
+
+def test_left_right_encoding_mismatch_skipped(local, frame, scene, capfd):
+    right = msgs.array_to_image(np.ascontiguousarray(scene.right[..., 1]), 'mono8')
+    expect_event(local, [frame[0], frame[1], right, frame[3]], 'bad_input')
+    assert 'left image is rgb8 but right is mono8' in capfd.readouterr().err
+    good_pair_still_processed(local, frame)
+
+
+def test_left_right_size_mismatch_skipped(local, frame, scene, capfd):
+    right = msgs.array_to_image(np.ascontiguousarray(scene.right[:120, :160]), 'rgb8')
+    expect_event(local, [frame[0], frame[1], right, frame[3]], 'bad_input')
+    assert 'left image is 320x240 but right is 160x120' in capfd.readouterr().err
+    good_pair_still_processed(local, frame)
+
+
+def test_image_size_differs_from_camera_info_skipped(local, frame, scene, capfd):
+    small = [msgs.array_to_image(np.ascontiguousarray(img[:120, :160]), 'rgb8')
+             for img in (scene.left, scene.right)]
+    expect_event(local, [small[0], frame[1], small[1], frame[3]], 'bad_input')
+    assert 'but CameraInfo says 320x240' in capfd.readouterr().err
+    good_pair_still_processed(local, frame)
+
+
+def test_nan_in_float_images_skipped(local, frame, scene):
+    grey = scene.left[..., 1].astype(np.float32) / 255.0
+    grey[10:20, 10:20] = np.nan
+    grey[30, 30] = np.inf
+    left = msgs.array_to_image(grey, '32FC1')
+    right = msgs.array_to_image(grey.copy(), '32FC1')
+    expect_event(local, [left, frame[1], right, frame[3]], 'bad_input')
+    good_pair_still_processed(local, frame)
+
+
+def test_invalid_camera_info_skipped_with_reason(local, frame, capfd):
+    no_baseline = modified(frame, 3, p=list(frame[1].p))  # right P without -fx*B
+    expect_event(local, no_baseline, 'camera_info_error')
+    err = capfd.readouterr().err
+    assert 'CameraInfo unusable' in err and 'baseline' in err
+    good_pair_still_processed(local, frame)
+
+
+def test_missing_camera_info_warns_and_keeps_running(local, frame, capfd):
+    capfd.readouterr()
+    # Images only, for longer than camera_info_timeout (0.3 s).
+    assert wait_until(lambda: 'no CameraInfo on' in capfd.readouterr().err, timeout=TIMEOUT,
+                      action=lambda: local.publish(frame, skip=(1, 3)))
+    good_pair_still_processed(local, frame)
+
+
+def test_stamps_going_backwards_resynchronise(local, frame, capfd):
+    good_pair_still_processed(local, frame)
+    resets = local.stereo.sync.counters.resets
+    local.stamp_sec = 10  # a bag playing from its start again
+    local.clear()
+    play_until_outputs(local, frame, ['disparity'])
+    assert local.stereo.sync.counters.resets == resets + 1
+    err = capfd.readouterr().err
+    assert err.count('stamps went backwards') == 1
+
+
+def test_cuda_out_of_memory_skipped_and_counted(local, frame, capfd):
+    def publish():
+        local.backend.fail.set()
+        return local.publish(frame)
+
+    expect_event(local, frame, 'out_of_memory', publish=publish)
+    assert 'CUDA out of memory' in capfd.readouterr().err
+    local.backend.fail.clear()
+    good_pair_still_processed(local, frame)
+
+
+def test_outputs_without_subscribers_not_computed(local, frame):
+    """Only disparity is subscribed here: no depth nor points were asked of the pipeline."""
+    calls = []
+    original = local.stereo.pipeline.process
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    local.stereo.pipeline.process = spy
+    try:
+        good_pair_still_processed(local, frame)
+    finally:
+        local.stereo.pipeline.process = original
+    assert calls and all(not c['want_depth'] and not c['want_points'] for c in calls)
