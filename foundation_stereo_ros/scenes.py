@@ -243,8 +243,11 @@ def _ray_grid(camera: StereoCamera, cx: float) -> tuple[np.ndarray, np.ndarray]:
 
 def render_depth(surfaces: tuple[Surface, ...] | list[Surface], camera: StereoCamera,
                  eye: str = 'left') -> tuple[np.ndarray, np.ndarray]:
-    """Ray-cast one view: depth (H, W) float64 (``inf`` where nothing is hit) and the index
-    (H, W) int32 of the nearest surface at each pixel centre (-1 where nothing is hit)."""
+    """Ray-cast one view (``eye`` 'left' or 'right') through its pixel centres.
+
+    Returns the depth (H, W) float64 of the nearest hit (``inf`` where nothing is hit) and the
+    index (H, W) int32 into ``surfaces`` of the patch hit (-1 where nothing is hit).
+    """
     origin_x, cx = _eye(camera, eye)
     a, b = _ray_grid(camera, cx)
     depth = np.full((camera.height, camera.width), np.inf)
@@ -263,8 +266,10 @@ def render_depth(surfaces: tuple[Surface, ...] | list[Surface], camera: StereoCa
 
 def render_image(surfaces: tuple[Surface, ...] | list[Surface], camera: StereoCamera,
                  depth: np.ndarray, index: np.ndarray, eye: str = 'left') -> np.ndarray:
-    """Colour (H, W, 3) float32 RGB (unclipped, black where nothing is hit) of a view whose
-    ``depth`` and ``index`` come from :func:`render_depth`."""
+    """Colour (H, W, 3) float32 RGB of one view (unclipped, black where nothing is hit).
+
+    ``depth`` and ``index`` are that view's output of :func:`render_depth`.
+    """
     origin_x, cx = _eye(camera, eye)
     a, b = _ray_grid(camera, cx)
     a, b = a[0], b[:, 0]

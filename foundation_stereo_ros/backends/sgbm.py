@@ -179,8 +179,11 @@ class SgbmBackend(DisparityBackend):
 
 def _left_right_consistent(left_disparity: np.ndarray, right_disparity: np.ndarray,
                            tolerance: float) -> np.ndarray:
-    """``left_disparity`` with NaN where the right view's disparity at the matched pixel
-    (nearest) differs by more than ``tolerance`` or is missing."""
+    """``left_disparity`` with NaN where the right view disagrees.
+
+    Disagreeing: the right disparity at the matched (nearest) pixel differs by more than
+    ``tolerance`` pixels, or one of the two is missing.
+    """
     height, width = left_disparity.shape
     x_right = np.rint(np.arange(width)[None, :] - np.nan_to_num(left_disparity, nan=0.0))
     x_right = np.clip(x_right, 0, width - 1).astype(np.intp)
