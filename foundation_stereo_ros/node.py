@@ -67,12 +67,15 @@ from foundation_stereo_ros.node_params import (
     check_changes,
     split_runtime_changes,
 )
-from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
+from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline, StereoResult
 from foundation_stereo_ros.sync import LatestSlot, StereoSynchronizer
 from foundation_stereo_ros.visualize import colorize_disparity
 
 INPUT_TOPICS = ('left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info')
 LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO = range(4)
+OUTPUT_TOPICS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points',
+                 'disparity/image_color')
+OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image)
 WARN_PERIOD = 5.0  # seconds between repeats of one kind of warning
 
 
@@ -98,6 +101,104 @@ def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
 
 def _stamp_ns(msg: Any) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class PairError(ValueError):
+    """A synchronised set that cannot be processed.
+
+    ``event``: the counter it goes to (see ``diagnostics.EVENT_NAMES``); ``kind``: one kind of
+    problem, so each kind gets its own throttled warning.
+    """
+
+    def __init__(self, event: str, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.event = event
+        self.kind = kind
+
+
+class PairDecoder:
+    """Checks a synchronised set of four messages and turns it into pipeline inputs.
+
+    Shared by the node and the rosbag tool. The stereo camera is rebuilt (and validated) only
+    when the calibration changes.
+    """
+
+    def __init__(self, logger: Any = None) -> None:
+        """``logger`` receives calibration warnings (python logging or rclpy logger)."""
+        self._logger = logger
+        self._cache: tuple[tuple, StereoCamera] | None = None
+
+    def camera(self, left_info: CameraInfo, right_info: CameraInfo) -> StereoCamera:
+        """The stereo camera of a CameraInfo pair; PairError when it is unusable."""
+        key = (left_info.width, left_info.height, tuple(left_info.k), tuple(left_info.p),
+               right_info.width, right_info.height, tuple(right_info.k), tuple(right_info.p),
+               left_info.header.frame_id)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        try:
+            camera = StereoCamera.from_camera_info(left_info, right_info, logger=self._logger)
+        except CameraInfoError as exc:
+            raise PairError('camera_info_error', 'camera_info',
+                            f'CameraInfo unusable, pair skipped: {exc}') from exc
+        self._cache = (key, camera)
+        return camera
+
+    def decode(self, left_msg: Image, left_info: CameraInfo, right_msg: Image,
+               right_info: CameraInfo) -> tuple[np.ndarray, np.ndarray, StereoCamera]:
+        """(left RGB, right RGB, camera) for the pipeline; PairError saying what is wrong."""
+        camera = self.camera(left_info, right_info)
+        left_size = f'{left_msg.width}x{left_msg.height}'
+        if left_msg.encoding != right_msg.encoding:
+            raise PairError('bad_input', 'encoding_mismatch', (
+                f'pair skipped: left image is {left_msg.encoding} but right is '
+                f'{right_msg.encoding}; both sides must come from the same rectification '
+                'pipeline'))
+        if (left_msg.width, left_msg.height) != (right_msg.width, right_msg.height):
+            raise PairError('bad_input', 'size_mismatch', (
+                f'pair skipped: left image is {left_size} but right is {right_msg.width}x'
+                f'{right_msg.height}; publish a rectified pair'))
+        if (left_msg.width, left_msg.height) != (camera.width, camera.height):
+            raise PairError('bad_input', 'info_size', (
+                f'pair skipped: images are {left_size} but CameraInfo says '
+                f'{camera.width}x{camera.height}; publish the CameraInfo of these images'))
+        try:
+            left = msgs.image_to_rgb8(left_msg)
+            right = msgs.image_to_rgb8(right_msg)
+        except ValueError as exc:  # UnsupportedEncodingError, malformed data/step
+            raise PairError('bad_input', f'convert_{left_msg.encoding}',
+                            f'pair skipped: {exc}') from exc
+        return left, right, camera
+
+
+def output_header(left_msg: Image, left_info: CameraInfo) -> Any:
+    """Header of every output: the input stamp and the left camera frame."""
+    header = left_msg.header
+    if not header.frame_id:
+        header.frame_id = left_info.header.frame_id
+    return header
+
+
+def output_messages(result: StereoResult, camera: StereoCamera, header: Any,
+                    left_rgb: np.ndarray, left_info: CameraInfo,
+                    wanted: Sequence[str]) -> dict[str, Any]:
+    """Output messages by topic (names of :data:`OUTPUT_TOPICS`) for the ``wanted`` ones."""
+    out: dict[str, Any] = {}
+    if 'disparity' in wanted:
+        out['disparity'] = msgs.make_disparity_image(
+            result.disparity, camera, header, min_disparity=result.min_disparity,
+            max_disparity=result.max_disparity, delta_d=result.delta_d)
+    if 'depth/image_rect' in wanted:
+        out['depth/image_rect'] = msgs.make_depth_image(result.depth, header)
+    if 'depth/camera_info' in wanted:
+        # The outputs are at camera resolution: the left CameraInfo describes them exactly.
+        left_info.header = header
+        out['depth/camera_info'] = left_info
+    if 'points' in wanted:
+        out['points'] = msgs.make_point_cloud(result.points, left_rgb, header)
+    if 'disparity/image_color' in wanted:
+        out['disparity/image_color'] = msgs.array_to_image(
+            colorize_disparity(result.disparity), 'rgb8', header)
+    return out
 
 
 @dataclass
@@ -139,11 +240,8 @@ class FoundationStereoNode(Node):
         out_qos = QoSProfile(depth=s.output_qos_depth, reliability=QoSReliabilityPolicy.RELIABLE,
                              durability=QoSDurabilityPolicy.VOLATILE,
                              history=QoSHistoryPolicy.KEEP_LAST)
-        self.pub_disparity = self.create_publisher(DisparityImage, 'disparity', out_qos)
-        self.pub_depth = self.create_publisher(Image, 'depth/image_rect', out_qos)
-        self.pub_depth_info = self.create_publisher(CameraInfo, 'depth/camera_info', out_qos)
-        self.pub_points = self.create_publisher(PointCloud2, 'points', out_qos)
-        self.pub_color = self.create_publisher(Image, 'disparity/image_color', out_qos)
+        self.outputs = {topic: self.create_publisher(msg_type, topic, out_qos)
+                        for topic, msg_type in zip(OUTPUT_TOPICS, OUTPUT_TYPES)}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
         now = time.monotonic()
@@ -152,7 +250,8 @@ class FoundationStereoNode(Node):
         self._last_set = None
         self._started = now
         self._warned: dict[str, tuple[float, int]] = {}
-        self._camera_cache: tuple[tuple, StereoCamera] | None = None
+        self._warn_lock = threading.Lock()
+        self.decoder = PairDecoder(self.get_logger())
         self.sync = StereoSynchronizer(
             len(INPUT_TOPICS), policy=s.sync_policy, queue_size=s.queue_size, slop=s.slop,
             on_reset=self._on_sync_reset)
@@ -247,35 +346,26 @@ class FoundationStereoNode(Node):
                 self.stats.count_event('backend_error')
                 self._warn('backend_error', f'pair skipped: {type(exc).__name__}: {exc}')
 
-    def _wanted(self) -> dict[str, bool]:
-        return {
-            'disparity': self.pub_disparity.get_subscription_count() > 0,
-            'depth': self.pub_depth.get_subscription_count() > 0,
-            'depth_info': self.pub_depth_info.get_subscription_count() > 0,
-            'points': self.pub_points.get_subscription_count() > 0,
-            'color': self.pub_color.get_subscription_count() > 0,
-        }
-
     def _process(self, job: _PairJob) -> None:
-        want = self._wanted()
-        if not any(want.values()):
+        wanted = [t for t, pub in self.outputs.items() if pub.get_subscription_count() > 0]
+        if not wanted:
             self.stats.count_event('skipped_no_subscribers')
             return
         left_msg, left_info, right_msg, right_info = job.msgs
         start = time.perf_counter()
-        camera = self._camera(left_info, right_info)
-        if camera is None:
+        try:
+            left, right, camera = self.decoder.decode(left_msg, left_info, right_msg, right_info)
+        except PairError as exc:
+            self.stats.count_event(exc.event)
+            self._warn(f'{exc.event}_{exc.kind}', str(exc))
             return
-        images = self._images(left_msg, right_msg, camera)
-        if images is None:
-            return
-        left, right = images
         convert = time.perf_counter() - start
 
         self._apply_backend_changes()
         try:
-            result = self.pipeline.process(left, right, camera, want_depth=want['depth'],
-                                           want_points=want['points'])
+            result = self.pipeline.process(
+                left, right, camera, want_depth='depth/image_rect' in wanted,
+                want_points='points' in wanted)
         except torch.cuda.OutOfMemoryError as exc:
             self.stats.count_event('out_of_memory')
             if self.backend.device.type == 'cuda':
@@ -286,86 +376,28 @@ class FoundationStereoNode(Node):
             return
 
         start = time.perf_counter()
-        header = left_msg.header
-        if not header.frame_id:
-            header.frame_id = left_info.header.frame_id
-        if want['disparity']:
-            self.pub_disparity.publish(msgs.make_disparity_image(
-                result.disparity, camera, header, min_disparity=result.min_disparity,
-                max_disparity=result.max_disparity, delta_d=result.delta_d))
-        if want['depth']:
-            self.pub_depth.publish(msgs.make_depth_image(result.depth, header))
-        if want['depth_info']:
-            info = left_info
-            info.header = header
-            self.pub_depth_info.publish(info)
-        if want['points']:
-            self.pub_points.publish(msgs.make_point_cloud(result.points, left, header))
-        if want['color']:
-            self.pub_color.publish(msgs.array_to_image(
-                colorize_disparity(result.disparity), 'rgb8', header))
+        header = output_header(left_msg, left_info)
+        for topic, msg in output_messages(result, camera, header, left, left_info,
+                                          wanted).items():
+            self.outputs[topic].publish(msg)
         timings = {'convert': convert, **result.timings,
                    'publish': time.perf_counter() - start}
         latency = (self.get_clock().now().nanoseconds - _stamp_ns(left_msg)) / 1e9
         self.stats.count_processed(latency, timings)
-
-    def _camera(self, left_info: CameraInfo, right_info: CameraInfo) -> StereoCamera | None:
-        key = (left_info.width, left_info.height, tuple(left_info.k), tuple(left_info.p),
-               right_info.width, right_info.height, tuple(right_info.k), tuple(right_info.p),
-               left_info.header.frame_id)
-        if self._camera_cache is not None and self._camera_cache[0] == key:
-            return self._camera_cache[1]
-        try:
-            camera = StereoCamera.from_camera_info(left_info, right_info,
-                                                   logger=self.get_logger())
-        except CameraInfoError as exc:
-            self.stats.count_event('camera_info_error')
-            self._warn('camera_info_error', f'CameraInfo unusable, pair skipped: {exc}')
-            return None
-        self._camera_cache = (key, camera)
-        return camera
-
-    def _images(self, left_msg: Image, right_msg: Image,
-                camera: StereoCamera) -> tuple[np.ndarray, np.ndarray] | None:
-        # (kind, text): each kind of problem gets its own throttled warning.
-        problem = None
-        left_size = f'{left_msg.width}x{left_msg.height}'
-        if left_msg.encoding != right_msg.encoding:
-            problem = ('encoding_mismatch', (
-                f'left image is {left_msg.encoding} but right is {right_msg.encoding}; both '
-                'sides must come from the same rectification pipeline'))
-        elif (left_msg.width, left_msg.height) != (right_msg.width, right_msg.height):
-            problem = ('size_mismatch', (
-                f'left image is {left_size} but right is {right_msg.width}x'
-                f'{right_msg.height}; publish a rectified pair'))
-        elif (left_msg.width, left_msg.height) != (camera.width, camera.height):
-            problem = ('info_size', (
-                f'images are {left_size} but CameraInfo says {camera.width}x{camera.height}; '
-                'publish the CameraInfo of these images'))
-        if problem is None:
-            try:
-                left = msgs.image_to_rgb8(left_msg)
-                right = msgs.image_to_rgb8(right_msg)
-            except ValueError as exc:  # UnsupportedEncodingError, malformed data/step
-                problem = (f'convert_{left_msg.encoding}', str(exc))
-        if problem is not None:
-            self.stats.count_event('bad_input')
-            self._warn(f'bad_input_{problem[0]}', f'pair skipped: {problem[1]}')
-            return None
-        return left, right
 
     # -- diagnostics and watchdogs (executor thread) ---------------------------------------------
 
     def _warn(self, key: str, message: str) -> None:
         """Log a warning at most once per WARN_PERIOD per kind, with how often it recurred."""
         now = time.monotonic()
-        last, suppressed = self._warned.get(key, (-1e9, 0))
-        if now - last < WARN_PERIOD:
-            self._warned[key] = (last, suppressed + 1)
-            return
+        with self._warn_lock:  # worker thread and executor thread both warn
+            last, suppressed = self._warned.get(key, (-1e9, 0))
+            if now - last < WARN_PERIOD:
+                self._warned[key] = (last, suppressed + 1)
+                return
+            self._warned[key] = (now, 0)
         if suppressed:
             message += f' ({suppressed} more like this in the last {now - last:.0f} s)'
-        self._warned[key] = (now, 0)
         self.get_logger().warning(message)
 
     def _check_inputs(self, now: float) -> None:
