@@ -1,0 +1,69 @@
+"""Launch the FoundationStereo node on a rectified stereo camera.
+
+    ros2 launch foundation_stereo_ros foundation_stereo.launch.py \
+        namespace:=stereo checkpoint:=/path/to/model_best_bp2.pth \
+        left_image:=left/image_rect_color right_image:=right/image_rect_color
+
+Arguments: namespace, backend and checkpoint (override the params file when not empty),
+params_file, the four input topics (remaps, relative to the namespace unless absolute),
+log_level. Outputs appear under the namespace: disparity, depth/image_rect, points...
+"""
+from pathlib import Path
+
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.launch_description import LaunchDescription
+from launch_ros.actions import Node
+
+PACKAGE = 'foundation_stereo_ros'
+# Installed: share/<pkg>/launch/ beside share/<pkg>/config/; the source tree has the same layout.
+DEFAULT_PARAMS = str(Path(__file__).resolve().parent.parent / 'config' / 'foundation_stereo.yaml')
+
+# (launch argument, node topic it remaps)
+TOPIC_ARGUMENTS = (
+    ('left_image', 'left/image_rect'),
+    ('left_info', 'left/camera_info'),
+    ('right_image', 'right/image_rect'),
+    ('right_info', 'right/camera_info'),
+)
+
+
+def _node(context, *args, **kwargs):
+    config = context.launch_configurations
+    parameters = [config['params_file']]
+    overrides = {name: config[name] for name in ('backend', 'checkpoint') if config[name]}
+    if overrides:
+        parameters.append(overrides)
+    return [Node(
+        package=PACKAGE,
+        executable='foundation_stereo_node',
+        name=config['node_name'],
+        namespace=config['namespace'],
+        parameters=parameters,
+        remappings=[(topic, config[arg]) for arg, topic in TOPIC_ARGUMENTS],
+        arguments=['--ros-args', '--log-level', config['log_level']],
+        output='screen',
+        emulate_tty=True,
+    )]
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Launch description: the node with its parameters, namespace and remaps."""
+    arguments = [
+        DeclareLaunchArgument('namespace', default_value='stereo',
+                              description='Namespace of the node and its topics.'),
+        DeclareLaunchArgument('node_name', default_value='foundation_stereo',
+                              description='Node name.'),
+        DeclareLaunchArgument('params_file', default_value=DEFAULT_PARAMS,
+                              description='ROS parameters YAML file.'),
+        DeclareLaunchArgument('backend', default_value='',
+                              description='foundation_stereo or sgbm; empty: params file.'),
+        DeclareLaunchArgument('checkpoint', default_value='',
+                              description='FoundationStereo .pth (cfg.yaml beside it); '
+                                          'empty: params file.'),
+        DeclareLaunchArgument('log_level', default_value='info',
+                              description='debug, info, warn, error or fatal.'),
+    ]
+    arguments += [DeclareLaunchArgument(arg, default_value=topic,
+                                        description=f'Topic the node reads as {topic}.')
+                  for arg, topic in TOPIC_ARGUMENTS]
+    return LaunchDescription(arguments + [OpaqueFunction(function=_node)])
