@@ -163,6 +163,12 @@ def test_volumes_equal_per_disparity_reference(case: tuple) -> None:
     concat = build_concat_volume(left, right, bins)
     assert concat.shape == (b, 2 * c, bins, h, w)
     assert torch.equal(concat, _naive_concat(left, right, bins))
+    # With gradients the volume comes from a differentiable path; same values.
+    left.requires_grad_(True)
+    concat = build_concat_volume(left, right, bins)
+    assert torch.equal(concat.detach(), _naive_concat(left.detach(), right, bins))
+    concat.sum().backward()
+    assert torch.equal(left.grad, torch.full_like(left, bins))
 
 
 def test_volume_dtypes_and_bad_input() -> None:
@@ -176,6 +182,8 @@ def test_volume_dtypes_and_bad_input() -> None:
     assert build_concat_volume(left, right, 8).dtype == torch.bfloat16
     with pytest.raises(ValueError, match='equal shape'):
         build_gwc_volume(left, right[..., :-1], 8, 4)
+    with pytest.raises(ValueError, match='share dtype'):
+        build_concat_volume(left, right.float(), 8)
     with pytest.raises(ValueError, match='groups'):
         build_gwc_volume(left.float(), right.float(), 8, 5)
     with pytest.raises(ValueError, match='max_disp'):

@@ -17,6 +17,10 @@ def _check_pair(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> None:
         raise ValueError(
             f'expected left and right feature maps of equal shape (B,C,H,W), got '
             f'{tuple(left.shape)} and {tuple(right.shape)}')
+    if left.dtype != right.dtype or left.device != right.device:
+        raise ValueError(
+            f'left and right features must share dtype and device, got {left.dtype} on '
+            f'{left.device} and {right.dtype} on {right.device}')
     if int(max_disp) < 1:
         raise ValueError(f'max_disp must be a positive number of bins, got {max_disp}')
 
@@ -105,9 +109,20 @@ def build_concat_volume(left: torch.Tensor, right: torch.Tensor, max_disp: int) 
     _check_pair(left, right, max_disp)
     b, c, h, w = left.shape
     d = int(max_disp)
-    # Window k of the left-padded row starts at column k - (D-1), i.e. disparity D-1-k.
-    shifted = F.pad(right, (d - 1, 0)).unfold(-1, w, 1).flip(3).transpose(2, 3)  # B,C,D,H,W
-    return torch.cat([left.unsqueeze(2).expand(b, c, d, h, w), shifted], dim=1)
+    # Column x of bin k reads padded column x + (D-1) - k: the D-1 zero columns on the left
+    # give the zeros for x < d.
+    padded = F.pad(right, (d - 1, 0)).unsqueeze(2).expand(b, c, d, h, w + d - 1)
+    cols = torch.arange(w, device=right.device).view(1, w)
+    bins = torch.arange(d, device=right.device).view(d, 1)
+    index = (cols + (d - 1) - bins).view(1, 1, d, 1, w).expand(b, c, d, h, w)
+    left_part = left.unsqueeze(2).expand(b, c, d, h, w)
+    if torch.is_grad_enabled() and (left.requires_grad or right.requires_grad):
+        return torch.cat([left_part, torch.gather(padded, -1, index)], dim=1)
+    # Inference: fill one preallocated volume (out= has no autograd), a single pass per half.
+    volume = left.new_empty(b, 2 * c, d, h, w)
+    volume[:, :c] = left_part
+    torch.gather(padded, -1, index, out=volume[:, c:])
+    return volume
 
 
 def disparity_regression(prob: torch.Tensor, max_disp: int) -> torch.Tensor:
