@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""End-to-end figures of the stereo node over DDS: latency, rates, per-stage times, memory.
+
+Starts the synthetic camera (``--rate`` Hz, ``--width`` x ``--height``) and the stereo node as
+two processes in one namespace, subscribes to the node's outputs from this process and prints,
+per window of ``--window`` seconds: camera and output rates, end-to-end latency (receipt time
+minus the input stamp: conversion, inference, publication and DDS transport), pairs dropped
+because the model was busy, the node's per-stage times (from /diagnostics) and its resident
+memory. "busy": sets dropped because the model was busy (newest-pair policy); "unmatch":
+input messages that never completed a set (lost by best-effort DDS under load, or late). With
+a camera faster than the model the latency must stay flat and the memory must not
+grow: the node always processes the newest pair and drops the rest.
+
+    PYTHONPATH=. python benchmarks/bench_node.py [--duration 30 --rate 30 --backend sgbm]
+    PYTHONPATH=. python benchmarks/bench_node.py --duration 600   # 10 minutes soak
+
+Keeps DDS on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) on ROS_DOMAIN_ID (default
+77 when unset).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from stereo_msgs.msg import DisparityImage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+OUTPUT_TYPES = {'disparity': DisparityImage, 'depth/image_rect': Image, 'points': PointCloud2,
+                'disparity/image_color': Image}
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (Linux /proc)."""
+    with open(f'/proc/{pid}/status') as status:
+        for line in status:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024.0
+    return float('nan')
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float('nan')
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100.0 * (len(ordered) - 1)))]
+
+
+class Probe:
+    """Subscribes to the outputs, the camera's CameraInfo and /diagnostics; thread-safe."""
+
+    def __init__(self, node: rclpy.node.Node, outputs: list[str]) -> None:
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.outputs = 0
+        self.inputs = 0
+        self.stages: dict[str, str] = {}
+        self.busy = 0       # node totals: sets dropped because the model was busy,
+        self.unmatched = 0  # messages that never completed a set (lost or late)
+        self.clock = node.get_clock()
+        first = outputs[0]
+        for topic in outputs:
+            node.create_subscription(
+                OUTPUT_TYPES[topic], topic,
+                (lambda msg: self._on_output(msg)) if topic == first else (lambda msg: None), 5)
+        node.create_subscription(CameraInfo, 'left/camera_info', self._on_input,
+                                 qos_profile_sensor_data)
+        node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+
+    def _on_output(self, msg) -> None:
+        now = self.clock.now().nanoseconds
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.lock:
+            self.latencies.append((now - stamp) / 1e9)
+            self.outputs += 1
+
+    def _on_input(self, msg) -> None:
+        with self.lock:
+            self.inputs += 1
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.endswith('foundation_stereo: processing'):
+                with self.lock:
+                    self.stages = {kv.key: kv.value for kv in status.values
+                                   if kv.key.startswith('stage ')}
+            elif status.name.endswith('foundation_stereo: input'):
+                values = {kv.key: kv.value for kv in status.values}
+                with self.lock:
+                    self.busy = int(values.get('sync sets dropped (model busy)', 0))
+                    self.unmatched = int(values.get('sync messages dropped', 0))
+
+    def take(self) -> tuple[list[float], int, int, dict[str, str], int, int]:
+        with self.lock:
+            latencies, self.latencies = self.latencies, []
+            result = (latencies, self.inputs, self.outputs, dict(self.stages), self.busy,
+                      self.unmatched)
+            self.inputs = self.outputs = 0
+            return result
+
+
+def start(module: str, namespace: str, *ros_args: str) -> subprocess.Popen:
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
+    # Logs go to a file: a pipe nobody reads would block the process once full.
+    log = tempfile.TemporaryFile(mode='w+')  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen([sys.executable, '-m', module, '--ros-args', '-r',
+                             f'__ns:={namespace}', *ros_args], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log = log
+    return proc
+
+
+def log_of(proc: subprocess.Popen) -> str:
+    proc.log.seek(0)
+    return proc.log.read()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--width', type=int, default=1280)
+    parser.add_argument('--height', type=int, default=720)
+    parser.add_argument('--rate', type=float, default=30.0, help='camera rate (Hz)')
+    parser.add_argument('--duration', type=float, default=30.0, help='seconds measured')
+    parser.add_argument('--window', type=float, default=5.0, help='seconds per printed row')
+    parser.add_argument('--backend', default='sgbm')
+    parser.add_argument('--checkpoint', default='')
+    parser.add_argument('--num-disparities', type=int, default=128)
+    parser.add_argument('--qos', choices=('sensor_data', 'reliable'), default='sensor_data',
+                        help='QoS of the camera publishers and the node inputs')
+    parser.add_argument('--outputs', nargs='+', default=['disparity', 'depth/image_rect',
+                                                         'points'], choices=sorted(OUTPUT_TYPES))
+    args = parser.parse_args()
+    # Read by rclpy.init() here and inherited by the two processes.
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    os.environ.setdefault('ROS_DOMAIN_ID', '77')
+
+    namespace = f'/bench{os.getpid()}'
+    camera = start('foundation_stereo_ros.synthetic_camera_node', namespace,
+                   '-p', f'width:={args.width}', '-p', f'height:={args.height}',
+                   '-p', f'rate:={float(args.rate)}', '-p', 'moving:=false',
+                   '-p', f'qos:={args.qos}')
+    node_args = ['--params-file', str(ROOT / 'config' / 'foundation_stereo.yaml'),
+                 '-p', f'backend:={args.backend}',
+                 '-p', f'num_disparities:={args.num_disparities}',
+                 '-p', f'input_qos:={args.qos}']
+    if args.checkpoint:
+        node_args += ['-p', f'checkpoint:={args.checkpoint}']
+    stereo = start('foundation_stereo_ros.node', namespace, *node_args)
+
+    rclpy.init()
+    node = rclpy.create_node('bench_probe', namespace=namespace)
+    probe = Probe(node, args.outputs)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    code = 0
+    try:
+        print(f'bench_node: {args.width}x{args.height} camera at {args.rate} Hz, backend '
+              f'{args.backend}, outputs {" ".join(args.outputs)}; waiting for the first '
+              'output...', flush=True)
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline and not probe.outputs:
+            if camera.poll() is not None or stereo.poll() is not None:
+                dead = camera if camera.poll() is not None else stereo
+                raise RuntimeError('a process died:\n' + log_of(dead))
+            time.sleep(0.1)
+        if not probe.outputs:
+            raise RuntimeError('no output within 120 s')
+        print(f'{"t (s)":>6} {"cam Hz":>7} {"out Hz":>7} {"lat p50":>8} {"lat p95":>8} '
+              f'{"lat max":>8} {"busy":>6} {"unmatch":>7} {"RSS MiB":>8}  stages (ms)')
+        all_latencies, rss = [], []
+        *_, busy0, unmatched0 = probe.take()
+        begin = time.monotonic()
+        while time.monotonic() - begin < args.duration:
+            time.sleep(args.window)
+            latencies, inputs, outputs, stages, busy, unmatched = probe.take()
+            all_latencies += latencies
+            rss.append(rss_mib(stereo.pid))
+            stage_text = ' '.join(f'{k[6:].split(" ")[0]}={v}' for k, v in stages.items())
+            print(f'{time.monotonic() - begin:6.0f} {inputs / args.window:7.1f} '
+                  f'{outputs / args.window:7.2f} {percentile(latencies, 50) * 1e3:8.0f} '
+                  f'{percentile(latencies, 95) * 1e3:8.0f} {max(latencies, default=0) * 1e3:8.0f}'
+                  f' {busy - busy0:6d} {unmatched - unmatched0:7d} {rss[-1]:8.1f}  {stage_text}',
+                  flush=True)
+            busy0, unmatched0 = busy, unmatched
+        half = len(all_latencies) // 2
+        if half:
+            first, second = all_latencies[:half], all_latencies[half:]
+            print(f'bench_node: latency median first half {statistics.median(first) * 1e3:.0f} '
+                  f'ms, second half {statistics.median(second) * 1e3:.0f} ms; RSS first '
+                  f'{rss[0]:.1f} MiB, last {rss[-1]:.1f} MiB, max {max(rss):.1f} MiB')
+    except RuntimeError as exc:
+        print(f'bench_node: error: {exc}', file=sys.stderr)
+        code = 1
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        for proc in (camera, stereo):
+            proc.send_signal(signal.SIGINT)
+        for proc in (camera, stereo):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())
