@@ -11,6 +11,8 @@ Regenerate the data file from the repository root with
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -309,6 +311,51 @@ def test_autocast_bfloat16_runs() -> None:
     assert logits.shape == (1, 1, 16, 8, 8)
     assert torch.isfinite(disp).all()
     assert (disp - ref).abs().max() < 0.5  # bins; bf16 keeps about 3 significant digits
+
+
+class _TinyCostPart(nn.Module):
+    """Volumes -> stem -> gate -> hourglass -> classifier -> disparity, at toy sizes."""
+
+    def __init__(self, attention: str):
+        super().__init__()
+        self.proj = nn.Conv2d(16, 12, 1)
+        self.stem = make_corr_stem(8 + 24, 8)
+        self.gate = FeatureAtt(8, 16)
+        self.agg = Hourglass(64, 8, [16, 8, 8, 8], attention=attention)
+        self.cls = make_classifier(8)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor, f8: torch.Tensor,
+                f16: torch.Tensor, f32: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        volume = torch.cat([build_gwc_volume(left, right, 16, 8),
+                            build_concat_volume(self.proj(left), self.proj(right), 16)], dim=1)
+        volume = self.agg(self.gate(self.stem(volume), left), [left, f8, f16, f32])
+        disp = disparity_regression(torch.softmax(self.cls(volume).squeeze(1), dim=1), 16)
+        return disp, volume
+
+
+@pytest.mark.parametrize('attention', [ATTEND_DISPARITY, ATTEND_HEADS])
+def test_cost_part_exports_to_onnx(tmp_path, attention: str) -> None:
+    """Traceable by the TorchScript ONNX exporter (no unfold/as_strided/out=), batch dynamic."""
+    ort = pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnx')
+    torch.manual_seed(0)
+    model = _TinyCostPart(attention).eval()
+    shapes = [(16, 8, 16), (16, 8, 16), (8, 4, 8), (8, 2, 4), (8, 1, 2)]
+    names = ['left', 'right', 'f8', 'f16', 'f32']
+    inputs = [torch.randn(1, *s) for s in shapes]
+    path = tmp_path / 'cost.onnx'
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(model, tuple(inputs), str(path), dynamo=False, opset_version=17,
+                          input_names=names, output_names=['disp', 'volume'],
+                          dynamic_axes={n: {0: 'batch'} for n in names + ['disp', 'volume']})
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    batch2 = [torch.randn(2, *s) for s in shapes]
+    disp, volume = session.run(None, {n: x.numpy() for n, x in zip(names, batch2)})
+    with torch.inference_mode():
+        ref_disp, ref_volume = model(*batch2)
+    np.testing.assert_allclose(disp, ref_disp.numpy(), atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(volume, ref_volume.numpy(), atol=1e-4, rtol=1e-4)
 
 
 def _write_golden_file() -> None:

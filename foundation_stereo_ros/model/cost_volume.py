@@ -30,10 +30,11 @@ def _tile_width(width: int, max_disp: int) -> int:
 
     Each tile of ``T`` left columns is correlated with the ``T + D - 1`` right columns it can
     reach, so the transient product holds ``W * (T + D - 1)`` values per row instead of
-    ``W * W`` for a full row correlation. A divisor of ``W`` avoids padding columns.
+    ``W * W`` for a full row correlation. A divisor of ``W`` avoids padding columns. ``T >= 2``
+    keeps the band rows (``T + D - 2`` values) at least ``D`` long.
     """
-    limit = max(1, min(width, max_disp))
-    for tile in range(limit, 0, -1):
+    limit = max(2, min(width, max_disp))
+    for tile in range(limit, 1, -1):
         if width % tile == 0:
             if 4 * tile >= limit:
                 return tile
@@ -70,23 +71,28 @@ def build_gwc_volume(feat_left: torch.Tensor, feat_right: torch.Tensor, max_disp
     w_pad = n_tiles * tile
     span = tile + d - 1  # right columns one tile of left columns can see
 
-    with torch.autocast(device_type=feat_left.device.type, enabled=False):
+    device = feat_left.device
+    with torch.autocast(device_type=device.type, enabled=False):
         left = F.normalize(feat_left.float().reshape(b, num_groups, cg, h, w), dim=2)
         right = F.normalize(feat_right.float().reshape(b, num_groups, cg, h, w), dim=2)
         # Zero columns (padding) stay zero after normalisation, which yields the zeros for x < d.
         left = F.pad(left, (0, w_pad - w)).permute(0, 1, 3, 4, 2)           # B,G,H,Wp,c
         left = left.reshape(b, num_groups, h, n_tiles, tile, cg)
         right = F.pad(right, (d - 1, w_pad - w)).permute(0, 1, 3, 2, 4)     # B,G,H,c,Wp+D-1
-        # Window n, column j <-> right column n*T + T-1 - j (reversed so the band below has
-        # disparity increasing along its last axis).
-        windows = right.unfold(-1, span, tile).flip(-1).transpose(3, 4)     # B,G,H,n,c,span
-        scores = torch.matmul(left, windows).contiguous()                   # B,G,H,n,T,span
-        # Row i of a tile needs column T-1-i+d for d = 0..D-1: a strided diagonal band.
-        st = scores.stride()
-        band = scores.as_strided(
-            (b, num_groups, h, n_tiles, tile, d),
-            (st[0], st[1], st[2], st[3], span - 1, 1),
-            scores.storage_offset() + tile - 1)
+        # Window n, column j holds padded right column n*T + T+D-2 - j, i.e. image column
+        # n*T + T-1 - j: reversed, so that disparity grows along the band extracted below.
+        # A gather (not unfold) keeps the graph exportable to ONNX; it only touches features.
+        cols = (torch.arange(n_tiles, device=device).view(n_tiles, 1) * tile + (span - 1)
+                - torch.arange(span, device=device).view(1, span))
+        windows = torch.gather(
+            right.unsqueeze(3).expand(b, num_groups, h, n_tiles, cg, w_pad + d - 1), -1,
+            cols.view(1, 1, 1, n_tiles, 1, span).expand(b, num_groups, h, n_tiles, cg, span))
+        scores = torch.matmul(left, windows)                                # B,G,H,n,T,span
+        # Left column i of a tile needs score column T-1-i+d for d = 0..D-1. Flattening each
+        # tile and re-reading it with rows of span-1 values, from offset T-1, lines that
+        # diagonal band up as rows (a view: no copy, no as_strided).
+        flat = scores.flatten(-2)[..., tile - 1:tile - 1 + tile * (span - 1)]
+        band = flat.unflatten(-1, (tile, span - 1))[..., :d]                # B,G,H,n,T,D
         volume = band.permute(0, 1, 5, 2, 3, 4).reshape(b, num_groups, d, h, w_pad)
         volume = volume[..., :w].contiguous()
     return volume.to(feat_left.dtype)
@@ -116,9 +122,11 @@ def build_concat_volume(left: torch.Tensor, right: torch.Tensor, max_disp: int) 
     bins = torch.arange(d, device=right.device).view(d, 1)
     index = (cols + (d - 1) - bins).view(1, 1, d, 1, w).expand(b, c, d, h, w)
     left_part = left.unsqueeze(2).expand(b, c, d, h, w)
-    if torch.is_grad_enabled() and (left.requires_grad or right.requires_grad):
+    if (torch.jit.is_tracing() or torch.is_grad_enabled()
+            and (left.requires_grad or right.requires_grad)):
         return torch.cat([left_part, torch.gather(padded, -1, index)], dim=1)
-    # Inference: fill one preallocated volume (out= has no autograd), a single pass per half.
+    # Eager inference: fill one preallocated volume, a single pass per half (out= has no
+    # autograd and no ONNX export, hence the branch above).
     volume = left.new_empty(b, 2 * c, d, h, w)
     volume[:, :c] = left_part
     torch.gather(padded, -1, index, out=volume[:, c:])
