@@ -123,8 +123,8 @@ def test_state_dict_layout_matches_official(vit: str) -> None:
     layout = _official_layout(load_layout(DATA_DIR / f'state_dict_{vit}.json'))
     model = CostPart(_feat_dims(layout))
     assert _layout_of(model) == layout
-    # The transformer's position table is computed, never stored.
-    assert not any('pos_embed' in k or k.endswith('.pe') for k, _, _ in layout)
+    # The transformer's position table is computed, not held (not even as a buffer).
+    assert not list(model.cost_agg.atts['4'].buffers())
 
 
 def _naive_gwc(left: torch.Tensor, right: torch.Tensor, bins: int, groups: int) -> torch.Tensor:
@@ -242,10 +242,10 @@ def test_attention_semantics_differ_and_disparity_mode_mixes_bins() -> None:
 
 
 @pytest.mark.parametrize('attention', [ATTEND_DISPARITY, ATTEND_HEADS])
-def test_cost_chain_matches_golden(weights: dict, golden: dict, attention: str) -> None:
+def test_cost_chain_matches_golden(weights: dict, layout_vits: list, golden: dict,
+                                  attention: str) -> None:
     """features_04..32 -> volumes -> stem -> gate -> hourglass -> classifier -> init_disp."""
-    model = _loaded(weights, _feat_dims(_official_layout(
-        load_layout(DATA_DIR / 'state_dict_vits.json'))), attention)
+    model = _loaded(weights, _feat_dims(layout_vits), attention)
     sub = golden['sub_slices']
     prefix = '' if attention == ATTEND_DISPARITY else 'headsdpa_'
     f04 = torch.from_numpy(golden['features_04'])
@@ -269,9 +269,9 @@ def test_cost_chain_matches_golden(weights: dict, golden: dict, attention: str) 
 
 @pytest.mark.skipif(not SHARED_GOLDEN.exists(),
                     reason=f'dense cost volumes need the shared reference {SHARED_GOLDEN}')
-def test_dense_volumes_match_shared_golden(weights: dict) -> None:
+def test_dense_volumes_match_shared_golden(weights: dict, layout_vits: list) -> None:
     """Each stage from its golden input, compared over the whole dense volume."""
-    feat_dims = _feat_dims(_official_layout(load_layout(DATA_DIR / 'state_dict_vits.json')))
+    feat_dims = _feat_dims(layout_vits)
     with np.load(SHARED_GOLDEN) as z, np.load(SHARED_GOLDEN_HEADS) as zh:
         ref = {k: z[k] for k in ('features_04', 'features_08', 'features_16', 'features_32',
                                  'gwc_volume', 'concat_volume', 'corr_stem_out',
