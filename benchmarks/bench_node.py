@@ -207,6 +207,8 @@ def main() -> int:
     except RuntimeError as exc:
         print(f'bench_node: error: {exc}', file=sys.stderr)
         code = 1
+    except KeyboardInterrupt:
+        print('bench_node: interrupted')
     finally:
         executor.shutdown()
         node.destroy_node()

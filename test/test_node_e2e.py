@@ -318,9 +318,9 @@ def test_outputs_match_ground_truth(rig, stereo_node, subscriptions, scene, fram
     assert np.array_equal(msgs.image_to_array(color), expected)
 
 
-def diagnostics_of(array_msg, suffix):
+def diagnostics_of(array_msg, suffix, namespace=NAMESPACE):
     for status in array_msg.status:
-        if status.name.endswith(f'foundation_stereo: {suffix}') and NAMESPACE[1:] in status.name:
+        if status.name == f'{namespace[1:]}/foundation_stereo: {suffix}':
             return status, {kv.key: kv.value for kv in status.values}
     return None, None
 
@@ -455,6 +455,58 @@ def test_bad_start_exits_non_zero_with_advice(tmp_path):
             assert fragment in out, (name, fragment, out)
 
 
+def test_network_backend_end_to_end(tmp_path, ros_context):
+    """The node on a seeded FoundationStereo checkpoint reproduces the official numbers."""
+    from checkpoints import write_seeded_checkpoint
+    from conftest import DATA_DIR
+
+    from foundation_stereo_ros.camera import StereoCamera
+    from foundation_stereo_ros.synthetic_camera_node import camera_info_pair
+
+    golden = np.load(DATA_DIR / 'golden_model_synth.npz')
+    left, right = (np.ascontiguousarray(golden[k][0].transpose(1, 2, 0).astype(np.uint8))
+                   for k in ('left', 'right'))
+    expected = golden['disp_test_iters2'][0, 0]  # official model, 2 iterations, doffs 0
+    camera = StereoCamera(width=96, height=64, fx=80.0, fy=80.0, cx=47.5, cy=31.5,
+                          baseline=0.1)
+    frame = [msgs.array_to_image(left, 'rgb8'), *camera_info_pair(camera, 'left_cam', 'r'),
+             msgs.array_to_image(right, 'rgb8')]
+    frame = [frame[0], frame[1], frame[3], frame[2]]  # left image, left info, right, right info
+    frame[0].header.frame_id = 'left_cam'
+
+    checkpoint = write_seeded_checkpoint(tmp_path / 'vits')
+    namespace = f'/net{os.getpid()}'
+    # remove_invisible off: the seeded weights give disparities beyond the image width.
+    node = NodeProcess('-p', 'backend:=foundation_stereo', '-p', f'checkpoint:={checkpoint}',
+                       '-p', 'device:=cpu', '-p', 'valid_iters:=2', '-p', 'z_far:=1000.0',
+                       '-p', 'remove_invisible:=false', '-p', 'diagnostics_period:=0.2',
+                       '-r', f'__ns:={namespace}')
+    rig = Rig(ros_context, namespace)
+    try:
+        rig.subscribe('disparity', DisparityImage)
+        rig.subscribe('depth/image_rect', Image)
+        rig.subscribe('/diagnostics', DiagnosticArray)
+        # CPU inference takes seconds; the node drops the frames published meanwhile.
+        out = play_until_outputs(rig, frame, ['disparity', 'depth/image_rect'], node)
+        assert wait_until(lambda: any(
+            diagnostics_of(a, 'model', namespace)[0] for a in rig.messages('/diagnostics')))
+        model = next(diagnostics_of(a, 'model', namespace)[1] for a in
+                     rig.messages('/diagnostics') if diagnostics_of(a, 'model', namespace)[0])
+    finally:
+        rig.close()
+        assert node.stop() == 0, node.output
+    assert model['backend'] == 'foundation_stereo' and model['vit_size'] == 'vits'
+    assert model['valid_iters'] == '2' and model['checkpoint'] == str(checkpoint)
+
+    d = out['disparity']
+    assert d.header.frame_id == 'left_cam' and (d.image.width, d.image.height) == (96, 64)
+    assert d.delta_d == pytest.approx(1.0 / 32.0) and d.max_disparity == 416.0
+    assert d.f == 80.0 and d.t == pytest.approx(0.1)
+    np.testing.assert_allclose(as_float_image(d.image), expected, atol=2e-3, rtol=1e-5)
+    depth = as_float_image(out['depth/image_rect'])
+    np.testing.assert_allclose(depth, 80.0 * 0.1 / expected, rtol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------
 # The node in this process, with an injected backend
 # ---------------------------------------------------------------------------------------------
@@ -463,6 +515,7 @@ class FlakyBackend(DisparityBackend):
     """SGBM that raises CUDA out-of-memory on the calls it is told to."""
 
     name = 'sgbm'
+    valid_iters = 32  # a runtime parameter the node forwards to backends that have it
 
     def __init__(self):
         self.inner = make_backend('sgbm', num_disparities=NUM_DISPARITIES)
@@ -629,3 +682,21 @@ def test_outputs_without_subscribers_not_computed(local, frame):
     finally:
         local.stereo.pipeline.process = original
     assert calls and all(not c['want_depth'] and not c['want_points'] for c in calls)
+
+
+def test_runtime_changes_apply_from_the_next_pair(local, frame):
+    node = local.stereo
+    (result,) = node.set_parameters([Parameter('valid_iters', value=5)])
+    assert result.successful
+    (result,) = node.set_parameters([Parameter('scale', value=0.5)])
+    assert result.successful
+    assert node.pipeline.config.scale == 0.5
+    assert local.backend.valid_iters == 32, 'backend settings change between pairs only'
+    good_pair_still_processed(local, frame)
+    assert local.backend.valid_iters == 5
+    (result,) = node.set_parameters([Parameter('scale', value=1.0)])
+    assert result.successful
+    (result,) = node.set_parameters([Parameter('valid_iters', value=0)])
+    assert not result.successful and result.reason
+    (result,) = node.set_parameters([Parameter('z_near', value=200.0)])
+    assert not result.successful and 'z_far (100.0) must be greater' in result.reason
