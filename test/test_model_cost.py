@@ -243,7 +243,7 @@ def test_attention_semantics_differ_and_disparity_mode_mixes_bins() -> None:
 
 @pytest.mark.parametrize('attention', [ATTEND_DISPARITY, ATTEND_HEADS])
 def test_cost_chain_matches_golden(weights: dict, layout_vits: list, golden: dict,
-                                  attention: str) -> None:
+                                   attention: str) -> None:
     """features_04..32 -> volumes -> stem -> gate -> hourglass -> classifier -> init_disp."""
     model = _loaded(weights, _feat_dims(layout_vits), attention)
     sub = golden['sub_slices']
