@@ -1,7 +1,7 @@
-"""Offline: a rosbag2 of a stereo camera in; the same bag plus disparity, depth and points out.
+r"""Offline: a rosbag2 of a stereo camera in; the same bag plus disparity, depth and points out.
 
-    python -m foundation_stereo_ros.bag_tool IN_BAG OUT_BAG \\
-        [--topics LEFT RIGHT LEFT_INFO RIGHT_INFO] [--backend sgbm|foundation_stereo] \\
+    python -m foundation_stereo_ros.bag_tool IN_BAG OUT_BAG \
+        [--topics LEFT RIGHT LEFT_INFO RIGHT_INFO] [--backend sgbm|foundation_stereo] \
         [--checkpoint model_best_bp2.pth] [--storage mcap|sqlite3]
 
 Reads .mcap and .db3 bags (a bag folder or the file itself) with ``rosbags``, synchronises the
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> NodeSettings:
-    """The node's validated settings from the command line (same rules, same defaults)."""
+    """Validate the command line with the node's rules and defaults."""
     if args.backend == 'foundation_stereo' and not args.checkpoint:
         raise BagToolError('--backend foundation_stereo needs --checkpoint '
                            'PATH/model_best_bp2.pth (cfg.yaml beside it), or use --backend sgbm')
@@ -132,7 +132,7 @@ def output_namespace(left_topic: str) -> str:
 
 
 def _copy_connection(writer: Writer, conn: Any, typestore: Any) -> Any:
-    """A connection in the output bag for an input connection; None if it cannot be copied."""
+    """Add an output connection like ``conn``; None if it cannot be copied."""
     ext = conn.ext
     kwargs = {'serialization_format': getattr(ext, 'serialization_format', 'cdr'),
               'offered_qos_profiles': getattr(ext, 'offered_qos_profiles', ())}

@@ -79,7 +79,7 @@ class NodeStats:
             self._events[name] += 1
 
     def count_processed(self, latency: float, timings: Mapping[str, float]) -> None:
-        """A pair was processed and published ``latency`` seconds after its stamp."""
+        """Count a pair processed and published ``latency`` seconds after its stamp."""
         with self._lock:
             self._processed += 1
             self._latencies.append(float(latency))
@@ -152,7 +152,7 @@ def _status(level: bytes, name: str, message: str, hardware_id: str,
 
 def build_diagnostic_array(snap: StatsSnapshot, *, prefix: str, hardware_id: str,
                            model: Mapping[str, str], stamp: Any = None) -> DiagnosticArray:
-    """The node's DiagnosticArray: '<prefix>: input', ': processing' and ': model' statuses.
+    """Build the node's DiagnosticArray: '<prefix>: input', ': processing', ': model'.
 
     ``model``: identity of the backend (backend, checkpoint, vit size, iterations, device...)
     and memory figures, shown as they are. ``stamp``: builtin_interfaces/Time for the header.

@@ -129,7 +129,7 @@ class PairDecoder:
         self._cache: tuple[tuple, StereoCamera] | None = None
 
     def camera(self, left_info: CameraInfo, right_info: CameraInfo) -> StereoCamera:
-        """The stereo camera of a CameraInfo pair; PairError when it is unusable."""
+        """Return the stereo camera of a CameraInfo pair; PairError when it is unusable."""
         key = (left_info.width, left_info.height, tuple(left_info.k), tuple(left_info.p),
                right_info.width, right_info.height, tuple(right_info.k), tuple(right_info.p),
                left_info.header.frame_id)

@@ -89,7 +89,7 @@ class StereoSynchronizer:
             return self._counters.copy()
 
     def pending(self) -> list[int]:
-        """Number of messages waiting in each input queue."""
+        """Return how many messages wait in each input queue."""
         with self._lock:
             return [len(q) for q in self._queues]
 
@@ -238,7 +238,7 @@ class LatestSlot(Generic[T]):
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` was called."""
+        """Tell whether :meth:`close` was called."""
         with self._cond:
             return self._closed
 

@@ -74,7 +74,7 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
 
 def scene_to_messages(scene: StereoScene, encoding: str, frame_id: str,
                       right_frame_id: str) -> tuple[Image, CameraInfo, Image, CameraInfo]:
-    """The four messages of one scene (stamps left at zero for the caller to fill)."""
+    """Build the four messages of one scene (stamps left at zero for the caller to fill)."""
     if encoding not in ENCODINGS:
         raise ValueError(f'encoding must be one of {ENCODINGS}, got {encoding!r}')
     images = []

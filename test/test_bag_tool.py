@@ -37,7 +37,7 @@ def scenes():
 
 
 def write_bag(path, storage, frames, stamps):
-    """A bag with the four stereo topics at ``stamps`` (seconds) plus an unrelated topic."""
+    """Write a bag with the four stereo topics at ``stamps`` (seconds) plus an unrelated topic."""
     typestore = get_typestore(Stores.ROS2_JAZZY)
     with Writer(path, version=8, storage_plugin=STORAGE[storage]) as writer:
         conns = [writer.add_connection(t, n, typestore=typestore)

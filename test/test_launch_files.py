@@ -79,7 +79,7 @@ def console_scripts():
 
 
 def ros_params(path):
-    """The parameters of a ROS params YAML file for the wildcard node, checking its shape."""
+    """Read the parameters of a ROS params YAML file for the wildcard node (shape checked)."""
     data = yaml.safe_load(Path(path).read_text())
     assert list(data) == ['/**'], 'parameters for any node name and namespace'
     assert list(data['/**']) == ['ros__parameters']
