@@ -13,10 +13,17 @@ import yaml
 from conftest import DATA_DIR
 from seeded_weights import load_layout, make_state_dict
 
-from foundation_stereo_ros.model import (CheckpointError, FoundationStereo, build_model,
-                                         load_checkpoint)
-from foundation_stereo_ros.model.checkpoint import (checkpoint_filter_fn, read_config,
-                                                    vit_size_of_state_dict)
+from foundation_stereo_ros.model import (
+    CheckpointError,
+    FoundationStereo,
+    build_model,
+    load_checkpoint,
+)
+from foundation_stereo_ros.model.checkpoint import (
+    checkpoint_filter_fn,
+    read_config,
+    vit_size_of_state_dict,
+)
 
 CLS_KEY = 'feature.dino.depth_anything.pretrained.cls_token'
 CFG = {'vit_size': 'vits', 'max_disp': 416, 'hidden_dims': [128, 128, 128], 'n_gru_layers': 3,

@@ -12,12 +12,17 @@ import torch
 from conftest import DATA_DIR, SHARED_REFERENCE
 from seeded_weights import load_layout, make_state_dict
 
-from foundation_stereo_ros.model import ConfigError, FoundationStereo, InputPadder, build_model
+from foundation_stereo_ros.model import (
+    ConfigError,
+    FoundationStereo,
+    InputPadder,
+    build_model,
+)
 
 LEVELS = ('04', '08', '16')
-INTERMEDIATE = dict(atol=5e-4, rtol=1e-4)
-LOW_RES_DISP = dict(atol=1e-3, rtol=1e-5)
-FULL_RES_DISP = dict(atol=2e-3, rtol=1e-5)
+INTERMEDIATE = {'atol': 5e-4, 'rtol': 1e-4}
+LOW_RES_DISP = {'atol': 1e-3, 'rtol': 1e-5}
+FULL_RES_DISP = {'atol': 2e-3, 'rtol': 1e-5}
 CFG = {'vit_size': 'vits', 'max_disp': 416, 'hidden_dims': [128, 128, 128],
        'n_gru_layers': 3, 'n_downsample': 2, 'corr_levels': 2, 'corr_radius': 4,
        'mixed_precision': False, 'low_memory': 0, 'valid_iters': 32}

@@ -12,10 +12,17 @@ import torch.nn.functional as F
 from conftest import DATA_DIR
 from seeded_weights import load_layout, make_state_dict
 
-from foundation_stereo_ros.model.context import ChannelAttention, ContextNet, SpatialAttention
+from foundation_stereo_ros.model.context import (
+    ChannelAttention,
+    ContextNet,
+    SpatialAttention,
+)
 from foundation_stereo_ros.model.feature import normalize_image
 from foundation_stereo_ros.model.geometry_encoding import (
-    GeometryEncodingVolume, all_pairs_correlation, linear_sample_last_dim)
+    GeometryEncodingVolume,
+    all_pairs_correlation,
+    linear_sample_last_dim,
+)
 from foundation_stereo_ros.model.padder import InputPadder
 from foundation_stereo_ros.model.update import SelectiveMultiUpdateBlock
 from foundation_stereo_ros.model.upsample import convex_upsample
@@ -178,13 +185,26 @@ def test_all_pairs_correlation_is_cosine():
     assert abs(corr[0, 1, 3, 4].item() - expected.item()) < 1e-6
 
 
-def test_geometry_encoding_runs_without_host_data():
-    """Meta tensors have no data: any .item() or data-dependent branch would raise."""
+def test_refinement_step_runs_without_host_data():
+    """One refinement step (geometry lookup, update block, upsampling) on meta tensors.
+
+    Meta tensors have no data, so any .item(), host copy or data-dependent branch would raise:
+    this guards the "no host synchronisation inside the refinement loop" requirement.
+    """
     dev = torch.device('meta')
-    geo = GeometryEncodingVolume(torch.empty(1, 8, 4, 12, device=dev),
-                                 torch.empty(1, 8, 4, 12, device=dev),
-                                 torch.empty(1, 28, 24, 4, 12, device=dev))
-    assert geo(torch.empty(1, 1, 4, 12, device=dev)).shape == (1, 522, 4, 12)
+    geo = GeometryEncodingVolume(torch.empty(1, 8, 8, 12, device=dev),
+                                 torch.empty(1, 8, 8, 12, device=dev),
+                                 torch.empty(1, 28, 24, 8, 12, device=dev))
+    disp = torch.empty(1, 1, 8, 12, device=dev)
+    geo_feat = geo(disp)
+    assert geo_feat.shape == (1, 522, 8, 12)
+    block = SelectiveMultiUpdateBlock(3, 522).to(dev)
+    shapes = [(1, 128, 8, 12), (1, 128, 4, 6), (1, 128, 2, 3)]
+    net = [torch.empty(s, device=dev) for s in shapes]
+    att = [torch.empty(s[0], 1, *s[2:], device=dev) for s in shapes]
+    net, mask_feat, delta = block(net, net, geo_feat, disp, att)
+    up = convex_upsample(disp + delta, torch.empty(1, 9, 32, 48, device=dev))
+    assert up.shape == (1, 32, 48) and mask_feat.shape == (1, 32, 8, 12)
 
 
 # ---------------------------------------------------------------------------- upsampling

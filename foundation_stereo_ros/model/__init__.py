@@ -13,5 +13,5 @@ from .config import ConfigError
 from .foundation_stereo import FoundationStereo
 from .padder import InputPadder
 
-__all__ = ['build_model', 'load_checkpoint', 'FoundationStereo', 'InputPadder',
-           'CheckpointError', 'ConfigError']
+__all__ = ['CheckpointError', 'ConfigError', 'FoundationStereo', 'InputPadder', 'build_model',
+           'load_checkpoint']

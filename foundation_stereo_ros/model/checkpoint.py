@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any
 
 import torch
 import yaml
@@ -19,8 +20,14 @@ import yaml
 from .config import VIT_SIZES, ConfigError, normalize_config
 from .foundation_stereo import FoundationStereo
 
-__all__ = ['CheckpointError', 'build_model', 'read_config', 'load_checkpoint',
-           'checkpoint_filter_fn', 'vit_size_of_state_dict']
+__all__ = [
+    'CheckpointError',
+    'build_model',
+    'checkpoint_filter_fn',
+    'load_checkpoint',
+    'read_config',
+    'vit_size_of_state_dict',
+]
 
 CONFIG_NAME = 'cfg.yaml'
 DEFAULT_WEIGHTS_NAME = 'model_best_bp2.pth'
@@ -29,7 +36,7 @@ _EMBED_DIM_TO_VIT = {384: 'vits', 768: 'vitb', 1024: 'vitl'}
 _CLS_TOKEN_KEY = 'feature.dino.depth_anything.pretrained.cls_token'
 _VIT_NAMES = {'vits': 'ViT-S', 'vitb': 'ViT-B', 'vitl': 'ViT-L'}
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 
 class CheckpointError(RuntimeError):
@@ -174,7 +181,7 @@ def _few(names: list[str], n: int = 5) -> str:
     return shown + (f', ... ({len(names)} in all)' if len(names) > n else '')
 
 
-def load_checkpoint(path: PathLike, device: Union[str, torch.device] = 'cpu',
+def load_checkpoint(path: PathLike, device: str | torch.device = 'cpu',
                     ) -> tuple[FoundationStereo, dict[str, Any]]:
     """Load a released FoundationStereo checkpoint.
 

@@ -8,7 +8,8 @@ arguments. The network reads only the fields in :data:`DEFAULT_CONFIG`; every ot
 from __future__ import annotations
 
 import numbers
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .cost_attention import ATTENTION_MODES
 

@@ -12,14 +12,14 @@ Attribute names follow the official ``ContextNetDino`` / ``ChannelAttentionEnhan
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from .layers import BasicConv, ResidualBlock
 
-__all__ = ['ContextNet', 'ChannelAttention', 'SpatialAttention', 'VIT_FEATURE_CHANNELS']
+__all__ = ['VIT_FEATURE_CHANNELS', 'ChannelAttention', 'ContextNet', 'SpatialAttention']
 
 # Channels of the DPT output ``vit_feat`` (half the DPT ``features`` of each ViT size).
 VIT_FEATURE_CHANNELS = {'vits': 32, 'vitb': 64, 'vitl': 128}

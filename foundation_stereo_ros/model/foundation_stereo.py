@@ -24,11 +24,12 @@ decides the dtype instead; on CPU, as upstream, nothing is autocast unless the c
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .config import normalize_config
 from .context import ChannelAttention, ContextNet, SpatialAttention
@@ -49,7 +50,14 @@ VOLUME_DIM = 28
 # Image sides must be multiples of this (features down to 1/32, hourglass /8 at 1/4 scale).
 SIZE_DIVISOR = 32
 
-ForwardOutput = Union[torch.Tensor, tuple[torch.Tensor, list[torch.Tensor]]]
+ForwardOutput = torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]
+
+
+def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Float32 region (autocast off) on any device type."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class FoundationStereo(nn.Module):
@@ -60,7 +68,7 @@ class FoundationStereo(nn.Module):
             missing fields take the released defaults, ``vit_size`` defaults to ``'vitl'``).
     """
 
-    def __init__(self, cfg: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.cfg = normalize_config(cfg)
         args = self.cfg
@@ -104,15 +112,29 @@ class FoundationStereo(nn.Module):
         self.cost_agg = Hourglass(self.max_disp, VOLUME_DIM, self.feature.d_out,
                                   attention=args['cost_attention'])
         self.classifier = make_classifier(VOLUME_DIM)
+        # The 2D refinement path (context net, GRUs, upsampler) runs channels-last: the GRU
+        # convolutions dominate the refinement cost and are faster in that layout.
+        self.channels_last = True
+        for module in self._channels_last_modules():
+            module.to(memory_format=torch.channels_last)
+
+    def _channels_last_modules(self) -> list[nn.Module]:
+        return [self.cnet, self.update_block, self.sam, self.cam, self.stem_2, self.spx_2_gru,
+                self.spx_gru]
 
     # ------------------------------------------------------------------ helpers
     def _amp(self, device: torch.device) -> contextlib.AbstractContextManager:
         """Autocast region as upstream's ``autocast(enabled=mixed_precision)``."""
         if not self.mixed_precision:
-            return torch.autocast(device.type, enabled=False)
-        if torch.is_autocast_enabled(device.type) or device.type != 'cuda':
+            return _no_autocast(device)
+        if (not torch.amp.is_autocast_available(device.type)
+                or torch.is_autocast_enabled(device.type) or device.type != 'cuda'):
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=self.amp_dtype)
+
+    @property
+    def _memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     @staticmethod
     def _check_pair(left: torch.Tensor, right: torch.Tensor) -> None:
@@ -140,7 +162,7 @@ class FoundationStereo(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, left: torch.Tensor, right: torch.Tensor, iters: int = 12,
-                test_mode: bool = False, init_disp: Optional[torch.Tensor] = None,
+                test_mode: bool = False, init_disp: torch.Tensor | None = None,
                 ) -> ForwardOutput:
         """Disparity of ``left`` w.r.t. ``right`` (x_left - x_right, full-resolution pixels).
 
@@ -172,7 +194,8 @@ class FoundationStereo(nn.Module):
             features_left = [f[:b] for f in features]
             feat04_right = features[0][b:]
             vit_feat = vit_feat[:b]
-            stem_2x = self.stem_2(left)
+            left_2d = left.contiguous(memory_format=self._memory_format)
+            stem_2x = self.stem_2(left_2d)
 
             gwc_volume = build_gwc_volume(features_left[0], feat04_right, self.max_disp // 4,
                                           CV_GROUPS)
@@ -188,13 +211,14 @@ class FoundationStereo(nn.Module):
                 init_disp = disparity_regression(prob, self.max_disp // 4)
                 del prob
 
-            context = self.cnet(left, vit_feat=vit_feat, num_layers=self.n_gru_layers)
+            context = self.cnet(left_2d, vit_feat=vit_feat.contiguous(
+                memory_format=self._memory_format), num_layers=self.n_gru_layers)
             net_list = [torch.tanh(level[0]) for level in context]
             inp_list = [torch.relu(level[1]) for level in context]
             inp_list = [self.cam(x) * x for x in inp_list]
             att_list = [self.sam(x) for x in inp_list]
 
-        with torch.autocast(device.type, enabled=False):
+        with _no_autocast(device):
             geometry = GeometryEncodingVolume(features_left[0].float(), feat04_right.float(),
                                               volume.float(), num_levels=self.corr_levels,
                                               radius=self.corr_radius)
@@ -204,7 +228,7 @@ class FoundationStereo(nn.Module):
         # No host synchronisation in this loop: every step is a fixed sequence of kernels.
         for itr in range(iters):
             disp = disp.detach()
-            with torch.autocast(device.type, enabled=False):
+            with _no_autocast(device):
                 geo_feat = geometry(disp)
             with self._amp(device):
                 net_list, mask_feat_4, delta_disp = self.update_block(

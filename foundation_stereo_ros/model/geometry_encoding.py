@@ -22,8 +22,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ['GeometryEncodingVolume', 'all_pairs_correlation', 'linear_sample_last_dim',
-           'geometry_channels']
+__all__ = [
+    'GeometryEncodingVolume',
+    'all_pairs_correlation',
+    'geometry_channels',
+    'linear_sample_last_dim',
+]
 
 
 def geometry_channels(volume_channels: int, levels: int, radius: int) -> int:
@@ -90,7 +94,8 @@ class GeometryEncodingVolume:
     def __init__(self, fmap_left: torch.Tensor, fmap_right: torch.Tensor,
                  cost_volume: torch.Tensor, num_levels: int = 2, radius: int = 4) -> None:
         if cost_volume.dim() != 5:
-            raise ValueError(f'cost_volume must be (B, C, D, H, W), got {tuple(cost_volume.shape)}')
+            raise ValueError(f'cost_volume must be (B, C, D, H, W), '
+                             f'got {tuple(cost_volume.shape)}')
         b, _, _, h, w = cost_volume.shape
         if fmap_left.shape[0] != b or tuple(fmap_left.shape[2:]) != (h, w):
             raise ValueError(f'features {tuple(fmap_left.shape)} do not match the cost volume '
@@ -121,7 +126,6 @@ class GeometryEncodingVolume:
         return geometry_channels(self.volume_pyramid[0].shape[3], self.num_levels, self.radius)
 
     def __call__(self, disp: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = disp.shape
         disp = disp.float().permute(0, 2, 3, 1)                     # (B, H, W, 1)
         out = []
         for level in range(self.num_levels):

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from .checkpoint import load_checkpoint
 from .foundation_stereo import SIZE_DIVISOR, FoundationStereo
@@ -48,7 +48,7 @@ def _check_export_args(height: int, width: int, iters: int) -> None:
         raise ValueError(f'iters must be >= 1, got {iters}')
 
 
-def export_onnx(model: FoundationStereo, path: Union[str, Path], height: int, width: int,
+def export_onnx(model: FoundationStereo, path: str | Path, height: int, width: int,
                 iters: int, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True) -> Path:
     """Trace ``model`` at (height, width) with ``iters`` refinement steps into ``path``.
 
@@ -79,7 +79,7 @@ def export_onnx(model: FoundationStereo, path: Union[str, Path], height: int, wi
     return path
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(
         prog='python -m foundation_stereo_ros.model.onnx_export',

@@ -6,7 +6,7 @@ computed on a padded pair can be compared (and shifted) exactly like upstream.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -12,14 +12,20 @@ state-dict keys (``update_block.*``) of released checkpoints load unchanged.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ['EdgeNextConvBlock', 'DispHead', 'ConvGRUCell', 'SelectiveConvGRU', 'MotionEncoder',
-           'SelectiveMultiUpdateBlock']
+__all__ = [
+    'ConvGRUCell',
+    'DispHead',
+    'EdgeNextConvBlock',
+    'MotionEncoder',
+    'SelectiveConvGRU',
+    'SelectiveMultiUpdateBlock',
+]
 
 
 class EdgeNextConvBlock(nn.Module):
@@ -186,7 +192,8 @@ class SelectiveMultiUpdateBlock(nn.Module):
         if self.n_gru_layers == 3:
             net[2] = self.gru16(att[2], net[2], inp[2], _pool2x(net[1]))
         if self.n_gru_layers == 3:
-            net[1] = self.gru08(att[1], net[1], inp[1], _pool2x(net[0]), _resize_to(net[2], net[1]))
+            net[1] = self.gru08(att[1], net[1], inp[1], _pool2x(net[0]),
+                                _resize_to(net[2], net[1]))
         elif self.n_gru_layers == 2:
             net[1] = self.gru08(att[1], net[1], inp[1], _pool2x(net[0]))
 

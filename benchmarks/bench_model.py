@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""Latency and peak memory of the FoundationStereo network on the present device.
+
+One row per (implementation, vit size, resolution, iterations, precision, eager/compile).
+Each row runs in a fresh subprocess so that its peak memory is its own: CUDA peak allocated
+memory, or on CPU the peak resident set size during the timed calls (the kernel's high-water
+mark is reset after setup) and its increase over the resident size after setup. Weights are a
+seeded random initialisation (identical in every process) unless ``--checkpoint`` is given.
+
+``--official /path/to/FoundationStereo`` also times the official code on the same inputs and
+weights and prints our/official latency ratios. The official code needs timm, torchvision and a
+few demo-only packages; where they are missing, stand-ins are injected at run time (EdgeNeXt
+from this package, a Normalize transform, empty modules for point-cloud and I/O libraries, and
+DINOv2 built from the repository's vendored copy instead of torch.hub). Its cost-volume
+attention is the HEAD variant; the printed max |difference| compares it with ours in that mode.
+``ratio`` = our min latency / official min latency (below 1: ours is faster).
+
+    PYTHONPATH=. python benchmarks/bench_model.py                     # CPU defaults
+    PYTHONPATH=. python benchmarks/bench_model.py --vit vits vitl --size 480x640 --iters 16 \\
+        --precision fp32 fp16 --mode eager compile --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CPU_DEFAULT_SIZES = ['96x128', '128x160']
+GPU_DEFAULT_SIZES = ['480x640']
+
+
+# ----------------------------------------------------------------------------- worker side
+def _rss_kib(field: str) -> int:
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open('/proc/self/clear_refs', 'w') as refs:
+            refs.write('5')          # resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+class _AttrDict(dict):
+    """Config readable as attributes and as a dict (what the official code expects)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError as err:
+            raise AttributeError(name) from err
+
+
+def _import_official(repo: Path) -> Any:
+    """Import the official FoundationStereo class, with stand-ins for absent packages."""
+    import importlib
+    import importlib.util
+
+    import torch
+
+    os.environ.setdefault('XFORMERS_DISABLED', '1')
+
+    def missing(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):
+            return True
+
+    def stub(name: str, **attrs: Any) -> types.ModuleType:
+        module = types.ModuleType(name)
+        module.__dict__.update(attrs)
+        sys.modules[name] = module
+        return module
+
+    if missing('timm'):
+        from foundation_stereo_ros.model.edgenext import edgenext_small
+
+        def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
+            if name != 'edgenext_small':
+                raise ValueError(f'timm stand-in only provides edgenext_small, not {name}')
+            return edgenext_small()
+        stub('timm', create_model=create_model)
+    if missing('torchvision'):
+        class Normalize:
+            def __init__(self, mean: Any, std: Any, inplace: bool = False) -> None:
+                self.mean, self.std = mean, std
+
+            def __call__(self, x: Any) -> Any:
+                mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device)
+                std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device)
+                return (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
+        tv = stub('torchvision')
+        tv.transforms = stub('torchvision.transforms', Normalize=Normalize)
+    for name in ('einops', 'scipy', 'trimesh', 'imageio', 'joblib', 'pandas', 'open3d'):
+        if missing(name):
+            stub(name, rearrange=None)
+    if 'scipy' in sys.modules and not hasattr(sys.modules['scipy'], 'interpolate'):
+        sys.modules['scipy'].interpolate = stub('scipy.interpolate')
+
+    hub_load = torch.hub.load
+
+    def local_hub_load(repo_or_dir: str, model: str, *args: Any, **kwargs: Any) -> Any:
+        if repo_or_dir == 'facebookresearch/dinov2':
+            from dinov2.hub import backbones
+            return getattr(backbones, model)(pretrained=False)
+        return hub_load(repo_or_dir, model, *args, **kwargs)
+    torch.hub.load = local_hub_load
+
+    sys.path[:0] = [str(repo), str(repo / 'dinov2')]
+    return importlib.import_module('core.foundation_stereo').FoundationStereo
+
+
+def _worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time one configuration; with ``official`` set, ours and the official model are called
+    alternately so that load from other processes affects both alike."""
+    import torch
+
+    from foundation_stereo_ros.model import build_model, load_checkpoint
+
+    if spec['threads']:
+        torch.set_num_threads(spec['threads'])
+    device = torch.device(spec['device'])
+    cuda = device.type == 'cuda'
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    dtype = {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(spec['precision'])
+    torch.manual_seed(0)
+    if spec['checkpoint']:
+        ours, _ = load_checkpoint(spec['checkpoint'])
+    else:
+        ours = build_model({'vit_size': spec['vit']})
+    ours.mixed_precision = dtype is not None
+    if dtype is not None:
+        ours.amp_dtype = dtype
+    models = {'ours': ours.to(device).eval()}
+    if spec['official']:
+        official_cls = _import_official(Path(spec['official']))
+        cfg = dict(ours.cfg, mixed_precision=dtype is not None)
+        official = official_cls(_AttrDict(cfg))
+        official.load_state_dict(ours.state_dict(), strict=True)
+        models['official'] = official.to(device).eval()
+
+    h, w = spec['size']
+    gen = torch.Generator().manual_seed(1)
+    left = (torch.rand(1, 3, h, w, generator=gen) * 255).round().to(device)
+    right = torch.roll(left, shifts=-8, dims=-1)   # an 8-pixel shift plus a wrapped border
+
+    if spec['mode'] == 'compile':
+        models = {k: torch.compile(m) for k, m in models.items()}
+
+    def autocast() -> Any:
+        if dtype is None:
+            return torch.autocast(device.type, enabled=False)
+        return torch.autocast(device.type, dtype=dtype)
+
+    def call(name: str) -> tuple[float, Any]:
+        start = time.perf_counter()
+        out = models[name](left, right, iters=spec['iters'], test_mode=True)
+        if cuda:
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start, out
+
+    results: dict[str, Any] = {name: {} for name in models}
+    outputs = {}
+    with torch.inference_mode(), autocast():
+        for name in models:
+            results[name]['first_ms'] = 1e3 * call(name)[0]
+            for _ in range(spec['warmup']):
+                call(name)
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for _ in range(spec['repeat']):
+            for name in models:
+                elapsed, outputs[name] = call(name)
+                times[name].append(elapsed)
+        for name in models:
+            # Peak memory of one more call, measured on its own.
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            rss_setup = _rss_kib('VmRSS')
+            reset_ok = _reset_peak_rss()
+            call(name)
+            res = results[name]
+            res['median_ms'] = 1e3 * statistics.median(times[name])
+            res['min_ms'] = 1e3 * min(times[name])
+            if cuda:
+                res['peak_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+            elif reset_ok:
+                peak = _rss_kib('VmHWM')
+                res['peak_mb'] = peak / 1024
+                res['extra_mb'] = (peak - rss_setup) / 1024
+            res['finite'] = bool(torch.isfinite(outputs[name]).all())
+        if 'official' in models:
+            # The official cost-volume attention is the HEAD variant: compare in that mode.
+            from foundation_stereo_ros.model.cost_attention import (
+                ATTEND_HEADS,
+                DisparityMultiheadAttention,
+            )
+            for module in ours.modules():
+                if isinstance(module, DisparityMultiheadAttention):
+                    module.attention = ATTEND_HEADS
+            heads = ours(left, right, iters=spec['iters'], test_mode=True)
+            results['official']['max_abs_diff'] = float(
+                (heads.float() - outputs['official'].float()).abs().max())
+    return results
+
+
+# ----------------------------------------------------------------------------- driver side
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f'size must be HxW, e.g. 96x128, got {text!r}') from err
+    if h % 32 or w % 32:
+        raise argparse.ArgumentTypeError(f'size {text} must have sides multiple of 32')
+    return h, w
+
+
+def _supported_precisions(device: str) -> list[str]:
+    import torch
+    if device.startswith('cuda'):
+        return ['fp32', 'fp16'] + (['bf16'] if torch.cuda.is_bf16_supported() else [])
+    return ['fp32', 'bf16']
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda', 'cuda:N'")
+    parser.add_argument('--vit', nargs='+', default=['vits'], choices=['vits', 'vitb', 'vitl'])
+    parser.add_argument('--size', nargs='+', type=_parse_size, default=None,
+                        help=f'HxW (default CPU {CPU_DEFAULT_SIZES}, GPU {GPU_DEFAULT_SIZES})')
+    parser.add_argument('--iters', nargs='+', type=int, default=[4])
+    parser.add_argument('--precision', nargs='+', default=['fp32'],
+                        choices=['fp32', 'fp16', 'bf16', 'all'],
+                        help="'all' = every precision the device supports")
+    parser.add_argument('--mode', nargs='+', default=['eager'], choices=['eager', 'compile'])
+    parser.add_argument('--repeat', type=int, default=3, help='timed calls per row')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed calls after the first')
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
+    parser.add_argument('--checkpoint', default='', help='real weights instead of seeded ones')
+    parser.add_argument('--official', default='', help='official repository to compare with')
+    parser.add_argument('--timeout', type=float, default=1800, help='seconds per row')
+    parser.add_argument('--worker', default='', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        print(json.dumps(_worker(json.loads(args.worker))))
+        return
+
+    import torch
+    device = args.device
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    sizes = args.size or [_parse_size(s) for s in (GPU_DEFAULT_SIZES if device != 'cpu'
+                                                   else CPU_DEFAULT_SIZES)]
+    supported = _supported_precisions(device)
+    precisions = supported if 'all' in args.precision else args.precision
+    for p in precisions:
+        if p not in supported:
+            parser.error(f'precision {p} is not supported on {device} (supported: {supported})')
+    name = torch.cuda.get_device_name(device) if device.startswith('cuda') else (
+        f'CPU, {torch.get_num_threads() if not args.threads else args.threads} threads')
+    print(f'# torch {torch.__version__}, device {device} ({name}); latency over '
+          f'{args.repeat} calls after {args.warmup + 1} warm-up; seeded weights'
+          f'{"" if not args.checkpoint else " replaced by " + args.checkpoint}')
+    header = (f'{"impl":8} {"vit":4} {"size":>9} {"it":>3} {"prec":4} {"mode":7} '
+              f'{"median ms":>10} {"min ms":>9} {"1st call ms":>11} {"peak MB":>8} '
+              f'{"+MB":>7} {"ratio":>6}  note')
+    print(header)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO_ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    for vit in args.vit:
+        for size in sizes:
+            for iters in args.iters:
+                for precision in precisions:
+                    for mode in args.mode:
+                        spec = {'vit': vit, 'size': size, 'iters': iters,
+                                'precision': precision, 'mode': mode, 'device': device,
+                                'repeat': args.repeat, 'warmup': args.warmup,
+                                'threads': args.threads, 'checkpoint': args.checkpoint,
+                                'official': args.official}
+                        row = f'{vit:4} {size[0]:>4}x{size[1]:<4} {iters:>3} {precision:4} ' \
+                              f'{mode:7}'
+                        try:
+                            proc = subprocess.run(
+                                [sys.executable, __file__, '--worker', json.dumps(spec)],
+                                capture_output=True, text=True, env=env, timeout=args.timeout,
+                                check=False)
+                        except subprocess.TimeoutExpired:
+                            print(f'{"ours":8} {row} timed out after {args.timeout:.0f} s',
+                                  flush=True)
+                            continue
+                        if proc.returncode != 0:
+                            tail = proc.stderr.strip().splitlines()[-1:] or ['?']
+                            print(f'{"ours":8} {row} failed: {tail[0]}', flush=True)
+                            continue
+                        results = json.loads(proc.stdout.strip().splitlines()[-1])
+                        for impl, res in results.items():
+                            ratio = ''
+                            if impl == 'official':
+                                ratio = f'{results["ours"]["min_ms"] / res["min_ms"]:.2f}'
+                            note = '' if res['finite'] else 'NON-FINITE OUTPUT '
+                            if 'max_abs_diff' in res:
+                                note += f'max|ours(heads)-official| {res["max_abs_diff"]:.2e}'
+                            print(f'{impl:8} {row} {res["median_ms"]:>10.1f} '
+                                  f'{res["min_ms"]:>9.1f} {res["first_ms"]:>11.1f} '
+                                  f'{res.get("peak_mb", 0):>8.0f} {res.get("extra_mb", 0):>7.0f} '
+                                  f'{ratio:>6}  {note}', flush=True)
+
+
+if __name__ == '__main__':
+    main()
