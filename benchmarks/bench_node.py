@@ -4,12 +4,13 @@
 Starts the synthetic camera (``--rate`` Hz, ``--width`` x ``--height``) and the stereo node as
 two processes in one namespace, subscribes to the node's outputs from this process and prints,
 per window of ``--window`` seconds: camera and output rates, end-to-end latency (receipt time
-minus the input stamp: conversion, inference, publication and DDS transport), pairs dropped
-because the model was busy, the node's per-stage times (from /diagnostics) and its resident
-memory. "busy": sets dropped because the model was busy (newest-pair policy); "unmatch":
-input messages that never completed a set (lost by best-effort DDS under load, or late). With
-a camera faster than the model the latency must stay flat and the memory must not
-grow: the node always processes the newest pair and drops the rest.
+minus the input stamp: conversion, inference, publication and DDS transport), the image rates
+the node itself receives ("L/R in", last second; at 720p30 a Python subscriber on a small
+machine loses many best-effort images in DDS before any node code runs), the node's per-stage
+times (from /diagnostics) and its resident memory. "busy": sets dropped because the model was
+busy (newest-pair policy); "unmatch": input messages that never completed a set (a partner
+lost by best-effort DDS, or late). With a camera faster than the model the latency must stay
+flat and the memory must not grow: the node always processes the newest pair, drops the rest.
 
     PYTHONPATH=. python benchmarks/bench_node.py [--duration 30 --rate 30 --backend sgbm]
     PYTHONPATH=. python benchmarks/bench_node.py --duration 600   # 10 minutes soak
@@ -70,6 +71,7 @@ class Probe:
         self.stages: dict[str, str] = {}
         self.busy = 0       # node totals: sets dropped because the model was busy,
         self.unmatched = 0  # messages that never completed a set (lost or late)
+        self.node_rates = [float('nan')] * 2  # image rates as the node receives them
         self.clock = node.get_clock()
         first = outputs[0]
         for topic in outputs:
@@ -102,12 +104,14 @@ class Probe:
                 with self.lock:
                     self.busy = int(values.get('sync sets dropped (model busy)', 0))
                     self.unmatched = int(values.get('sync messages dropped', 0))
+                    self.node_rates = [float(values.get(f'{side}/image_rect rate (Hz)', 'nan'))
+                                       for side in ('left', 'right')]
 
-    def take(self) -> tuple[list[float], int, int, dict[str, str], int, int]:
+    def take(self) -> tuple[list[float], int, int, dict[str, str], int, int, list]:
         with self.lock:
             latencies, self.latencies = self.latencies, []
             result = (latencies, self.inputs, self.outputs, dict(self.stages), self.busy,
-                      self.unmatched)
+                      self.unmatched, list(self.node_rates))
             self.inputs = self.outputs = 0
             return result
 
@@ -181,22 +185,23 @@ def main() -> int:
             time.sleep(0.1)
         if not probe.outputs:
             raise RuntimeError('no output within 120 s')
-        print(f'{"t (s)":>6} {"cam Hz":>7} {"out Hz":>7} {"lat p50":>8} {"lat p95":>8} '
-              f'{"lat max":>8} {"busy":>6} {"unmatch":>7} {"RSS MiB":>8}  stages (ms)')
+        print(f'{"t (s)":>6} {"cam Hz":>7} {"L/R in":>9} {"out Hz":>7} {"lat p50":>8} '
+              f'{"lat p95":>8} {"lat max":>8} {"busy":>6} {"unmatch":>7} {"RSS MiB":>8}  '
+              'stages (ms)')
         all_latencies, rss = [], []
-        *_, busy0, unmatched0 = probe.take()
+        *_, busy0, unmatched0, _ = probe.take()
         begin = time.monotonic()
         while time.monotonic() - begin < args.duration:
             time.sleep(args.window)
-            latencies, inputs, outputs, stages, busy, unmatched = probe.take()
+            latencies, inputs, outputs, stages, busy, unmatched, node_rates = probe.take()
             all_latencies += latencies
             rss.append(rss_mib(stereo.pid))
             stage_text = ' '.join(f'{k[6:].split(" ")[0]}={v}' for k, v in stages.items())
             print(f'{time.monotonic() - begin:6.0f} {inputs / args.window:7.1f} '
-                  f'{outputs / args.window:7.2f} {percentile(latencies, 50) * 1e3:8.0f} '
-                  f'{percentile(latencies, 95) * 1e3:8.0f} {max(latencies, default=0) * 1e3:8.0f}'
-                  f' {busy - busy0:6d} {unmatched - unmatched0:7d} {rss[-1]:8.1f}  {stage_text}',
-                  flush=True)
+                  f'{node_rates[0]:4.0f}/{node_rates[1]:<4.0f} {outputs / args.window:7.2f} '
+                  f'{percentile(latencies, 50) * 1e3:8.0f} {percentile(latencies, 95) * 1e3:8.0f} '
+                  f'{max(latencies, default=0) * 1e3:8.0f} {busy - busy0:6d} '
+                  f'{unmatched - unmatched0:7d} {rss[-1]:8.1f}  {stage_text}', flush=True)
             busy0, unmatched0 = busy, unmatched
         half = len(all_latencies) // 2
         if half:
