@@ -40,7 +40,7 @@ def _node(context, *args, **kwargs):
         namespace=config['namespace'],
         parameters=parameters,
         remappings=[(topic, config[arg]) for arg, topic in TOPIC_ARGUMENTS],
-        arguments=['--ros-args', '--log-level', config['log_level']],
+        ros_arguments=['--log-level', config['log_level']],
         output='screen',
         emulate_tty=True,
     )]

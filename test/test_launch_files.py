@@ -153,7 +153,7 @@ def test_foundation_stereo_launch(stand_ins):
     assert set(remaps) == set(NODE_INPUTS)
     assert remaps['left/image_rect'] == 'left/image_rect_color'
     assert remaps['right/camera_info'] == 'right/camera_info'
-    assert kw['arguments'] == ['--ros-args', '--log-level', args['log_level']]
+    assert kw['ros_arguments'] == ['--log-level', args['log_level']]
 
 
 def test_synthetic_demo_launch(stand_ins):
