@@ -50,6 +50,8 @@ _TO_RGB = {
     'bgr8': cv2.COLOR_BGR2RGB, 'bgr16': cv2.COLOR_BGR2RGB,
     'rgba8': cv2.COLOR_RGBA2RGB, 'rgba16': cv2.COLOR_RGBA2RGB,
     'bgra8': cv2.COLOR_BGRA2RGB, 'bgra16': cv2.COLOR_BGRA2RGB,
+    # Float intensity images (0..1, as OpenCV and image_proc treat float images).
+    '32FC1': cv2.COLOR_GRAY2RGB, '32FC3': None,
 }
 #: Encodings :func:`image_to_rgb8` converts.
 RGB8_ENCODINGS: frozenset[str] = frozenset(_TO_RGB)
@@ -124,17 +126,31 @@ def image_to_rgb8(msg: Image) -> np.ndarray:
     """Image message as (H, W, 3) uint8 RGB, like ``cv_bridge.imgmsg_to_cv2(msg, 'rgb8')``.
 
     Converts mono8/mono16/8UC1/16UC1 (grey replicated), rgb8/bgr8/rgba8/bgra8 and their 16-bit
-    forms (scaled by 255/65535 with rounding, as cv_bridge does). An rgb8 message comes back as
-    a view of the message data (see :func:`image_to_array`).
+    forms (scaled by 255/65535 with rounding, as cv_bridge does), and 32FC1/32FC3 intensity
+    images in 0..1 (clipped, scaled by 255, rounded); a float image with NaN or inf pixels is a
+    ValueError, since no disparity can be matched there. An rgb8 message comes back as a view
+    of the message data (see :func:`image_to_array`).
     """
     if msg.encoding not in _TO_RGB:
         raise _unsupported(msg.encoding, 'rgb8')
     image = image_to_array(msg)
+    if image.dtype.kind == 'f':
+        return _float_intensity_to_rgb8(image, msg.encoding)
     if image.dtype.itemsize == 2:
         # cv_bridge: convertTo(CV_8U, 255/65535), i.e. scale, round, saturate
         image = cv2.convertScaleAbs(image, alpha=255.0 / 65535.0)
     code = _TO_RGB[msg.encoding]
     return image if code is None else cv2.cvtColor(image, code)
+
+
+def _float_intensity_to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
+    bad = image.size - int(np.count_nonzero(np.isfinite(image)))
+    if bad:
+        raise ValueError(
+            f'{bad} of {image.size} values of the {encoding} image are NaN or inf: stereo '
+            'matching needs every pixel; fix the publisher or publish mono8/rgb8 images')
+    grey = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB) if grey.ndim == 2 else grey
 
 
 def _encoding_of(array_: np.ndarray) -> str:

@@ -165,6 +165,8 @@ def test_array_to_image_checks_dtype_and_channels():
 
 
 def rgb_reference(image, encoding):
+    if image.dtype == np.float32:  # intensity 0..1
+        image = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
     if image.dtype == np.uint16:
         image = np.clip(np.rint(image * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
     if image.ndim == 2:
@@ -185,9 +187,23 @@ def test_image_to_rgb8(encoding):
 
 
 def test_image_to_rgb8_rejects_non_colour():
-    msg = msgs.array_to_image(np.zeros((2, 2), np.float32), '32FC1')
-    with pytest.raises(msgs.UnsupportedEncodingError, match="convert to rgb8.*'32FC1'"):
+    msg = msgs.array_to_image(np.zeros((2, 2), np.int32), '32SC1')
+    with pytest.raises(msgs.UnsupportedEncodingError, match="convert to rgb8.*'32SC1'"):
         msgs.image_to_rgb8(msg)
+
+
+def test_float_intensity_images_and_their_non_finite_pixels():
+    grey = np.array([[0.0, 0.5], [1.0, 2.0]], np.float32)
+    rgb = msgs.image_to_rgb8(msgs.array_to_image(grey, '32FC1'))
+    np.testing.assert_array_equal(rgb[..., 0], [[0, 128], [255, 255]])
+    assert rgb.shape == (2, 2, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+    colour = np.dstack([grey, grey * 0, grey * 0 + 0.2])
+    rgb = msgs.image_to_rgb8(msgs.array_to_image(colour, '32FC3'))
+    np.testing.assert_array_equal(rgb[0, 1], [128, 0, 51])
+    grey[0, 0] = np.nan
+    grey[1, 1] = -np.inf
+    with pytest.raises(ValueError, match='2 of 4 values of the 32FC1 image are NaN or inf'):
+        msgs.image_to_rgb8(msgs.array_to_image(grey, '32FC1'))
 
 
 # ---------------------------------------------------------------------- stereo outputs

@@ -619,14 +619,24 @@ def test_image_size_differs_from_camera_info_skipped(local, frame, scene, capfd)
     good_pair_still_processed(local, frame)
 
 
-def test_nan_in_float_images_skipped(local, frame, scene):
+def test_nan_in_float_images_skipped(local, frame, scene, capfd):
     grey = scene.left[..., 1].astype(np.float32) / 255.0
     grey[10:20, 10:20] = np.nan
     grey[30, 30] = np.inf
     left = msgs.array_to_image(grey, '32FC1')
     right = msgs.array_to_image(grey.copy(), '32FC1')
     expect_event(local, [left, frame[1], right, frame[3]], 'bad_input')
+    assert '101 of 76800 values of the 32FC1 image are NaN or inf' in capfd.readouterr().err
     good_pair_still_processed(local, frame)
+
+
+def test_finite_float_images_are_processed(local, frame, scene):
+    # Float intensity images (0..1) are valid input once they hold no NaN/inf.
+    float_frame = list(frame)
+    for index, image in ((0, scene.left), (2, scene.right)):
+        float_frame[index] = msgs.array_to_image(image[..., 1].astype(np.float32) / 255.0,
+                                                 '32FC1')
+    good_pair_still_processed(local, float_frame)
 
 
 def test_invalid_camera_info_skipped_with_reason(local, frame, capfd):
