@@ -123,6 +123,9 @@ class DinoVisionTransformer(nn.Module):
         The learned grid is resized bicubically with ``scale_factor = (g + offset) / grid``,
         i.e. the sampling positions follow these factors rather than the size ratio.
         """
+        # Plain ints: while tracing (ONNX export) shapes are tensors, which F.interpolate's
+        # scale_factor does not accept; export is at a fixed size, so constants are right.
+        grid_h, grid_w = int(grid_h), int(grid_w)
         m = self.pos_grid
         if (grid_h, grid_w) == (m, m):
             return self.pos_embed
