@@ -2,10 +2,14 @@
 """Latency and peak memory of the FoundationStereo network on the present device.
 
 One row per (implementation, vit size, resolution, iterations, precision, eager/compile).
-Each row runs in a fresh subprocess so that its peak memory is its own: CUDA peak allocated
-memory, or on CPU the peak resident set size during the timed calls (the kernel's high-water
-mark is reset after setup) and its increase over the resident size after setup. Weights are a
-seeded random initialisation (identical in every process) unless ``--checkpoint`` is given.
+Latency: min and median over ``--repeat`` calls after warm-up, in a fresh subprocess per
+configuration; with ``--official`` both implementations run in that process and are called
+alternately, so that load from other processes affects both alike (on a shared machine the
+min is the steadier figure). Peak memory: the first call of each implementation in its own
+fresh process, CUDA peak allocated memory or on CPU the peak resident set size (the kernel's
+high-water mark is reset after setup) and its increase over the resident size after setup
+(``+MB``). Weights are a seeded random initialisation (identical in every process) unless
+``--checkpoint`` is given.
 
 ``--official /path/to/FoundationStereo`` also times the official code on the same inputs and
 weights and prints our/official latency ratios. The official code needs timm, torchvision and a
@@ -124,9 +128,8 @@ def _import_official(repo: Path) -> Any:
     return importlib.import_module('core.foundation_stereo').FoundationStereo
 
 
-def _worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Time one configuration; with ``official`` set, ours and the official model are called
-    alternately so that load from other processes affects both alike."""
+def _setup(spec: dict[str, Any], impls: list[str]) -> tuple[dict[str, Any], Any, Any, Any]:
+    """Models (by implementation name), inputs and autocast dtype of one configuration."""
     import torch
 
     from foundation_stereo_ros.model import build_model, load_checkpoint
@@ -134,8 +137,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec['threads']:
         torch.set_num_threads(spec['threads'])
     device = torch.device(spec['device'])
-    cuda = device.type == 'cuda'
-    if cuda:
+    if device.type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     dtype = {'fp16': torch.float16, 'bf16': torch.bfloat16}.get(spec['precision'])
@@ -147,76 +149,104 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     ours.mixed_precision = dtype is not None
     if dtype is not None:
         ours.amp_dtype = dtype
-    models = {'ours': ours.to(device).eval()}
-    if spec['official']:
+    models = {}
+    if 'official' in impls:
         official_cls = _import_official(Path(spec['official']))
-        cfg = dict(ours.cfg, mixed_precision=dtype is not None)
-        official = official_cls(_AttrDict(cfg))
+        official = official_cls(_AttrDict(dict(ours.cfg, mixed_precision=dtype is not None)))
         official.load_state_dict(ours.state_dict(), strict=True)
         models['official'] = official.to(device).eval()
+    if 'ours' in impls:
+        models['ours'] = ours.to(device).eval()
+    else:
+        del ours
+    if spec['mode'] == 'compile':
+        models = {k: torch.compile(m) for k, m in models.items()}
 
     h, w = spec['size']
     gen = torch.Generator().manual_seed(1)
     left = (torch.rand(1, 3, h, w, generator=gen) * 255).round().to(device)
     right = torch.roll(left, shifts=-8, dims=-1)   # an 8-pixel shift plus a wrapped border
+    return models, left, right, dtype
 
-    if spec['mode'] == 'compile':
-        models = {k: torch.compile(m) for k, m in models.items()}
 
-    def autocast() -> Any:
-        if dtype is None:
-            return torch.autocast(device.type, enabled=False)
-        return torch.autocast(device.type, dtype=dtype)
+def _autocast(device: Any, dtype: Any) -> Any:
+    import torch
+    if dtype is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _time_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Latency of ours (and the official model, called alternately with ours so that load
+    from other processes affects both alike)."""
+    import torch
+
+    impls = ['ours'] + (['official'] if spec['official'] else [])
+    models, left, right, dtype = _setup(spec, impls)
+    device = left.device
 
     def call(name: str) -> tuple[float, Any]:
         start = time.perf_counter()
         out = models[name](left, right, iters=spec['iters'], test_mode=True)
-        if cuda:
+        if device.type == 'cuda':
             torch.cuda.synchronize(device)
         return time.perf_counter() - start, out
 
-    results: dict[str, Any] = {name: {} for name in models}
+    results: dict[str, Any] = {name: {} for name in impls}
     outputs = {}
-    with torch.inference_mode(), autocast():
-        for name in models:
+    times: dict[str, list[float]] = {name: [] for name in impls}
+    with torch.inference_mode(), _autocast(device, dtype):
+        for name in impls:
             results[name]['first_ms'] = 1e3 * call(name)[0]
             for _ in range(spec['warmup']):
                 call(name)
-        times: dict[str, list[float]] = {name: [] for name in models}
         for _ in range(spec['repeat']):
-            for name in models:
+            for name in impls:
                 elapsed, outputs[name] = call(name)
                 times[name].append(elapsed)
-        for name in models:
-            # Peak memory of one more call, measured on its own.
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(device)
-            rss_setup = _rss_kib('VmRSS')
-            reset_ok = _reset_peak_rss()
-            call(name)
-            res = results[name]
-            res['median_ms'] = 1e3 * statistics.median(times[name])
-            res['min_ms'] = 1e3 * min(times[name])
-            if cuda:
-                res['peak_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
-            elif reset_ok:
-                peak = _rss_kib('VmHWM')
-                res['peak_mb'] = peak / 1024
-                res['extra_mb'] = (peak - rss_setup) / 1024
-            res['finite'] = bool(torch.isfinite(outputs[name]).all())
+        for name in impls:
+            results[name]['median_ms'] = 1e3 * statistics.median(times[name])
+            results[name]['min_ms'] = 1e3 * min(times[name])
+            results[name]['finite'] = bool(torch.isfinite(outputs[name]).all())
         if 'official' in models:
             # The official cost-volume attention is the HEAD variant: compare in that mode.
             from foundation_stereo_ros.model.cost_attention import (
                 ATTEND_HEADS,
                 DisparityMultiheadAttention,
             )
-            for module in ours.modules():
+            for module in models['ours'].modules():
                 if isinstance(module, DisparityMultiheadAttention):
                     module.attention = ATTEND_HEADS
-            heads = ours(left, right, iters=spec['iters'], test_mode=True)
+            heads = models['ours'](left, right, iters=spec['iters'], test_mode=True)
             results['official']['max_abs_diff'] = float(
                 (heads.float() - outputs['official'].float()).abs().max())
     return results
+
+
+def _memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Peak memory of the first call of one implementation in a fresh process: CUDA peak
+    allocated, or on CPU the peak resident set size (high-water mark reset after setup)."""
+    import torch
+
+    models, left, right, dtype = _setup(spec, [spec['impl']])
+    model = models[spec['impl']]
+    device = left.device
+    result: dict[str, Any] = {}
+    with torch.inference_mode(), _autocast(device, dtype):
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            model(left, right, iters=spec['iters'], test_mode=True)
+            peak = torch.cuda.max_memory_allocated(device)
+            result = {'peak_mb': peak / 2 ** 20, 'extra_mb': (peak - base) / 2 ** 20}
+        else:
+            base = _rss_kib('VmRSS')
+            if _reset_peak_rss():
+                model(left, right, iters=spec['iters'], test_mode=True)
+                peak = _rss_kib('VmHWM')
+                result = {'peak_mb': peak / 1024, 'extra_mb': (peak - base) / 1024}
+    return result
 
 
 # ----------------------------------------------------------------------------- driver side
@@ -234,7 +264,9 @@ def _supported_precisions(device: str) -> list[str]:
     import torch
     if device.startswith('cuda'):
         return ['fp32', 'fp16'] + (['bf16'] if torch.cuda.is_bf16_supported() else [])
-    return ['fp32', 'bf16']
+    # Autocast accepts bf16 on any CPU, but without native support (AVX512-BF16/AMX) oneDNN
+    # emulates it and it is many times slower than fp32: only offered where it is native.
+    return ['fp32'] + (['bf16'] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else [])
 
 
 def main() -> None:
@@ -258,7 +290,9 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worker:
-        print(json.dumps(_worker(json.loads(args.worker))))
+        spec = json.loads(args.worker)
+        worker = _memory_worker if spec.get('impl') else _time_worker
+        print(json.dumps(worker(spec)))
         return
 
     import torch
@@ -295,31 +329,39 @@ def main() -> None:
                                 'official': args.official}
                         row = f'{vit:4} {size[0]:>4}x{size[1]:<4} {iters:>3} {precision:4} ' \
                               f'{mode:7}'
-                        try:
-                            proc = subprocess.run(
-                                [sys.executable, __file__, '--worker', json.dumps(spec)],
-                                capture_output=True, text=True, env=env, timeout=args.timeout,
-                                check=False)
-                        except subprocess.TimeoutExpired:
-                            print(f'{"ours":8} {row} timed out after {args.timeout:.0f} s',
-                                  flush=True)
+                        results = _run_worker(spec, env, args.timeout)
+                        if 'error' in results:
+                            print(f'{"ours":8} {row} {results["error"]}', flush=True)
                             continue
-                        if proc.returncode != 0:
-                            tail = proc.stderr.strip().splitlines()[-1:] or ['?']
-                            print(f'{"ours":8} {row} failed: {tail[0]}', flush=True)
-                            continue
-                        results = json.loads(proc.stdout.strip().splitlines()[-1])
                         for impl, res in results.items():
+                            memory = _run_worker(dict(spec, impl=impl), env, args.timeout)
                             ratio = ''
                             if impl == 'official':
                                 ratio = f'{results["ours"]["min_ms"] / res["min_ms"]:.2f}'
                             note = '' if res['finite'] else 'NON-FINITE OUTPUT '
                             if 'max_abs_diff' in res:
                                 note += f'max|ours(heads)-official| {res["max_abs_diff"]:.2e}'
+                            if 'error' in memory:
+                                note += f' memory: {memory["error"]}'
                             print(f'{impl:8} {row} {res["median_ms"]:>10.1f} '
                                   f'{res["min_ms"]:>9.1f} {res["first_ms"]:>11.1f} '
-                                  f'{res.get("peak_mb", 0):>8.0f} {res.get("extra_mb", 0):>7.0f} '
-                                  f'{ratio:>6}  {note}', flush=True)
+                                  f'{memory.get("peak_mb", 0):>8.0f} '
+                                  f'{memory.get("extra_mb", 0):>7.0f} {ratio:>6}  {note}',
+                                  flush=True)
+
+
+def _run_worker(spec: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Run one worker subprocess; its last stdout line is JSON (or an 'error' entry)."""
+    try:
+        proc = subprocess.run([sys.executable, __file__, '--worker', json.dumps(spec)],
+                              capture_output=True, text=True, env=env, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return {'error': f'timed out after {timeout:.0f} s'}
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ['?']
+        return {'error': f'failed: {tail[0]}'}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 if __name__ == '__main__':

@@ -107,6 +107,15 @@ def test_state_dict_layout_is_official(model, layout):
     assert got == [tuple(entry) for entry in layout]
 
 
+@pytest.mark.parametrize('vit', ['vitb', 'vitl'])
+def test_state_dict_layout_other_vit_sizes(vit):
+    with torch.device('meta'):      # shapes only: no memory, no initialisation cost
+        net = FoundationStereo(dict(CFG, vit_size=vit))
+    got = [(k, list(v.shape), str(v.dtype).replace('torch.', ''))
+           for k, v in net.state_dict().items()]
+    assert got == [tuple(entry) for entry in load_layout(DATA_DIR / f'state_dict_{vit}.json')]
+
+
 def test_test_mode_and_intermediates(model, golden):
     recorder = _Recorder(model)
     try:
@@ -134,6 +143,18 @@ def test_training_outputs(model, golden):
     assert len(preds) == 2
     _close(torch.stack(preds), golden['disp_preds'], FULL_RES_DISP)
     _close(preds[-1], golden['disp_test_iters2'], FULL_RES_DISP)
+
+
+def test_contiguous_layout_gives_the_same_result(model, golden):
+    model.set_channels_last(False)
+    try:
+        assert not model.update_block.gru04.conv1[0].weight.is_contiguous(
+            memory_format=torch.channels_last)
+        with torch.inference_mode():
+            disp = model(golden['left'], golden['right'], iters=2, test_mode=True)
+    finally:
+        model.set_channels_last(True)
+    _close(disp, golden['disp_test_iters2'], FULL_RES_DISP)
 
 
 def test_init_disp_seeds_refinement(model, golden):

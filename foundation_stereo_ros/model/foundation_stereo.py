@@ -112,15 +112,21 @@ class FoundationStereo(nn.Module):
         self.cost_agg = Hourglass(self.max_disp, VOLUME_DIM, self.feature.d_out,
                                   attention=args['cost_attention'])
         self.classifier = make_classifier(VOLUME_DIM)
-        # The 2D refinement path (context net, GRUs, upsampler) runs channels-last: the GRU
-        # convolutions dominate the refinement cost and are faster in that layout.
-        self.channels_last = True
-        for module in self._channels_last_modules():
-            module.to(memory_format=torch.channels_last)
+        self.channels_last = False
+        self.set_channels_last(True)
 
-    def _channels_last_modules(self) -> list[nn.Module]:
-        return [self.cnet, self.update_block, self.sam, self.cam, self.stem_2, self.spx_2_gru,
-                self.spx_gru]
+    def set_channels_last(self, enabled: bool = True) -> FoundationStereo:
+        """Run the 2D refinement path (context net, GRUs, upsampler) channels-last or not.
+
+        On by default: the GRU convolutions dominate the refinement cost and are faster in
+        that layout. Converts the weights of those modules (values are unchanged).
+        """
+        fmt = torch.channels_last if enabled else torch.contiguous_format
+        for module in (self.cnet, self.update_block, self.sam, self.cam, self.stem_2,
+                       self.spx_2_gru, self.spx_gru):
+            module.to(memory_format=fmt)
+        self.channels_last = bool(enabled)
+        return self
 
     # ------------------------------------------------------------------ helpers
     def _amp(self, device: torch.device) -> contextlib.AbstractContextManager:
