@@ -4,7 +4,8 @@ The graph takes ``left`` and ``right`` (B, 3, H, W) RGB float images with values
 (normalisation is inside) and returns ``disp`` (B, 1, H, W), the final disparity of
 ``forward(iters=N, test_mode=True)``; only the batch axis is dynamic, as in upstream's
 ``scripts/make_onnx.py``. There is no padding inside: resize (or pad) inputs to the exported
-size. Usage::
+size. The graph is float32 even when the checkpoint's cfg asks for mixed precision (a
+TensorRT build can still use fp16, e.g. ``trtexec --fp16``). Usage::
 
     python -m foundation_stereo_ros.model.onnx_export --checkpoint run/model_best_bp2.pth \\
         --height 448 --width 672 --iters 16 --out foundation_stereo.onnx
@@ -70,6 +71,8 @@ def export_onnx(model: FoundationStereo, path: str | Path, height: int, width: i
             # The TorchScript-based exporter is the one that needs no extra packages.
             warnings.simplefilter('ignore', category=DeprecationWarning)
             warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
+            # Benign: slices with steps are left to the runtime instead of being folded.
+            warnings.filterwarnings('ignore', message='Constant folding - Only steps=1')
             torch.onnx.export(wrapper, (left, right), str(path), dynamo=False,
                               opset_version=opset, input_names=['left', 'right'],
                               output_names=['disp'],
