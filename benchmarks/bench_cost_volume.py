@@ -42,8 +42,11 @@ def loop_concat(left: torch.Tensor, right: torch.Tensor, bins: int) -> torch.Ten
 
 
 def timings(fns: list[Callable[[], torch.Tensor]], repeats: int) -> list[tuple[float, float]]:
-    """(min, median) wall time in seconds per function, calls interleaved so that load from
-    other processes hits all alike; min is the steadier figure on a shared machine."""
+    """Time each function; return (min, median) wall time in seconds per function.
+
+    Calls are interleaved so that load from other processes hits all alike; min is the
+    steadier figure on a shared machine.
+    """
     for fn in fns:
         fn()  # warm-up
     times: list[list[float]] = [[] for _ in fns]

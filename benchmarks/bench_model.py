@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Latency and peak memory of the FoundationStereo network on the present device.
+r"""Latency and peak memory of the FoundationStereo network on the present device.
 
 One row per (implementation, vit size, resolution, iterations, precision, eager/compile).
 Latency: min and median over ``--repeat`` calls after warm-up, in a fresh subprocess per
@@ -20,7 +20,7 @@ attention is the HEAD variant; the printed max |difference| compares it with our
 ``ratio`` = our min latency / official min latency (below 1: ours is faster).
 
     PYTHONPATH=. python benchmarks/bench_model.py                     # CPU defaults
-    PYTHONPATH=. python benchmarks/bench_model.py --vit vits vitl --size 480x640 --iters 16 \\
+    PYTHONPATH=. python benchmarks/bench_model.py --vit vits vitl --size 480x640 --iters 16 \
         --precision fp32 fp16 --mode eager compile --device cuda
 """
 from __future__ import annotations
@@ -177,8 +177,11 @@ def _autocast(device: Any, dtype: Any) -> Any:
 
 
 def _time_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Latency of ours (and the official model, called alternately with ours so that load
-    from other processes affects both alike)."""
+    """Measure the latency of ours and, if asked, of the official model.
+
+    The official model is called alternately with ours so that load from other processes
+    affects both alike.
+    """
     import torch
 
     impls = ['ours'] + (['official'] if spec['official'] else [])
@@ -224,8 +227,11 @@ def _time_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Peak memory of the first call of one implementation in a fresh process: CUDA peak
-    allocated, or on CPU the peak resident set size (high-water mark reset after setup)."""
+    """Measure the peak memory of the first call of one implementation in a fresh process.
+
+    On CUDA the peak allocated memory, on CPU the peak resident set size (high-water mark
+    reset after setup).
+    """
     import torch
 
     models, left, right, dtype = _setup(spec, [spec['impl']])

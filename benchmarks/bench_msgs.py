@@ -34,7 +34,7 @@ def timed(name: str, function: Callable[[], object], repeat: int) -> None:
 
 
 def padded_message(image: np.ndarray, encoding: str, pad: int) -> object:
-    """An Image whose rows carry `pad` extra bytes, as some drivers send them."""
+    """Build an Image whose rows carry `pad` extra bytes, as some drivers send them."""
     rows = image.reshape(image.shape[0], -1).view(np.uint8)
     padded = np.concatenate([rows, np.zeros((rows.shape[0], pad), np.uint8)], axis=1)
     msg = msgs.array_to_image(image, encoding)

@@ -1,6 +1,6 @@
-"""Offline demo: a rectified stereo pair to disparity, depth, a colour map and a point cloud.
+r"""Offline demo: a rectified stereo pair to disparity, depth, a colour map and a point cloud.
 
-    python -m foundation_stereo_ros.demo --left L.png --right R.png --intrinsics K.txt \\
+    python -m foundation_stereo_ros.demo --left L.png --right R.png --intrinsics K.txt \
         --backend foundation_stereo --checkpoint pretrained/model_best_bp2.pth --out out/
 
 With no --left/--right it runs on a bundled generated scene and compares with its ground truth.
@@ -77,7 +77,7 @@ def load_pair(left: Path, right: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_camera(args: argparse.Namespace, width: int, height: int) -> StereoCamera:
-    """The stereo camera from --intrinsics or --camera-info."""
+    """Load the stereo camera from --intrinsics or --camera-info."""
     try:
         if args.intrinsics is not None:
             if not args.intrinsics.is_file():

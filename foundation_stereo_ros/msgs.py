@@ -270,7 +270,7 @@ def make_depth_image(depth: np.ndarray, header: Header) -> Image:
 
 
 def make_camera_info(camera: StereoCamera, header: Header) -> CameraInfo:
-    """CameraInfo of the rectified left camera at ``camera``'s resolution (for depth images).
+    """Build the rectified left camera's CameraInfo at ``camera``'s resolution (for depth images).
 
     No distortion (plumb_bob with zero coefficients), identity R, ``P = [K | 0]``.
     """

@@ -55,7 +55,7 @@ class ParamSpec:
 
     @property
     def constraints(self) -> str:
-        """Accepted values in words, for descriptors and error messages."""
+        """Describe the accepted values in words, for descriptors and error messages."""
         if self.choices:
             return 'one of ' + ', '.join(self.choices)
         if self.low is not None:

@@ -81,7 +81,7 @@ class StereoPipeline:
 
     @property
     def config(self) -> PipelineConfig:
-        """The settings the next pair will use."""
+        """Return the settings the next pair will use."""
         return self._config
 
     def update_config(self, **changes: object) -> PipelineConfig:

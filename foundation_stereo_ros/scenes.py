@@ -150,7 +150,7 @@ class Surface:
 
     @property
     def bounded(self) -> bool:
-        """True for a finite rectangle."""
+        """Tell whether the patch is a finite rectangle."""
         return math.isfinite(self.half_u) and math.isfinite(self.half_v)
 
     def corners(self) -> np.ndarray:
@@ -360,7 +360,7 @@ class _LayoutBuilder:
         self.b_range = (-camera.cy / camera.fy, (camera.height - 1 - camera.cy) / camera.fy)
 
     def _texture(self, normal: np.ndarray, points: np.ndarray) -> ProceduralTexture:
-        """A texture for a patch with ``normal`` spanned by ``points`` (its corners)."""
+        """Make a texture for a patch with ``normal`` spanned by ``points`` (its corners)."""
         normal = normal / np.linalg.norm(normal)
         # One metre at depth Z spans fx / Z pixels, shrunk by the cosine between the normal and
         # the viewing ray: take the worst over the patch's corners and both cameras.
@@ -380,7 +380,7 @@ class _LayoutBuilder:
         self.surfaces.append(Surface(origin, axis_u, axis_v, half_u, half_v, texture))
 
     def point_at(self, depth: float, margin: float = 0.1) -> np.ndarray:
-        """A 3D point at ``depth`` that projects inside the image (away from its border)."""
+        """Pick a 3D point at ``depth`` that projects inside the image (away from its border)."""
         (a0, a1), (b0, b1) = self.a_range, self.b_range
         a = self.rng.uniform(a0 + margin * (a1 - a0), a1 - margin * (a1 - a0))
         b = self.rng.uniform(b0 + margin * (b1 - b0), b1 - margin * (b1 - b0))
@@ -392,7 +392,7 @@ class _LayoutBuilder:
                 (self.b_range[1] - self.b_range[0]) * depth)
 
     def add_background(self) -> float:
-        """An unbounded plane behind everything, covering both views; returns its central depth.
+        """Add an unbounded plane behind everything, covering both views; return its central depth.
 
         Written as inverse depth ``alpha * a + beta * b + gamma`` over normalised image
         coordinates, which is affine for a plane, so keeping it above 1 / max_depth at the image
@@ -435,7 +435,7 @@ class _LayoutBuilder:
         self.add_patch(origin, rotation[:, 0], rotation[:, 1], half_u, half_v)
 
     def add_box(self, depth: float) -> None:
-        """A box (its faces that either camera can see) with its nearest corner at ``depth``."""
+        """Add a box (its faces that either camera can see), nearest corner at ``depth``."""
         rng = self.rng
         width, height = self.view_size(depth)
         halves = np.array([rng.uniform(0.04, 0.11) * width, rng.uniform(0.05, 0.14) * height,

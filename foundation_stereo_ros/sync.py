@@ -84,7 +84,7 @@ class StereoSynchronizer:
 
     @property
     def counters(self) -> SyncCounters:
-        """A snapshot of the counters."""
+        """Return a snapshot of the counters."""
         with self._lock:
             return self._counters.copy()
 
@@ -231,7 +231,7 @@ class LatestSlot(Generic[T]):
 
     @property
     def counters(self) -> SlotCounters:
-        """A snapshot of the counters."""
+        """Return a snapshot of the counters."""
         with self._cond:
             c = self._counters
             return SlotCounters(c.offered, c.taken, c.overwritten)

@@ -12,7 +12,7 @@ __all__ = ['colorize_disparity']
 
 @functools.lru_cache(maxsize=None)
 def _turbo_rgb() -> np.ndarray:
-    """OpenCV's TURBO colormap as a (256, 3) uint8 RGB lookup table.
+    """Return OpenCV's TURBO colormap as a (256, 3) uint8 RGB lookup table.
 
     applyColorMap is itself a 256-entry lookup on uint8 input, so indexing this table gives the
     same colours and converts BGR to RGB in the same step.

@@ -14,7 +14,7 @@ FX, FY, CX, CY, CX_R, BASELINE = 700.0, 702.0, 320.5, 240.25, 310.5, 0.12
 
 def info(width=640, height=480, fx=FX, fy=FY, cx=CX, cy=CY, tx=0.0, k=None, p=None,
          frame_id='left_optical', binning=(0, 0), roi=(0, 0, 0, 0)):
-    """A duck-typed CameraInfo (same field names as sensor_msgs/CameraInfo)."""
+    """Make a duck-typed CameraInfo (same field names as sensor_msgs/CameraInfo)."""
     if k is None:
         k = [fx, 0, cx, 0, fy, cy, 0, 0, 1]
     if p is None:

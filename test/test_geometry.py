@@ -14,7 +14,10 @@ GOLDEN = np.load(DATA_DIR / 'utils_postprocess.npz')
 
 @pytest.fixture(scope='module')
 def golden_camera():
-    """The official demo's camera: K.txt scaled by 0.1 the official way (``K[:2] *= scale``)."""
+    """Return the official demo's camera.
+
+    K.txt scaled by 0.1 the official way (``K[:2] *= scale``).
+    """
     k = GOLDEN['K_scaled']
     return StereoCamera(width=96, height=54, fx=k[0, 0], fy=k[1, 1], cx=k[0, 2], cy=k[1, 2],
                         baseline=float(GOLDEN['baseline']))
@@ -70,7 +73,7 @@ def test_z_range_matches_official_keep_mask(golden_camera):
 # ---------------------------------------------------------------------- analytic plane
 
 def plane_scene():
-    """A fronto-parallel-tilted plane Z(u, v) = 2 + 0.004 u + 0.002 v seen by a known pair."""
+    """Make a fronto-parallel-tilted plane Z(u, v) = 2 + 0.004 u + 0.002 v seen by a known pair."""
     camera = StereoCamera(width=80, height=60, fx=90.0, fy=95.0, cx=41.3, cy=28.7,
                           baseline=0.25, cx_right=37.3)
     v, u = np.mgrid[0:60, 0:80].astype(np.float64)

@@ -105,7 +105,7 @@ def test_update_block_fewer_gru_layers(layers):
 
 # ---------------------------------------------------------------------------- geometry
 def _grid_sample_rows(table, x):
-    """Reference: sample (N, C, L) rows at positions x (N, K) with F.grid_sample."""
+    """Sample (N, C, L) rows at positions x (N, K) with F.grid_sample (the reference)."""
     n, c, length = table.shape
     gx = x / (length - 1) * 2 - 1
     grid = torch.stack([gx, torch.zeros_like(gx)], dim=-1).view(n, 1, -1, 2)

@@ -51,7 +51,7 @@ def header(frame='left_optical', sec=12, nanosec=34):
 
 
 def cv_bridge_style_message(image, encoding, *, pad=0, big_endian=False):
-    """An Image laid out as a driver would send it: optional row padding and byte order."""
+    """Build an Image laid out as a driver would send it: optional row padding and byte order."""
     dtype = image.dtype.newbyteorder('>' if big_endian else '<')
     rows = image.astype(dtype).reshape(image.shape[0], -1).view(np.uint8)
     padded = np.concatenate([rows, np.full((rows.shape[0], pad), 0xAB, np.uint8)], axis=1)
@@ -116,7 +116,7 @@ def test_zero_copy_view_of_message_data():
 
 @pytest.mark.parametrize('container', [bytes, list, lambda b: np.frombuffer(b, np.uint8)])
 def test_other_data_containers(container):
-    """bytes (read-only view), lists (copied) and numpy arrays (rosbags) all decode."""
+    """Decode from bytes (read-only view), lists (copied) and numpy arrays (rosbags) alike."""
     image = random_image('mono16')
     msg = cv_bridge_style_message(image, 'mono16', pad=2)
     raw = bytes(msg.data)

@@ -10,14 +10,16 @@ from foundation_stereo_ros.scenes import (
 
 @pytest.fixture(scope='module')
 def scenes() -> dict:
-    """A few layouts, one of them with different principal points (doffs)."""
+    """Make a few layouts, one of them with different principal points (doffs)."""
     return {(seed, doffs): make_scene(320, 240, seed=seed, doffs=doffs)
             for seed, doffs in ((0, 0.0), (1, 0.0), (2, 6.5))}
 
 
 def _right_samples(scene: StereoScene, mask: np.ndarray):
-    """Left pixels in ``mask`` and where their 3D point projects in the right image, keeping
-    those with both horizontal neighbours of that projection inside the image."""
+    """Find the left pixels in ``mask`` and where their 3D point projects in the right image.
+
+    Only those with both horizontal neighbours of that projection inside the image are kept.
+    """
     camera = scene.camera
     depth_left, _ = render_depth(scene.surfaces, camera, 'left')
     ys, xs = np.nonzero(mask)
@@ -53,9 +55,11 @@ def test_depth_range_and_disparity_convention():
 
 @pytest.mark.parametrize('key', [(0, 0.0), (1, 0.0), (2, 6.5)])
 def test_left_depth_reprojects_exactly_onto_right_depth(scenes, key):
-    """Each visible left point lands where the right camera's own ray casting sees that same
-    point: on a plane inverse depth is affine in x, so interpolating it between the two right
-    pixels around the projection is exact."""
+    """Each visible left point lands where the right camera's own ray casting sees it.
+
+    On a plane inverse depth is affine in x, so interpolating it between the two right pixels
+    around the projection is exact.
+    """
     scene = scenes[key]
     camera = scene.camera
     depth_left, index_left = render_depth(scene.surfaces, camera, 'left')
@@ -116,8 +120,10 @@ def test_occlusion_mask_marks_points_the_right_camera_cannot_see(scenes, key):
 
 
 def test_windowed_ray_casting_matches_brute_force():
-    """render_depth and occlusion_mask test each patch only inside its projected bounding box;
-    a brute-force cast against every patch at every pixel must agree."""
+    """Windowed ray casting agrees with a brute-force cast against every patch at every pixel.
+
+    render_depth and occlusion_mask test each patch only inside its projected bounding box.
+    """
     scene = make_scene(96, 64, seed=7, doffs=3.0)
     camera = scene.camera
     for eye, origin_x, cx in (('left', 0.0, camera.cx),

@@ -44,7 +44,9 @@ class CheckpointError(RuntimeError):
 
 
 def build_model(cfg: Mapping[str, Any] | None) -> FoundationStereo:
-    """A FoundationStereo network for ``cfg`` (cfg.yaml content), randomly initialised, eval mode.
+    """Build a randomly initialised FoundationStereo network in eval mode for ``cfg``.
+
+    ``cfg`` is the content of a cfg.yaml.
 
     Raises :class:`.config.ConfigError` (a ``ValueError``) for unusable config values.
     """

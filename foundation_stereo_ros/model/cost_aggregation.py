@@ -125,8 +125,11 @@ class Hourglass(nn.Module):
         self.feature_att_up_8 = FeatureAtt(2 * c, feat_dims[1])
 
     def forward(self, x: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """x: (B, C, D, H, W) with D, H, W multiples of 8; features: left-image maps at
-        1/4, 1/8, 1/16, 1/32 -> (B, C, D, H, W)."""
+        """Aggregate the cost volume ``x``, guided by left-image features.
+
+        ``x``: (B, C, D, H, W) with D, H, W multiples of 8; ``features``: left-image maps at
+        1/4, 1/8, 1/16, 1/32. Returns (B, C, D, H, W).
+        """
         if x.dim() != 5 or any(s % 8 for s in x.shape[2:]):
             raise ValueError(
                 f'hourglass input must be (B, C, D, H, W) with D, H, W divisible by 8 '
@@ -147,8 +150,11 @@ class Hourglass(nn.Module):
 
 
 def make_corr_stem(in_channels: int = 32, volume_dim: int = 28) -> nn.Sequential:
-    """Stem applied to the combined (group-wise + concat) volume: 1x1x1 projection to
-    ``volume_dim`` channels, a 3x3x3 conv and two 3D ResNet blocks (official ``corr_stem``)."""
+    """Build the stem applied to the combined (group-wise + concat) volume.
+
+    A 1x1x1 projection to ``volume_dim`` channels, a 3x3x3 conv and two 3D ResNet blocks
+    (official ``corr_stem``).
+    """
     return nn.Sequential(
         nn.Conv3d(in_channels, volume_dim, kernel_size=1),
         BasicConv(volume_dim, volume_dim, kernel_size=3, padding=1, is_3d=True),

@@ -35,7 +35,7 @@ def _check_mode(attention: str) -> str:
 
 def sinusoidal_embedding(length: int, d_model: int, device: torch.device | None = None,
                          dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Transformer sine/cosine position table, (1, length, d_model).
+    """Return the Transformer sine/cosine position table, (1, length, d_model).
 
     Even channels ``2i`` hold ``sin(p * w_i)``, odd channels ``2i+1`` hold ``cos(p * w_i)``
     with ``w_i = 10000 ** (-2i / d_model)``. Computed in float32 (matching the reference

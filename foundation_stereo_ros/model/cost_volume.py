@@ -134,7 +134,7 @@ def build_concat_volume(left: torch.Tensor, right: torch.Tensor, max_disp: int) 
 
 
 def disparity_regression(prob: torch.Tensor, max_disp: int) -> torch.Tensor:
-    """Expected disparity under a per-pixel distribution over the D bins.
+    """Compute the expected disparity under a per-pixel distribution over the D bins.
 
     Args:
         prob: (B, D, H, W) probabilities (softmax over dim 1).

@@ -59,7 +59,7 @@ class FourierPositionalEncoding(nn.Module):
         return torch.stack((angles[:, 0::2].sin(), angles[:, 1::2].cos()), dim=2).flatten(1)
 
     def forward(self, height: int, width: int) -> torch.Tensor:
-        """Encoding of a height x width grid as (1, dim, height, width)."""
+        """Encode a height x width grid as (1, dim, height, width)."""
         weight = self.token_projection.weight
         enc_y = self._encode(height, weight.device)[:, None, :].expand(height, width, -1)
         enc_x = self._encode(width, weight.device)[None, :, :].expand(height, width, -1)
@@ -189,5 +189,5 @@ class EdgeNeXt(nn.Module):
 
 
 def edgenext_small() -> EdgeNeXt:
-    """timm ``edgenext_small`` without head: channels 48/96/160/304, depths 3/3/9/3."""
+    """Build timm's ``edgenext_small`` without head: channels 48/96/160/304, depths 3/3/9/3."""
     return EdgeNeXt()

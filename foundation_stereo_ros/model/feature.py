@@ -160,7 +160,7 @@ class Feature(nn.Module):
         return [x4, x8, x16, x32], vit_feat
 
     def _edgenext_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """EdgeNeXt stage outputs at strides 4, 8, 16, 32."""
+        """Return the EdgeNeXt stage outputs at strides 4, 8, 16, 32."""
         x = self.stem(x)
         outputs = []
         for stage in self.stages:

@@ -293,13 +293,15 @@ class FoundationStereo(nn.Module):
     def run_hierachical(self, image1: torch.Tensor, image2: torch.Tensor, iters: int = 12,
                         test_mode: bool = True, low_memory: bool = False,
                         small_ratio: float = 0.5) -> torch.Tensor:
-        """Upstream spelling and signature of :meth:`run_hierarchical` (``test_mode`` must be
-        true, as upstream only works that way; ``low_memory`` is ignored)."""
+        """Run :meth:`run_hierarchical` under upstream's spelling and signature.
+
+        ``test_mode`` must be true, as upstream only works that way; ``low_memory`` is ignored.
+        """
         if not test_mode:
             raise ValueError('run_hierachical supports test_mode=True only (as upstream)')
         return self.run_hierarchical(image1, image2, iters=iters, small_ratio=small_ratio)
 
     @staticmethod
     def padder_for(shape: Sequence[int]) -> InputPadder:
-        """An :class:`InputPadder` that makes ``shape`` acceptable to :meth:`forward`."""
+        """Return an :class:`InputPadder` that makes ``shape`` acceptable to :meth:`forward`."""
         return InputPadder(shape, divis_by=SIZE_DIVISOR)

@@ -122,7 +122,7 @@ class GeometryEncodingVolume:
 
     @property
     def channels(self) -> int:
-        """Number of output channels."""
+        """Return the number of output channels."""
         return geometry_channels(self.volume_pyramid[0].shape[3], self.num_levels, self.radius)
 
     def __call__(self, disp: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Export FoundationStereo to ONNX at a fixed image size and iteration count.
+r"""Export FoundationStereo to ONNX at a fixed image size and iteration count.
 
 The graph takes ``left`` and ``right`` (B, 3, H, W) RGB float images with values 0..255
 (normalisation is inside) and returns ``disp`` (B, 1, H, W), the final disparity of
@@ -7,7 +7,7 @@ The graph takes ``left`` and ``right`` (B, 3, H, W) RGB float images with values
 size. The graph is float32 even when the checkpoint's cfg asks for mixed precision (a
 TensorRT build can still use fp16, e.g. ``trtexec --fp16``). Usage::
 
-    python -m foundation_stereo_ros.model.onnx_export --checkpoint run/model_best_bp2.pth \\
+    python -m foundation_stereo_ros.model.onnx_export --checkpoint run/model_best_bp2.pth \
         --height 448 --width 672 --iters 16 --out foundation_stereo.onnx
 """
 from __future__ import annotations
