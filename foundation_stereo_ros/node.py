@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import rclpy
-import rclpy.logging
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
@@ -38,7 +36,6 @@ from rclpy.exceptions import (
     InvalidParameterTypeException,
     InvalidParameterValueException,
 )
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -68,6 +65,7 @@ from foundation_stereo_ros.node_params import (
     split_runtime_changes,
 )
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline, StereoResult
+from foundation_stereo_ros.ros_main import run_node
 from foundation_stereo_ros.sync import LatestSlot, StereoSynchronizer
 from foundation_stereo_ros.visualize import colorize_disparity
 
@@ -469,22 +467,7 @@ def _build_backend(settings: NodeSettings) -> DisparityBackend:
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until SIGINT/SIGTERM; returns the process exit code."""
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = FoundationStereoNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except StartupError as exc:
-        rclpy.logging.get_logger('foundation_stereo').fatal(str(exc))
-        code = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_node(FoundationStereoNode, 'foundation_stereo', (StartupError,), args)
 
 
 if __name__ == '__main__':

@@ -14,9 +14,7 @@ import sys
 from typing import Any
 
 import cv2
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -24,6 +22,7 @@ from std_msgs.msg import Header
 
 from foundation_stereo_ros import msgs
 from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.ros_main import run_node
 from foundation_stereo_ros.scenes import StereoScene, make_scene
 
 ENCODINGS = ('rgb8', 'bgr8', 'mono8')
@@ -151,23 +150,8 @@ class SyntheticStereoCamera(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the synthetic camera until SIGINT/SIGTERM."""
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = SyntheticStereoCamera()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:
-        rclpy.logging.get_logger('synthetic_stereo_camera').fatal(str(exc))
-        code = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    """Run the synthetic camera until SIGINT/SIGTERM; returns the process exit code."""
+    return run_node(SyntheticStereoCamera, 'synthetic_stereo_camera', (ValueError,), args)
 
 
 if __name__ == '__main__':
