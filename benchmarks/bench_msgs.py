@@ -12,7 +12,7 @@ import argparse
 import array
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from std_msgs.msg import Header

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ class StereoCamera:
 
     @classmethod
     def from_camera_info(cls, left: Any, right: Any, *, baseline: float | None = None,
-                         logger: Any = None) -> 'StereoCamera':
+                         logger: Any = None) -> StereoCamera:
         """Build from the rectified left/right ``sensor_msgs/CameraInfo`` pair.
 
         fx, fy, cx, cy come from the left projection matrix P, ``cx_right`` from the right P
@@ -199,7 +200,7 @@ class StereoCamera:
                    baseline=baseline, cx_right=cx_r, frame_id=frame_id)
 
     @classmethod
-    def from_k_file(cls, path: str | os.PathLike, width: int, height: int) -> 'StereoCamera':
+    def from_k_file(cls, path: str | os.PathLike, width: int, height: int) -> StereoCamera:
         """Read the official FoundationStereo ``K.txt``.
 
         Line 1: the 9 numbers of K row-major; line 2: the baseline in metres. The K is used as
@@ -235,7 +236,7 @@ class StereoCamera:
     @classmethod
     def from_calibration_yaml(cls, left_yaml: str | os.PathLike, right_yaml: str | os.PathLike,
                               *, baseline: float | None = None,
-                              logger: Any = None) -> 'StereoCamera':
+                              logger: Any = None) -> StereoCamera:
         """Read the left/right YAML files written by ``camera_calibration`` (camera_info_manager).
 
         Same checks as :meth:`from_camera_info`; ``frame_id`` stays empty (the files name the
@@ -247,7 +248,7 @@ class StereoCamera:
 
     # ------------------------------------------------------------------ resizing
 
-    def scaled(self, scale: float) -> 'StereoCamera':
+    def scaled(self, scale: float) -> StereoCamera:
         """Camera for images resized with ``cv2.resize(fx=scale, fy=scale)``.
 
         The new size is ``round(width * scale)`` (what OpenCV computes) and the intrinsics
@@ -258,11 +259,11 @@ class StereoCamera:
         and disparity offsets in metres are unchanged.
         """
         scale = _finite_positive('scale', scale)
-        width = max(1, int(round(self.width * scale)))
-        height = max(1, int(round(self.height * scale)))
+        width = max(1, round(self.width * scale))
+        height = max(1, round(self.height * scale))
         return self._resampled(width, height, scale, scale)
 
-    def resized(self, width: int, height: int) -> 'StereoCamera':
+    def resized(self, width: int, height: int) -> StereoCamera:
         """Camera for images resized with ``cv2.resize(dsize=(width, height))``.
 
         Scale factors are ``width / self.width`` and ``height / self.height`` (as OpenCV uses
@@ -273,7 +274,7 @@ class StereoCamera:
         return self._resampled(int(width), int(height), width / self.width,
                                height / self.height)
 
-    def _resampled(self, width: int, height: int, sx: float, sy: float) -> 'StereoCamera':
+    def _resampled(self, width: int, height: int, sx: float, sy: float) -> StereoCamera:
         cx_right = None if self.cx_right is None else (self.cx_right + 0.5) * sx - 0.5
         return replace(self, width=width, height=height, fx=self.fx * sx, fy=self.fy * sy,
                        cx=(self.cx + 0.5) * sx - 0.5, cy=(self.cy + 0.5) * sy - 0.5,

@@ -105,8 +105,9 @@ def backend_options(args: argparse.Namespace) -> dict:
         raise DemoError(
             f'cfg.yaml not found next to {args.checkpoint}: copy the whole checkpoint folder '
             '(model_best_bp2.pth and its cfg.yaml), not only the .pth file')
-    return dict(checkpoint=str(args.checkpoint), device=args.device, precision=args.precision,
-                valid_iters=args.valid_iters, hierarchical=args.hierarchical)
+    return {'checkpoint': str(args.checkpoint), 'device': args.device,
+            'precision': args.precision, 'valid_iters': args.valid_iters,
+            'hierarchical': args.hierarchical}
 
 
 def write_outputs(out: Path, result: StereoResult, left: np.ndarray) -> int:

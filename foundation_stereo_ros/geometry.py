@@ -17,8 +17,14 @@ import numpy as np
 
 from .camera import StereoCamera
 
-__all__ = ['invisible_mask', 'valid_disparity_mask', 'disparity_to_depth', 'depth_to_points',
-           'apply_z_range', 'disparity_range_for_depth']
+__all__ = [
+    'apply_z_range',
+    'depth_to_points',
+    'disparity_range_for_depth',
+    'disparity_to_depth',
+    'invisible_mask',
+    'valid_disparity_mask',
+]
 
 Array = TypeVar('Array')  # np.ndarray or torch.Tensor
 

@@ -19,9 +19,19 @@ from stereo_msgs.msg import DisparityImage
 
 from .camera import StereoCamera
 
-__all__ = ['UnsupportedEncodingError', 'SUPPORTED_ENCODINGS', 'RGB8_ENCODINGS', 'image_to_array',
-           'image_to_rgb8', 'array_to_image', 'make_disparity_image', 'make_depth_image',
-           'make_point_cloud', 'make_camera_info', 'read_points']
+__all__ = [
+    'RGB8_ENCODINGS',
+    'SUPPORTED_ENCODINGS',
+    'UnsupportedEncodingError',
+    'array_to_image',
+    'image_to_array',
+    'image_to_rgb8',
+    'make_camera_info',
+    'make_depth_image',
+    'make_disparity_image',
+    'make_point_cloud',
+    'read_points',
+]
 
 
 class UnsupportedEncodingError(ValueError):

@@ -14,8 +14,8 @@ camera sits at ``(baseline, 0, 0)``. Pixel ``(x, y)`` has its centre at integer 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -24,8 +24,14 @@ import numpy as np
 from foundation_stereo_ros.camera import StereoCamera
 
 __all__ = [
-    'ProceduralTexture', 'Surface', 'StereoScene', 'make_scene', 'save_scene',
-    'render_depth', 'render_image', 'occlusion_mask',
+    'ProceduralTexture',
+    'StereoScene',
+    'Surface',
+    'make_scene',
+    'occlusion_mask',
+    'render_depth',
+    'render_image',
+    'save_scene',
 ]
 
 # Shortest texture period, in pixels, at the far end of a patch: keeps point sampling alias-free.
@@ -225,10 +231,10 @@ def _pixel_window(surface: Surface, camera: StereoCamera, origin_x: float,
         return full
     x = camera.fx * (corners[:, 0] - origin_x) / z + cx
     y = camera.fy * corners[:, 1] / z + camera.cy
-    x0 = max(int(math.floor(x.min())), 0)
-    x1 = min(int(math.ceil(x.max())) + 1, camera.width)
-    y0 = max(int(math.floor(y.min())), 0)
-    y1 = min(int(math.ceil(y.max())) + 1, camera.height)
+    x0 = max(math.floor(x.min()), 0)
+    x1 = min(math.ceil(x.max()) + 1, camera.width)
+    y0 = max(math.floor(y.min()), 0)
+    y1 = min(math.ceil(y.max()) + 1, camera.height)
     if x0 >= x1 or y0 >= y1:
         return None
     return slice(y0, y1), slice(x0, x1)

@@ -10,7 +10,7 @@ import numpy as np
 __all__ = ['colorize_disparity']
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _turbo_rgb() -> np.ndarray:
     """Return OpenCV's TURBO colormap as a (256, 3) uint8 RGB lookup table.
 

@@ -27,7 +27,7 @@ def info(width=640, height=480, fx=FX, fy=FY, cx=CX, cy=CY, tx=0.0, k=None, p=No
 
 
 def pair(**right_kwargs):
-    right = dict(cx=CX_R, tx=-FX * BASELINE, frame_id='right_optical')
+    right = {'cx': CX_R, 'tx': -FX * BASELINE, 'frame_id': 'right_optical'}
     right.update(right_kwargs)
     return info(), info(**right)
 

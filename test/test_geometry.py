@@ -130,7 +130,7 @@ def test_valid_disparity_mask():
 
 
 def test_apply_z_range_and_disparity_range():
-    camera, _, _, z, disp = plane_scene()
+    camera, _, _, _z, disp = plane_scene()
     depth = geometry.disparity_to_depth(disp, camera)
     kept = geometry.apply_z_range(depth, 2.1, 2.3)
     inside = (depth >= 2.1) & (depth <= 2.3)

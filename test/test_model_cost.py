@@ -16,19 +16,27 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from conftest import DATA_DIR, SHARED_REFERENCE
 from seeded_weights import load_layout, make_state_dict
+from torch import nn
 
 from foundation_stereo_ros.model.cost_aggregation import (
-    FeatureAtt, Hourglass, make_classifier, make_corr_stem,
+    FeatureAtt,
+    Hourglass,
+    make_classifier,
+    make_corr_stem,
 )
 from foundation_stereo_ros.model.cost_attention import (
-    ATTEND_DISPARITY, ATTEND_HEADS, CostVolumeDisparityAttention, sinusoidal_embedding,
+    ATTEND_DISPARITY,
+    ATTEND_HEADS,
+    CostVolumeDisparityAttention,
+    sinusoidal_embedding,
 )
 from foundation_stereo_ros.model.cost_volume import (
-    build_concat_volume, build_gwc_volume, disparity_regression,
+    build_concat_volume,
+    build_gwc_volume,
+    disparity_regression,
 )
 
 torch.set_num_threads(2)

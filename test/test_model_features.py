@@ -10,16 +10,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from conftest import DATA_DIR, SHARED_REFERENCE
 from seeded_weights import load_layout, make_state_dict
+from torch import nn
 
 from foundation_stereo_ros.model.feature import (
-    Feature, dino_input_size, normalize_image, vit_size_of,
+    Feature,
+    dino_input_size,
+    normalize_image,
+    vit_size_of,
 )
 from foundation_stereo_ros.model.layers import (
-    BasicConv, BasicConvIN, Conv2x, Conv2xIN, Conv3dNormActReduced, LayerNorm2d,
-    ResidualBlock, ResnetBasicBlock, ResnetBasicBlock3D,
+    BasicConv,
+    BasicConvIN,
+    Conv2x,
+    Conv2xIN,
+    Conv3dNormActReduced,
+    LayerNorm2d,
+    ResidualBlock,
+    ResnetBasicBlock,
+    ResnetBasicBlock3D,
 )
 
 torch.set_num_threads(2)

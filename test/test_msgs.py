@@ -10,15 +10,13 @@ import sys
 
 import numpy as np
 import pytest
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import Image, PointCloud2, PointField
+from std_msgs.msg import Header
 
-sensor_msgs = pytest.importorskip('sensor_msgs.msg')
-from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
+from foundation_stereo_ros import msgs
+from foundation_stereo_ros.camera import StereoCamera
 
-from foundation_stereo_ros import msgs  # noqa: E402
-from foundation_stereo_ros.camera import StereoCamera  # noqa: E402
-
-Image, PointField = sensor_msgs.Image, sensor_msgs.PointField
 RNG = np.random.default_rng(7)
 DEPTH_DTYPES = {'8U': np.uint8, '8S': np.int8, '16U': np.uint16, '16S': np.int16,
                 '32S': np.int32, '32F': np.float32, '64F': np.float64}
@@ -358,7 +356,7 @@ def test_point_cloud_unorganized_and_errors():
 def test_read_points_round_trip_and_serialization():
     points, rgb = organized_points()
     msg = deserialize_message(serialize_message(msgs.make_point_cloud(points, rgb, header())),
-                              sensor_msgs.PointCloud2)
+                              PointCloud2)
     cloud = msgs.read_points(msg)
     assert cloud.shape == (5, 7) and cloud.dtype.names == ('x', 'y', 'z', 'rgb')
     for axis, name in enumerate('xyz'):
@@ -382,8 +380,8 @@ def test_read_points_honours_row_step_endianness_count_and_unnamed():
             base = row * row_step + col * point_step
             struct.pack_into('>fHxx2fb', data, base, row + col / 10, 100 * row + col,
                              -row, col + 0.5, col - row)
-    msg = sensor_msgs.PointCloud2(height=height, width=width, fields=fields, is_bigendian=True,
-                                  point_step=point_step, row_step=row_step)
+    msg = PointCloud2(height=height, width=width, fields=fields, is_bigendian=True,
+                      point_step=point_step, row_step=row_step)
     msg.data = array.array('B', bytes(data))
     cloud = msgs.read_points(msg)
     assert cloud.shape == (3, 4)
@@ -398,7 +396,7 @@ def test_read_points_honours_row_step_endianness_count_and_unnamed():
 
 
 def test_read_points_errors():
-    msg = sensor_msgs.PointCloud2(height=2, width=2, point_step=4, row_step=8, fields=[
+    msg = PointCloud2(height=2, width=2, point_step=4, row_step=8, fields=[
         PointField(name='x', offset=0, datatype=PointField.FLOAT32, count=1)])
     msg.data = array.array('B', bytes(12))
     with pytest.raises(ValueError, match='data has 12 bytes, needs 16'):

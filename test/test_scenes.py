@@ -5,7 +5,12 @@ import pytest
 
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.scenes import (
-    StereoScene, make_scene, occlusion_mask, render_depth, save_scene)
+    StereoScene,
+    make_scene,
+    occlusion_mask,
+    render_depth,
+    save_scene,
+)
 
 
 @pytest.fixture(scope='module')
@@ -199,11 +204,11 @@ def test_save_scene_refuses_a_right_principal_point_k_txt_cannot_hold(tmp_path):
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(min_depth=5.0, max_depth=2.0), 'min_depth'),
-    (dict(baseline=0.0), 'baseline'),
-    (dict(noise=-1.0), 'noise'),
-    (dict(fx=-10.0), 'fx'),
-    (dict(width=8), 'size'),
+    ({'min_depth': 5.0, 'max_depth': 2.0}, 'min_depth'),
+    ({'baseline': 0.0}, 'baseline'),
+    ({'noise': -1.0}, 'noise'),
+    ({'fx': -10.0}, 'fx'),
+    ({'width': 8}, 'size'),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

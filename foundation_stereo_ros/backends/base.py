@@ -48,11 +48,11 @@ class DisparityBackend(abc.ABC):
         }
 
     def check_pair(self, left: torch.Tensor, right: torch.Tensor) -> None:
-        """Raise ValueError, saying what is wrong, unless the pair fits :meth:`compute`."""
+        """Raise ValueError (TypeError for a non-tensor) saying what is wrong, unless it fits."""
         for side, image in (('left', left), ('right', right)):
             if not isinstance(image, torch.Tensor):
-                raise ValueError(f'{self.name}: {side} image must be a torch.Tensor, '
-                                 f'got {type(image).__name__}')
+                raise TypeError(f'{self.name}: {side} image must be a torch.Tensor, '
+                                f'got {type(image).__name__}')
             if image.ndim != 3 or image.shape[0] != 3:
                 raise ValueError(f'{self.name}: {side} image must be (3, H, W) RGB, got shape '
                                  f'{tuple(image.shape)}')

@@ -110,11 +110,12 @@ class SgbmBackend(DisparityBackend):
         self.pad_left = bool(pad_left)
         self.lr_check = bool(lr_check)
         self.lr_tolerance = lr_tolerance
-        self._settings = dict(
-            minDisparity=min_disparity, numDisparities=num_disparities, blockSize=block_size,
-            P1=p1, P2=p2, disp12MaxDiff=_integer('disp12_max_diff', disp12_max_diff),
-            preFilterCap=pre_filter_cap, uniquenessRatio=uniqueness_ratio,
-            speckleWindowSize=speckle_window_size, speckleRange=speckle_range)
+        self._settings = {
+            'minDisparity': min_disparity, 'numDisparities': num_disparities,
+            'blockSize': block_size,
+            'P1': p1, 'P2': p2, 'disp12MaxDiff': _integer('disp12_max_diff', disp12_max_diff),
+            'preFilterCap': pre_filter_cap, 'uniquenessRatio': uniqueness_ratio,
+            'speckleWindowSize': speckle_window_size, 'speckleRange': speckle_range}
         self._matcher = cv2.StereoSGBM_create(mode=SGBM_MODES[mode], **self._settings)
 
     def compute(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:

@@ -6,16 +6,16 @@ checkpoints load with ``strict=True``.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .cost_attention import ATTEND_DISPARITY, CostVolumeDisparityAttention
 from .layers import BasicConv, Conv3dNormActReduced, ResnetBasicBlock3D
 
-__all__ = ['FeatureAtt', 'Hourglass', 'make_corr_stem', 'make_classifier']
+__all__ = ['FeatureAtt', 'Hourglass', 'make_classifier', 'make_corr_stem']
 
 # Kernel size along the disparity axis of the separable 3D convolutions.
 _KERNEL_DISP = 17

@@ -14,12 +14,17 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 __all__ = [
-    'ATTEND_DISPARITY', 'ATTEND_HEADS', 'ATTENTION_MODES', 'sinusoidal_embedding',
-    'DisparityMultiheadAttention', 'DisparityTransformerLayer', 'CostVolumeDisparityAttention',
+    'ATTEND_DISPARITY',
+    'ATTEND_HEADS',
+    'ATTENTION_MODES',
+    'CostVolumeDisparityAttention',
+    'DisparityMultiheadAttention',
+    'DisparityTransformerLayer',
+    'sinusoidal_embedding',
 ]
 
 ATTEND_DISPARITY = 'disparity'

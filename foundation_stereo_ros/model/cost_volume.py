@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ['build_gwc_volume', 'build_concat_volume', 'disparity_regression']
+__all__ = ['build_concat_volume', 'build_gwc_volume', 'disparity_regression']
 
 
 def _check_pair(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> None:

@@ -9,11 +9,11 @@ follow the hub models so that FoundationStereo checkpoints load unchanged. Infer
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .layers import Mlp
 

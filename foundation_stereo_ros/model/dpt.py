@@ -6,11 +6,11 @@ names follow the Depth Anything code so that FoundationStereo checkpoints load u
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .dinov2 import DinoVisionTransformer
 
@@ -56,8 +56,8 @@ class FeatureFusionBlock(nn.Module):
         self.resConfUnit1 = ResidualConvUnit(features)
         self.resConfUnit2 = ResidualConvUnit(features)
 
-    def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None,
-                size: Optional[Sequence[int]] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None,
+                size: Sequence[int] | None = None) -> torch.Tensor:
         if skip is not None:
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)

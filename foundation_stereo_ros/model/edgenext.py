@@ -9,11 +9,11 @@ dropout, the classifier head and unused block variants are left out.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .layers import LayerNorm2d, Mlp
 

@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .dpt import DPT_CONFIGS, DepthAnythingFeature
 from .edgenext import edgenext_small
 from .layers import BasicConv, Conv2xIN, ResidualBlock
 
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DINO_SIZE_DIVISOR', 'DINO_MAX_SIZE',
-           'normalize_image', 'dino_input_size', 'vit_size_of', 'Feature']
+__all__ = [
+    'DINO_MAX_SIZE',
+    'DINO_SIZE_DIVISOR',
+    'IMAGENET_MEAN',
+    'IMAGENET_STD',
+    'Feature',
+    'dino_input_size',
+    'normalize_image',
+    'vit_size_of',
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

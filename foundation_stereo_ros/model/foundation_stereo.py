@@ -283,7 +283,9 @@ class FoundationStereo(nn.Module):
 
         padder = InputPadder(left.shape, divis_by=SIZE_DIVISOR)
         left, right, disp_up = padder.pad(left, right, disp_up)
-        # Padding on the left shifts every left-image column, hence the disparity.
+        # Upstream adds the left pad width to the seed disparity, although padding both images
+        # alike leaves true disparities unchanged; the official inference does it and the
+        # goldens pin it, so it is kept for parity.
         disp_up = disp_up + padder.pad_amounts[0]
         init_disp = F.interpolate(disp_up, scale_factor=0.25, mode='bilinear',
                                   align_corners=True) * 0.25

@@ -7,15 +7,24 @@ parameter-free pieces are free to differ and are written functionally here.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 __all__ = [
-    'LayerNorm2d', 'Mlp', 'BasicConv', 'BasicConvIN', 'Conv3dNormActReduced', 'ResnetBasicBlock',
-    'ResnetBasicBlock3D', 'ResidualBlock', 'Conv2x', 'Conv2xIN',
+    'BasicConv',
+    'BasicConvIN',
+    'Conv2x',
+    'Conv2xIN',
+    'Conv3dNormActReduced',
+    'LayerNorm2d',
+    'Mlp',
+    'ResidualBlock',
+    'ResnetBasicBlock',
+    'ResnetBasicBlock3D',
 ]
 
 # nn.LeakyReLU() default slope, used after every BasicConv / BasicConvIN.
@@ -109,7 +118,7 @@ class BasicConvIN(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, deconv: bool = False,
-                 is_3d: bool = False, IN: bool = True, relu: bool = True,  # noqa: N803
+                 is_3d: bool = False, IN: bool = True, relu: bool = True,
                  **kwargs: Any) -> None:
         super().__init__()
         self.relu = relu
@@ -130,8 +139,8 @@ class Conv3dNormActReduced(nn.Module):
     Input (B, C, D, H, W); ``stride`` applies to H/W in the first conv and to D in the second.
     """
 
-    def __init__(self, C_in: int, C_out: int, hidden: Optional[int] = None,  # noqa: N803
-                 kernel_size: int = 3, kernel_disp: Optional[int] = None, stride: int = 1,
+    def __init__(self, C_in: int, C_out: int, hidden: int | None = None,
+                 kernel_size: int = 3, kernel_disp: int | None = None, stride: int = 1,
                  norm: Callable[[int], nn.Module] = nn.BatchNorm3d) -> None:
         super().__init__()
         kernel_disp = kernel_size if kernel_disp is None else kernel_disp
@@ -159,9 +168,9 @@ class _ResnetBasicBlockNd(nn.Module):
     _conv: type[nn.Module] = nn.Conv2d
 
     def __init__(self, inplanes: int, planes: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int = 1, downsample: Optional[nn.Module] = None, groups: int = 1,
+                 padding: int = 1, downsample: nn.Module | None = None, groups: int = 1,
                  base_width: int = 64, dilation: int = 1,
-                 norm_layer: Optional[Callable[[int], nn.Module]] = None,
+                 norm_layer: Callable[[int], nn.Module] | None = None,
                  bias: bool = False) -> None:
         super().__init__()
         if groups != 1 or base_width != 64:
@@ -199,9 +208,9 @@ class ResnetBasicBlock(_ResnetBasicBlockNd):
     _conv = nn.Conv2d
 
     def __init__(self, inplanes: int, planes: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int = 1, downsample: Optional[nn.Module] = None, groups: int = 1,
+                 padding: int = 1, downsample: nn.Module | None = None, groups: int = 1,
                  base_width: int = 64, dilation: int = 1,
-                 norm_layer: Optional[Callable[[int], nn.Module]] = nn.BatchNorm2d,
+                 norm_layer: Callable[[int], nn.Module] | None = nn.BatchNorm2d,
                  bias: bool = False) -> None:
         super().__init__(inplanes, planes, kernel_size, stride, padding, downsample, groups,
                          base_width, dilation, norm_layer, bias)
@@ -213,9 +222,9 @@ class ResnetBasicBlock3D(_ResnetBasicBlockNd):
     _conv = nn.Conv3d
 
     def __init__(self, inplanes: int, planes: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int = 1, downsample: Optional[nn.Module] = None, groups: int = 1,
+                 padding: int = 1, downsample: nn.Module | None = None, groups: int = 1,
                  base_width: int = 64, dilation: int = 1,
-                 norm_layer: Optional[Callable[[int], nn.Module]] = nn.BatchNorm3d,
+                 norm_layer: Callable[[int], nn.Module] | None = nn.BatchNorm3d,
                  bias: bool = False) -> None:
         super().__init__(inplanes, planes, kernel_size, stride, padding, downsample, groups,
                          base_width, dilation, norm_layer, bias)
@@ -252,7 +261,7 @@ class ResidualBlock(nn.Module):
         self.norm1 = _residual_norm(norm_fn, planes)
         self.norm2 = _residual_norm(norm_fn, planes)
         if stride == 1 and in_planes == planes:
-            self.downsample: Optional[nn.Module] = None
+            self.downsample: nn.Module | None = None
         else:
             self.norm3 = _residual_norm(norm_fn, planes)
             self.downsample = nn.Sequential(
@@ -304,7 +313,7 @@ class Conv2xIN(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, deconv: bool = False,
                  is_3d: bool = False, concat: bool = True, keep_concat: bool = True,
-                 IN: bool = True, relu: bool = True,  # noqa: N803
+                 IN: bool = True, relu: bool = True,
                  keep_dispc: bool = False) -> None:
         super().__init__()
         if concat and not keep_concat:
