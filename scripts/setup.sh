@@ -20,7 +20,9 @@ colcon build --base-paths . --symlink-install --event-handlers console_cohesion-
 echo "setup: built into install/ (source install/setup.bash to use the package)"
 
 if [ "${1:-}" != "--no-demo" ]; then
+  set +u  # colcon's setup scripts read unset variables
   # shellcheck disable=SC1091
   source install/setup.bash
+  set -u
   python -m foundation_stereo_ros.demo --backend sgbm --out out/demo
 fi
