@@ -44,19 +44,6 @@ def num_disparities_for(scene: StereoScene) -> int:
     return int(np.ceil((float(scene.disparity.max()) + 1.0) / 16.0) * 16)
 
 
-def score(disparity: np.ndarray, scene: StereoScene) -> dict[str, float]:
-    visible = ~scene.occluded
-    valid = np.isfinite(disparity)
-    error = np.abs(disparity - scene.disparity)[valid & visible]
-    return {
-        'coverage': (valid & visible).sum() / visible.sum(),
-        'bad1': float(np.mean(error > 1.0)),
-        'bad3': float(np.mean(error > 3.0)),
-        'mae': float(error.mean()),
-        'occ_est': (valid & ~visible).sum() / max((~visible).sum(), 1),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--sizes', nargs='+', type=parse_size,
@@ -92,7 +79,7 @@ def main() -> None:
                     disparity = backend.compute(left, right)
                     walls.append(time.perf_counter() - start)
                     cpus.append(time.process_time() - start_cpu)
-                figures = score(disparity.numpy(), scene)
+                figures = scene.score(disparity.numpy())
                 figures['wall_ms'] = statistics.median(walls) * 1e3
                 figures['cpu_ms'] = statistics.median(cpus) * 1e3
                 totals.setdefault((width, height, key), []).append(figures)
@@ -100,7 +87,7 @@ def main() -> None:
                       f'{figures["wall_ms"]:8.1f} {figures["cpu_ms"]:7.1f} '
                       f'{figures["coverage"]:8.4f} '
                       f'{figures["bad1"]:6.4f} {figures["bad3"]:6.4f} {figures["mae"]:6.3f} '
-                      f'{figures["occ_est"]:7.4f}')
+                      f'{figures["hidden_estimated"]:7.4f}')
             print(f'{"":>9} {seed:>4} scene generation: wall {scene_ms:.0f} ms, cpu '
                   f'{scene_cpu_ms:.0f} ms')
     print('\nmeans over seeds')
@@ -110,7 +97,7 @@ def main() -> None:
         print(f'{width:>4}x{height:<4} {"all":>4} {key:>8} {"":>5} {mean["wall_ms"]:8.1f} '
               f'{mean["cpu_ms"]:7.1f} '
               f'{mean["coverage"]:8.4f} {mean["bad1"]:6.4f} {mean["bad3"]:6.4f} '
-              f'{mean["mae"]:6.3f} {mean["occ_est"]:7.4f}')
+              f'{mean["mae"]:6.3f} {mean["hidden_estimated"]:7.4f}')
 
 
 if __name__ == '__main__':

@@ -204,6 +204,25 @@ class StereoScene:
     right_depth: np.ndarray     # (H, W) float32 metres, ground truth of the right image
     surfaces: tuple[Surface, ...] = ()
 
+    def score(self, disparity: np.ndarray) -> dict[str, float]:
+        """Compare an estimated disparity (NaN = no estimate) with the ground truth.
+
+        ``coverage``: share of visible (non-occluded) pixels with an estimate; ``bad1``,
+        ``bad3``: shares of those estimates more than 1 / 3 px off; ``mae``: their mean absolute
+        error (px); ``hidden_estimated``: share of occluded pixels that still got an estimate.
+        """
+        visible = ~self.occluded
+        valid = np.isfinite(disparity)
+        error = np.abs(disparity - self.disparity)[valid & visible]
+        has_error = error.size > 0
+        return {
+            'coverage': float((valid & visible).sum() / max(visible.sum(), 1)),
+            'bad1': float(np.mean(error > 1.0)) if has_error else 1.0,
+            'bad3': float(np.mean(error > 3.0)) if has_error else 1.0,
+            'mae': float(error.mean()) if has_error else math.nan,
+            'hidden_estimated': float((valid & ~visible).sum() / max((~visible).sum(), 1)),
+        }
+
 
 def _eye(camera: StereoCamera, eye: str) -> tuple[float, float]:
     """Camera centre x and principal point x of ``eye`` ('left' or 'right')."""

@@ -213,3 +213,15 @@ def test_save_scene_refuses_a_right_principal_point_k_txt_cannot_hold(tmp_path):
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_scene(**kwargs)
+
+
+def test_score_against_ground_truth():
+    scene = make_scene(96, 64, seed=2)
+    perfect = scene.score(np.where(scene.occluded, np.nan, scene.disparity))
+    assert perfect == {'coverage': 1.0, 'bad1': 0.0, 'bad3': 0.0, 'mae': 0.0,
+                       'hidden_estimated': 0.0}
+    shifted = scene.score(scene.disparity + 2.0)
+    assert shifted['bad1'] == 1.0 and shifted['bad3'] == 0.0
+    assert shifted['mae'] == pytest.approx(2.0) and shifted['hidden_estimated'] == 1.0
+    nothing = scene.score(np.full_like(scene.disparity, np.nan))
+    assert nothing['coverage'] == 0.0 and nothing['bad1'] == 1.0

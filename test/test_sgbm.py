@@ -26,20 +26,6 @@ def scenes():
     return [make_scene(320, 240, seed=seed, noise=1.0) for seed in SEEDS]
 
 
-def score(disparity: np.ndarray, scene) -> dict[str, float]:
-    """Coverage of visible pixels, error shares among their estimates, estimates where hidden."""
-    visible = ~scene.occluded
-    valid = np.isfinite(disparity)
-    error = np.abs(disparity - scene.disparity)[valid & visible]
-    return {
-        'coverage': (valid & visible).sum() / visible.sum(),
-        'bad1': float(np.mean(error > 1.0)),
-        'bad3': float(np.mean(error > 3.0)),
-        'mae': float(error.mean()),
-        'hidden_estimated': (valid & ~visible).sum() / (~visible).sum(),
-    }
-
-
 @pytest.fixture(scope='module')
 def results(scenes):
     """Scores per option set (each backend run once per scene)."""
@@ -54,7 +40,7 @@ def results(scenes):
         out[key] = []
         for scene in scenes:
             disparity = backend.compute(*tensors(scene))
-            out[key].append((disparity, score(disparity.numpy(), scene)))
+            out[key].append((disparity, scene.score(disparity.numpy())))
     return out
 
 
@@ -130,7 +116,7 @@ def test_colour_matching_and_other_modes_also_work(scenes):
     scene = scenes[0]
     for options in ({'color': True}, {'mode': 'sgbm', 'block_size': 3}, {'mode': 'hh4'}):
         disparity = SgbmBackend(num_disparities=64, **options).compute(*tensors(scene))
-        figures = score(disparity.numpy(), scene)
+        figures = scene.score(disparity.numpy())
         assert figures['coverage'] > 0.9 and figures['bad1'] < 0.05, (options, figures)
 
 
