@@ -31,7 +31,9 @@ from sensor_msgs.msg import CameraInfo, Image
 from tqdm import tqdm
 
 from foundation_stereo_ros.backends import make_backend
-from foundation_stereo_ros.node import (
+from foundation_stereo_ros.node_params import DEFAULTS, NodeSettings
+from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
+from foundation_stereo_ros.stereo_messages import (
     OUTPUT_TOPICS,
     OUTPUT_TYPES,
     PairDecoder,
@@ -39,8 +41,6 @@ from foundation_stereo_ros.node import (
     output_header,
     output_messages,
 )
-from foundation_stereo_ros.node_params import DEFAULTS, NodeSettings
-from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.sync import StereoSynchronizer
 
 LOG = logging.getLogger('foundation_stereo_bag')

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
@@ -45,13 +44,10 @@ from rclpy.qos import (
     QoSReliabilityPolicy,
     qos_profile_sensor_data,
 )
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from stereo_msgs.msg import DisparityImage
+from sensor_msgs.msg import CameraInfo, Image
 
-from foundation_stereo_ros import msgs
 from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.backends.base import DisparityBackend
-from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
 from foundation_stereo_ros.diagnostics import (
     NodeStats,
     build_diagnostic_array,
@@ -64,16 +60,24 @@ from foundation_stereo_ros.node_params import (
     check_changes,
     split_runtime_changes,
 )
-from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline, StereoResult
+from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.ros_main import run_node
+from foundation_stereo_ros.stereo_messages import (
+    INPUT_TOPICS,
+    LEFT_IMAGE,
+    LEFT_INFO,
+    OUTPUT_TOPICS,
+    OUTPUT_TYPES,
+    RIGHT_IMAGE,
+    RIGHT_INFO,
+    PairDecoder,
+    PairError,
+    output_header,
+    output_messages,
+    stamp_ns,
+)
 from foundation_stereo_ros.sync import LatestSlot, StereoSynchronizer
-from foundation_stereo_ros.visualize import colorize_disparity
 
-INPUT_TOPICS = ('left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info')
-LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO = range(4)
-OUTPUT_TOPICS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points',
-                 'disparity/image_color')
-OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image)
 WARN_PERIOD = 5.0  # seconds between repeats of one kind of warning
 
 
@@ -95,108 +99,6 @@ def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
         descriptor.floating_point_range = [FloatingPointRange(
             from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
     return descriptor
-
-
-def _stamp_ns(msg: Any) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
-class PairError(ValueError):
-    """A synchronised set that cannot be processed.
-
-    ``event``: the counter it goes to (see ``diagnostics.EVENT_NAMES``); ``kind``: one kind of
-    problem, so each kind gets its own throttled warning.
-    """
-
-    def __init__(self, event: str, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.event = event
-        self.kind = kind
-
-
-class PairDecoder:
-    """Checks a synchronised set of four messages and turns it into pipeline inputs.
-
-    Shared by the node and the rosbag tool. The stereo camera is rebuilt (and validated) only
-    when the calibration changes.
-    """
-
-    def __init__(self, logger: Any = None) -> None:
-        """``logger`` receives calibration warnings (python logging or rclpy logger)."""
-        self._logger = logger
-        self._cache: tuple[tuple, StereoCamera] | None = None
-
-    def camera(self, left_info: CameraInfo, right_info: CameraInfo) -> StereoCamera:
-        """Return the stereo camera of a CameraInfo pair; PairError when it is unusable."""
-        key = (left_info.width, left_info.height, tuple(left_info.k), tuple(left_info.p),
-               right_info.width, right_info.height, tuple(right_info.k), tuple(right_info.p),
-               left_info.header.frame_id)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        try:
-            camera = StereoCamera.from_camera_info(left_info, right_info, logger=self._logger)
-        except CameraInfoError as exc:
-            raise PairError('camera_info_error', 'camera_info',
-                            f'CameraInfo unusable, pair skipped: {exc}') from exc
-        self._cache = (key, camera)
-        return camera
-
-    def decode(self, left_msg: Image, left_info: CameraInfo, right_msg: Image,
-               right_info: CameraInfo) -> tuple[np.ndarray, np.ndarray, StereoCamera]:
-        """(left RGB, right RGB, camera) for the pipeline; PairError saying what is wrong."""
-        camera = self.camera(left_info, right_info)
-        left_size = f'{left_msg.width}x{left_msg.height}'
-        if left_msg.encoding != right_msg.encoding:
-            raise PairError('bad_input', 'encoding_mismatch', (
-                f'pair skipped: left image is {left_msg.encoding} but right is '
-                f'{right_msg.encoding}; both sides must come from the same rectification '
-                'pipeline'))
-        if (left_msg.width, left_msg.height) != (right_msg.width, right_msg.height):
-            raise PairError('bad_input', 'size_mismatch', (
-                f'pair skipped: left image is {left_size} but right is {right_msg.width}x'
-                f'{right_msg.height}; publish a rectified pair'))
-        if (left_msg.width, left_msg.height) != (camera.width, camera.height):
-            raise PairError('bad_input', 'info_size', (
-                f'pair skipped: images are {left_size} but CameraInfo says '
-                f'{camera.width}x{camera.height}; publish the CameraInfo of these images'))
-        try:
-            left = msgs.image_to_rgb8(left_msg)
-            right = msgs.image_to_rgb8(right_msg)
-        except ValueError as exc:  # UnsupportedEncodingError, malformed data/step
-            raise PairError('bad_input', f'convert_{left_msg.encoding}',
-                            f'pair skipped: {exc}') from exc
-        return left, right, camera
-
-
-def output_header(left_msg: Image, left_info: CameraInfo) -> Any:
-    """Header of every output: the input stamp and the left camera frame."""
-    header = left_msg.header
-    if not header.frame_id:
-        header.frame_id = left_info.header.frame_id
-    return header
-
-
-def output_messages(result: StereoResult, camera: StereoCamera, header: Any,
-                    left_rgb: np.ndarray, left_info: CameraInfo,
-                    wanted: Sequence[str]) -> dict[str, Any]:
-    """Output messages by topic (names of :data:`OUTPUT_TOPICS`) for the ``wanted`` ones."""
-    out: dict[str, Any] = {}
-    if 'disparity' in wanted:
-        out['disparity'] = msgs.make_disparity_image(
-            result.disparity, camera, header, min_disparity=result.min_disparity,
-            max_disparity=result.max_disparity, delta_d=result.delta_d)
-    if 'depth/image_rect' in wanted:
-        out['depth/image_rect'] = msgs.make_depth_image(result.depth, header)
-    if 'depth/camera_info' in wanted:
-        # The outputs are at camera resolution: the left CameraInfo describes them exactly.
-        left_info.header = header
-        out['depth/camera_info'] = left_info
-    if 'points' in wanted:
-        out['points'] = msgs.make_point_cloud(result.points, left_rgb, header)
-    if 'disparity/image_color' in wanted:
-        out['disparity/image_color'] = msgs.array_to_image(
-            colorize_disparity(result.disparity), 'rgb8', header)
-    return out
 
 
 @dataclass
@@ -283,7 +185,7 @@ class FoundationStereoNode(Node):
         def callback(msg: Any) -> None:
             self._last_input[index] = time.monotonic()
             self.stats.count_input(index)
-            matched = self.sync.add(index, _stamp_ns(msg), msg)
+            matched = self.sync.add(index, stamp_ns(msg), msg)
             if matched is not None:
                 self._last_set = time.monotonic()
                 self.slot.put(_PairJob(matched, self._last_set))
@@ -380,7 +282,7 @@ class FoundationStereoNode(Node):
             self.outputs[topic].publish(msg)
         timings = {'convert': convert, **result.timings,
                    'publish': time.perf_counter() - start}
-        latency = (self.get_clock().now().nanoseconds - _stamp_ns(left_msg)) / 1e9
+        latency = (self.get_clock().now().nanoseconds - stamp_ns(left_msg)) / 1e9
         self.stats.count_processed(latency, timings)
 
     # -- diagnostics and watchdogs (executor thread) ---------------------------------------------
