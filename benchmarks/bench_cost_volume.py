@@ -14,31 +14,13 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from foundation_stereo_ros.model.cost_volume import build_concat_volume, build_gwc_volume
-
-
-def loop_gwc(left: torch.Tensor, right: torch.Tensor, bins: int, groups: int) -> torch.Tensor:
-    """Per-disparity reference (the upstream formulation)."""
-    b, c, h, w = left.shape
-    ln = F.normalize(left.reshape(b, groups, c // groups, h, w), dim=2)
-    rn = F.normalize(right.reshape(b, groups, c // groups, h, w), dim=2)
-    volume = left.new_zeros(b, groups, bins, h, w)
-    for d in range(min(bins, w)):
-        volume[:, :, d, :, d:] = (ln[..., d:] * rn[..., :w - d]).sum(2)
-    return volume
-
-
-def loop_concat(left: torch.Tensor, right: torch.Tensor, bins: int) -> torch.Tensor:
-    """Per-disparity reference (the upstream formulation)."""
-    b, c, h, w = left.shape
-    volume = left.new_zeros(b, 2 * c, bins, h, w)
-    for d in range(bins):
-        volume[:, :c, d] = left
-        if d < w:
-            volume[:, c:, d, :, d:] = right[..., :w - d]
-    return volume
+from foundation_stereo_ros.model.cost_volume import (
+    build_concat_volume,
+    build_gwc_volume,
+    concat_volume_reference,
+    gwc_volume_reference,
+)
 
 
 def timings(fns: list[Callable[[], torch.Tensor]], repeats: int) -> list[tuple[float, float]]:
@@ -77,13 +59,14 @@ def main() -> None:
     print(f'features {args.channels}x{h}x{w}, {bins} bins, {args.threads} threads, CPU')
 
     with torch.inference_mode():
-        err = (build_gwc_volume(left, right, bins, 8) - loop_gwc(left, right, bins, 8)).abs()
+        reference = gwc_volume_reference(left, right, bins, 8)
+        err = (build_gwc_volume(left, right, bins, 8) - reference).abs()
         print(f'gwc max abs difference to loop: {err.max().item():.2e}')
         rows = [
             ('gwc (B,8,D,H,W)', lambda: build_gwc_volume(left, right, bins, 8),
-             lambda: loop_gwc(left, right, bins, 8)),
+             lambda: gwc_volume_reference(left, right, bins, 8)),
             ('concat (B,24,D,H,W)', lambda: build_concat_volume(left12, right12, bins),
-             lambda: loop_concat(left12, right12, bins)),
+             lambda: concat_volume_reference(left12, right12, bins)),
         ]
         print('min / median ms per call')
         for name, fast, slow in rows:

@@ -36,7 +36,9 @@ from foundation_stereo_ros.model.cost_attention import (
 from foundation_stereo_ros.model.cost_volume import (
     build_concat_volume,
     build_gwc_volume,
+    concat_volume_reference,
     disparity_regression,
+    gwc_volume_reference,
 )
 
 torch.set_num_threads(2)
@@ -135,26 +137,6 @@ def test_state_dict_layout_matches_official(vit: str) -> None:
     assert not list(model.cost_agg.atts['4'].buffers())
 
 
-def _naive_gwc(left: torch.Tensor, right: torch.Tensor, bins: int, groups: int) -> torch.Tensor:
-    b, c, h, w = left.shape
-    ln = F.normalize(left.reshape(b, groups, c // groups, h, w), dim=2)
-    rn = F.normalize(right.reshape(b, groups, c // groups, h, w), dim=2)
-    volume = left.new_zeros(b, groups, bins, h, w)
-    for d in range(min(bins, w)):
-        volume[:, :, d, :, d:] = (ln[..., d:] * rn[..., :w - d]).sum(2)
-    return volume
-
-
-def _naive_concat(left: torch.Tensor, right: torch.Tensor, bins: int) -> torch.Tensor:
-    b, c, h, w = left.shape
-    volume = left.new_zeros(b, 2 * c, bins, h, w)
-    for d in range(bins):
-        volume[:, :c, d] = left
-        if d < w:
-            volume[:, c:, d, :, d:] = right[..., :w - d]
-    return volume
-
-
 # (B, C, H, W, bins, groups): fewer columns than bins, prime width, width > bins, groups of 1.
 VOLUME_CASES = [(2, 16, 3, 24, 104, 8), (1, 32, 5, 37, 12, 4), (1, 8, 2, 160, 104, 8),
                 (2, 8, 3, 7, 3, 2), (1, 6, 1, 50, 50, 1)]
@@ -169,14 +151,15 @@ def test_volumes_equal_per_disparity_reference(case: tuple) -> None:
     left[..., 0, 1] = 0.0  # an all-zero feature vector must give zero correlation, not NaN
     gwc = build_gwc_volume(left, right, bins, groups)
     assert gwc.shape == (b, groups, bins, h, w) and gwc.is_contiguous()
-    torch.testing.assert_close(gwc, _naive_gwc(left, right, bins, groups), atol=1e-6, rtol=0)
+    torch.testing.assert_close(gwc, gwc_volume_reference(left, right, bins, groups), atol=1e-6,
+                               rtol=0)
     concat = build_concat_volume(left, right, bins)
     assert concat.shape == (b, 2 * c, bins, h, w)
-    assert torch.equal(concat, _naive_concat(left, right, bins))
+    assert torch.equal(concat, concat_volume_reference(left, right, bins))
     # With gradients the volume comes from a differentiable path; same values.
     left.requires_grad_(True)
     concat = build_concat_volume(left, right, bins)
-    assert torch.equal(concat.detach(), _naive_concat(left.detach(), right, bins))
+    assert torch.equal(concat.detach(), concat_volume_reference(left.detach(), right, bins))
     concat.sum().backward()
     assert torch.equal(left.grad, torch.full_like(left, bins))
 
@@ -187,7 +170,7 @@ def test_volume_dtypes_and_bad_input() -> None:
     # Correlation is computed in float32 and stored in the feature dtype, as upstream.
     gwc = build_gwc_volume(left, right, 8, 4)
     assert gwc.dtype == torch.bfloat16
-    ref = _naive_gwc(left.float(), right.float(), 8, 4).to(torch.bfloat16)
+    ref = gwc_volume_reference(left.float(), right.float(), 8, 4).to(torch.bfloat16)
     assert (gwc.float() - ref.float()).abs().max() <= 8e-3  # at most one bf16 step
     assert build_concat_volume(left, right, 8).dtype == torch.bfloat16
     with pytest.raises(ValueError, match='equal shape'):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ['build_concat_volume', 'build_gwc_volume', 'disparity_regression']
+__all__ = ['build_concat_volume', 'build_gwc_volume', 'concat_volume_reference',
+           'disparity_regression', 'gwc_volume_reference']
 
 
 def _check_pair(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> None:
@@ -148,3 +149,33 @@ def disparity_regression(prob: torch.Tensor, max_disp: int) -> torch.Tensor:
             f'expected probabilities of shape (B, {max_disp}, H, W), got {tuple(prob.shape)}')
     values = torch.arange(int(max_disp), dtype=prob.dtype, device=prob.device)
     return (prob * values.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
+
+
+def gwc_volume_reference(left: torch.Tensor, right: torch.Tensor, max_disp: int,
+                         num_groups: int) -> torch.Tensor:
+    """Per-disparity loop definition of :func:`build_gwc_volume` (the upstream formulation).
+
+    Slow; kept as the specification the loop-free builder is tested and benchmarked against.
+    """
+    b, c, h, w = left.shape
+    ln = F.normalize(left.reshape(b, num_groups, c // num_groups, h, w), dim=2)
+    rn = F.normalize(right.reshape(b, num_groups, c // num_groups, h, w), dim=2)
+    volume = left.new_zeros(b, num_groups, max_disp, h, w)
+    for d in range(min(max_disp, w)):
+        volume[:, :, d, :, d:] = (ln[..., d:] * rn[..., :w - d]).sum(2)
+    return volume
+
+
+def concat_volume_reference(left: torch.Tensor, right: torch.Tensor,
+                            max_disp: int) -> torch.Tensor:
+    """Per-disparity loop definition of :func:`build_concat_volume` (the upstream formulation).
+
+    Slow; kept as the specification the loop-free builder is tested and benchmarked against.
+    """
+    b, c, h, w = left.shape
+    volume = left.new_zeros(b, 2 * c, max_disp, h, w)
+    for d in range(max_disp):
+        volume[:, :c, d] = left
+        if d < w:
+            volume[:, c:, d, :, d:] = right[..., :w - d]
+    return volume

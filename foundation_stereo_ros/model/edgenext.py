@@ -17,7 +17,7 @@ from torch import nn
 
 from .layers import LayerNorm2d, Mlp
 
-__all__ = ['EdgeNeXt', 'edgenext_small']
+__all__ = ['EdgeNeXt', 'edgenext_small', 'stage_outputs']
 
 LAYER_SCALE_INIT = 1e-6
 
@@ -180,12 +180,17 @@ class EdgeNeXt(nn.Module):
             for i in range(4)))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        outputs = []
-        for stage in self.stages:
-            x = stage(x)
-            outputs.append(x)
-        return outputs
+        return stage_outputs(self.stem, self.stages, x)
+
+
+def stage_outputs(stem: nn.Module, stages: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
+    """Run the stem and stages, returning each stage's output (strides 4, 8, 16, 32)."""
+    x = stem(x)
+    outputs = []
+    for stage in stages:
+        x = stage(x)
+        outputs.append(x)
+    return outputs
 
 
 def edgenext_small() -> EdgeNeXt:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dpt import DPT_CONFIGS, DepthAnythingFeature
-from .edgenext import edgenext_small
+from .edgenext import edgenext_small, stage_outputs
 from .layers import BasicConv, Conv2xIN, ResidualBlock
 
 __all__ = [
@@ -161,18 +161,9 @@ class Feature(nn.Module):
             vit_out = self.dino(dino_in)
         vit_feat = F.interpolate(vit_out, size=(height // 4, width // 4), mode='bilinear',
                                  align_corners=True)
-        x4, x8, x16, x32 = self._edgenext_pyramid(x)
+        x4, x8, x16, x32 = stage_outputs(self.stem, self.stages, x)
         x16 = self.deconv32_16(x32, x16)
         x8 = self.deconv16_8(x16, x8)
         x4 = self.deconv8_4(x8, x4)
         x4 = self.conv4(torch.cat((x4, vit_feat), dim=1))
         return [x4, x8, x16, x32], vit_feat
-
-    def _edgenext_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Return the EdgeNeXt stage outputs at strides 4, 8, 16, 32."""
-        x = self.stem(x)
-        outputs = []
-        for stage in self.stages:
-            x = stage(x)
-            outputs.append(x)
-        return outputs
