@@ -27,7 +27,7 @@ setup(
     entry_points={
         'console_scripts': [
             'foundation_stereo_node = foundation_stereo_ros.node:main',
-            'synthetic_stereo_camera = foundation_stereo_ros.synthetic_camera_node:main',
+            'synthetic_stereo_camera = foundation_stereo_ros.synthetic.camera_node:main',
             'foundation_stereo_demo = foundation_stereo_ros.demo:main',
             'foundation_stereo_bag = foundation_stereo_ros.bag_tool:main',
         ],

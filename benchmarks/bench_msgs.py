@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time the ROS message conversions of foundation_stereo_ros.msgs at camera resolution.
+"""Time the ROS message conversions of foundation_stereo_ros.conversions at camera resolution.
 
 Prints the median (and min) wall time of N calls for each conversion. Target: building the
 coloured organized PointCloud2 at 1280x720 in under 10 ms on 2 CPU cores.
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from std_msgs.msg import Header
 
-from foundation_stereo_ros import msgs
+from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.geometry import depth_to_points, disparity_to_depth
 
@@ -37,7 +37,7 @@ def padded_message(image: np.ndarray, encoding: str, pad: int) -> object:
     """Build an Image whose rows carry `pad` extra bytes, as some drivers send them."""
     rows = image.reshape(image.shape[0], -1).view(np.uint8)
     padded = np.concatenate([rows, np.zeros((rows.shape[0], pad), np.uint8)], axis=1)
-    msg = msgs.array_to_image(image, encoding)
+    msg = conversions.array_to_image(image, encoding)
     msg.step = padded.shape[1]
     msg.data = array.array('B', padded.tobytes())
     return msg
@@ -63,26 +63,26 @@ def main() -> None:
     depth = disparity_to_depth(disparity, camera)
     points = depth_to_points(depth, camera)
 
-    rgb_msg = msgs.array_to_image(rgb, 'rgb8', header)
-    bgr_msg = msgs.array_to_image(bgr, 'bgr8', header)
-    mono16_msg = msgs.array_to_image(mono16, 'mono16', header)
+    rgb_msg = conversions.array_to_image(rgb, 'rgb8', header)
+    bgr_msg = conversions.array_to_image(bgr, 'bgr8', header)
+    mono16_msg = conversions.array_to_image(mono16, 'mono16', header)
     padded_bgr_msg = padded_message(bgr, 'bgr8', 64)
-    cloud_msg = msgs.make_point_cloud(points, rgb, header)
+    cloud_msg = conversions.make_point_cloud(points, rgb, header)
 
     print(f'{width}x{height}, median of {n} calls')
-    timed('image_to_array rgb8 (zero-copy view)', lambda: msgs.image_to_array(rgb_msg), n)
-    timed('image_to_rgb8 rgb8', lambda: msgs.image_to_rgb8(rgb_msg), n)
-    timed('image_to_rgb8 bgr8', lambda: msgs.image_to_rgb8(bgr_msg), n)
-    timed('image_to_rgb8 bgr8, padded step', lambda: msgs.image_to_rgb8(padded_bgr_msg), n)
-    timed('image_to_rgb8 mono16', lambda: msgs.image_to_rgb8(mono16_msg), n)
-    timed('array_to_image rgb8', lambda: msgs.array_to_image(rgb, 'rgb8', header), n)
-    timed('make_depth_image 32FC1', lambda: msgs.make_depth_image(depth, header), n)
-    timed('make_disparity_image', lambda: msgs.make_disparity_image(
+    timed('image_to_array rgb8 (zero-copy view)', lambda: conversions.image_to_array(rgb_msg), n)
+    timed('image_to_rgb8 rgb8', lambda: conversions.image_to_rgb8(rgb_msg), n)
+    timed('image_to_rgb8 bgr8', lambda: conversions.image_to_rgb8(bgr_msg), n)
+    timed('image_to_rgb8 bgr8, padded step', lambda: conversions.image_to_rgb8(padded_bgr_msg), n)
+    timed('image_to_rgb8 mono16', lambda: conversions.image_to_rgb8(mono16_msg), n)
+    timed('array_to_image rgb8', lambda: conversions.array_to_image(rgb, 'rgb8', header), n)
+    timed('make_depth_image 32FC1', lambda: conversions.make_depth_image(depth, header), n)
+    timed('make_disparity_image', lambda: conversions.make_disparity_image(
         disparity, camera, header, min_disparity=0.0, max_disparity=416.0, delta_d=1 / 32), n)
-    timed('make_camera_info', lambda: msgs.make_camera_info(camera, header), n)
-    timed('make_point_cloud xyz + rgb', lambda: msgs.make_point_cloud(points, rgb, header), n)
-    timed('make_point_cloud xyz only', lambda: msgs.make_point_cloud(points, None, header), n)
-    timed('read_points (view)', lambda: msgs.read_points(cloud_msg), n)
+    timed('make_camera_info', lambda: conversions.make_camera_info(camera, header), n)
+    timed('make_point_cloud xyz + rgb', lambda: conversions.make_point_cloud(points, rgb, header), n)
+    timed('make_point_cloud xyz only', lambda: conversions.make_point_cloud(points, None, header), n)
+    timed('read_points (view)', lambda: conversions.read_points(cloud_msg), n)
     timed('geometry: disparity_to_depth (numpy)', lambda: disparity_to_depth(disparity, camera),
           n)
     timed('geometry: depth_to_points (numpy)', lambda: depth_to_points(depth, camera), n)

@@ -153,7 +153,7 @@ def main() -> int:
     os.environ.setdefault('ROS_DOMAIN_ID', '77')
 
     namespace = f'/bench{os.getpid()}'
-    camera = start('foundation_stereo_ros.synthetic_camera_node', namespace,
+    camera = start('foundation_stereo_ros.synthetic.camera_node', namespace,
                    '-p', f'width:={args.width}', '-p', f'height:={args.height}',
                    '-p', f'rate:={float(args.rate)}', '-p', 'moving:=false',
                    '-p', f'qos:={args.qos}')

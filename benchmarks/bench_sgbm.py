@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from foundation_stereo_ros.backends.sgbm import SgbmBackend
-from foundation_stereo_ros.scenes import StereoScene, make_scene
+from foundation_stereo_ros.synthetic.scenes import StereoScene, make_scene
 
 OPTION_SETS = {
     'default': {},

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.node_params import DEFAULTS, NodeSettings
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
-from foundation_stereo_ros.stereo_messages import (
+from foundation_stereo_ros.stereo_io import (
     OUTPUT_TOPICS,
     OUTPUT_TYPES,
     PairDecoder,

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> dict:
     """Run the demo; returns a summary (also printed)."""
     scene = None
     if args.left is None and args.right is None:
-        from foundation_stereo_ros.scenes import make_scene
+        from foundation_stereo_ros.synthetic.scenes import make_scene
         scene = make_scene(640, 480, seed=0)
         left, right, camera = scene.left, scene.right, scene.camera
         print('demo: no --left/--right given, using a generated 640x480 scene with ground truth')

@@ -62,7 +62,7 @@ from foundation_stereo_ros.node_params import (
 )
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.ros_main import run_node
-from foundation_stereo_ros.stereo_messages import (
+from foundation_stereo_ros.stereo_io import (
     INPUT_TOPICS,
     LEFT_IMAGE,
     LEFT_INFO,

@@ -15,10 +15,10 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros import msgs
+from foundation_stereo_ros import conversions
 from foundation_stereo_ros.bag_tool import main, output_namespace
-from foundation_stereo_ros.scenes import make_scene
-from foundation_stereo_ros.synthetic_camera_node import scene_to_messages
+from foundation_stereo_ros.synthetic.scenes import make_scene
+from foundation_stereo_ros.synthetic.camera_node import scene_to_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = ('/stereo/left/image_rect', '/stereo/left/camera_info', '/stereo/right/image_rect',
@@ -94,7 +94,7 @@ def test_bag_gets_disparity_depth_and_points(tmp_path, scenes, storage, capsys):
         d = deserialize_message(raw, DisparityImage)
         assert d.header.stamp.sec == 10 + k and d.header.frame_id == 'left_cam'
         scene = scenes[k % 2]
-        disparity = msgs.image_to_array(d.image)
+        disparity = conversions.image_to_array(d.image)
         valid = disparity >= d.min_disparity
         visible = ~scene.occluded & np.isfinite(scene.disparity)
         both = valid & visible
@@ -102,7 +102,7 @@ def test_bag_gets_disparity_depth_and_points(tmp_path, scenes, storage, capsys):
         assert np.median(np.abs(disparity[both] - scene.disparity[both])) < 0.5
     cloud = deserialize_message(data['/stereo/points'][0][1], PointCloud2)
     assert (cloud.height, cloud.width) == (120, 160)
-    depth = msgs.image_to_array(deserialize_message(data['/stereo/depth/image_rect'][0][1],
+    depth = conversions.image_to_array(deserialize_message(data['/stereo/depth/image_rect'][0][1],
                                                     Image))
     assert depth.dtype == np.float32 and np.isfinite(depth).mean() > 0.8
 

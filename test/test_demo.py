@@ -5,7 +5,7 @@ import pytest
 
 from foundation_stereo_ros import demo
 from foundation_stereo_ros.ply import read_ply
-from foundation_stereo_ros.scenes import make_scene, save_scene
+from foundation_stereo_ros.synthetic.scenes import make_scene, save_scene
 
 
 def run_demo(*argv):

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from foundation_stereo_ros import node_params
-from foundation_stereo_ros.synthetic_camera_node import PARAMETERS as CAMERA_PARAMETERS
+from foundation_stereo_ros.synthetic.camera_node import PARAMETERS as CAMERA_PARAMETERS
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_DIR = ROOT / 'launch'
@@ -98,7 +98,7 @@ def test_launch_files_compile(name):
 
 @pytest.mark.parametrize('script,target', [
     ('foundation_stereo_node', 'foundation_stereo_ros.node:main'),
-    ('synthetic_stereo_camera', 'foundation_stereo_ros.synthetic_camera_node:main'),
+    ('synthetic_stereo_camera', 'foundation_stereo_ros.synthetic.camera_node:main'),
     ('foundation_stereo_bag', 'foundation_stereo_ros.bag_tool:main'),
 ])
 def test_console_scripts_point_at_mains(script, target):

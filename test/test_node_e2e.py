@@ -34,11 +34,11 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros import msgs
+from foundation_stereo_ros import conversions
 from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.backends.base import DisparityBackend
-from foundation_stereo_ros.scenes import make_scene
-from foundation_stereo_ros.synthetic_camera_node import scene_to_messages
+from foundation_stereo_ros.synthetic.scenes import make_scene
+from foundation_stereo_ros.synthetic.camera_node import scene_to_messages
 from foundation_stereo_ros.visualize import colorize_disparity
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,7 +245,7 @@ def play_until_outputs(rig, frame, topics, node=None):
 
 
 def as_float_image(image_msg):
-    return msgs.image_to_array(image_msg).astype(np.float32)
+    return conversions.image_to_array(image_msg).astype(np.float32)
 
 
 def test_outputs_match_ground_truth(rig, stereo_node, subscriptions, scene, frame):
@@ -301,7 +301,7 @@ def test_outputs_match_ground_truth(rig, stereo_node, subscriptions, scene, fram
     assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
         ('x', 0, 7, 1), ('y', 4, 7, 1), ('z', 8, 7, 1), ('rgb', 12, 7, 1)]
     assert cloud.point_step == 16 and cloud.row_step == 16 * WIDTH
-    points = msgs.read_points(cloud)
+    points = conversions.read_points(cloud)
     np.testing.assert_allclose(points['z'][valid], depth[valid], rtol=1e-6)
     assert np.all(np.isnan(points['z'][~valid]))
     u = np.arange(WIDTH)[None, :].repeat(HEIGHT, 0)
@@ -315,7 +315,7 @@ def test_outputs_match_ground_truth(rig, stereo_node, subscriptions, scene, fram
     color = out['disparity/image_color']
     assert color.encoding == 'rgb8' and (color.width, color.height) == (WIDTH, HEIGHT)
     expected = colorize_disparity(np.where(valid, disparity, np.nan))
-    assert np.array_equal(msgs.image_to_array(color), expected)
+    assert np.array_equal(conversions.image_to_array(color), expected)
 
 
 def diagnostics_of(array_msg, suffix, namespace=NAMESPACE):
@@ -461,7 +461,7 @@ def test_network_backend_end_to_end(tmp_path, ros_context):
     from conftest import DATA_DIR
 
     from foundation_stereo_ros.camera import StereoCamera
-    from foundation_stereo_ros.synthetic_camera_node import camera_info_pair
+    from foundation_stereo_ros.synthetic.camera_node import camera_info_pair
 
     golden = np.load(DATA_DIR / 'golden_model_synth.npz')
     left, right = (np.ascontiguousarray(golden[k][0].transpose(1, 2, 0).astype(np.uint8))
@@ -469,8 +469,8 @@ def test_network_backend_end_to_end(tmp_path, ros_context):
     expected = golden['disp_test_iters2'][0, 0]  # official model, 2 iterations, doffs 0
     camera = StereoCamera(width=96, height=64, fx=80.0, fy=80.0, cx=47.5, cy=31.5,
                           baseline=0.1)
-    frame = [msgs.array_to_image(left, 'rgb8'), *camera_info_pair(camera, 'left_cam', 'r'),
-             msgs.array_to_image(right, 'rgb8')]
+    frame = [conversions.array_to_image(left, 'rgb8'), *camera_info_pair(camera, 'left_cam', 'r'),
+             conversions.array_to_image(right, 'rgb8')]
     frame = [frame[0], frame[1], frame[3], frame[2]]  # left image, left info, right, right info
     frame[0].header.frame_id = 'left_cam'
 
@@ -587,8 +587,8 @@ def test_local_node_processes(local, frame):
 
 
 def test_unsupported_encoding_skipped(local, frame, scene, capfd):
-    mono = msgs.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8')
-    bad = [msgs.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8'), frame[1],
+    mono = conversions.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8')
+    bad = [conversions.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8'), frame[1],
            mono, frame[3]]
     bad[0].encoding = bad[2].encoding = 'bayer_rggb8'
     bad[0].header.frame_id = bad[2].header.frame_id = 'left_cam'
@@ -598,21 +598,21 @@ def test_unsupported_encoding_skipped(local, frame, scene, capfd):
 
 
 def test_left_right_encoding_mismatch_skipped(local, frame, scene, capfd):
-    right = msgs.array_to_image(np.ascontiguousarray(scene.right[..., 1]), 'mono8')
+    right = conversions.array_to_image(np.ascontiguousarray(scene.right[..., 1]), 'mono8')
     expect_event(local, [frame[0], frame[1], right, frame[3]], 'bad_input')
     assert 'left image is rgb8 but right is mono8' in capfd.readouterr().err
     good_pair_still_processed(local, frame)
 
 
 def test_left_right_size_mismatch_skipped(local, frame, scene, capfd):
-    right = msgs.array_to_image(np.ascontiguousarray(scene.right[:120, :160]), 'rgb8')
+    right = conversions.array_to_image(np.ascontiguousarray(scene.right[:120, :160]), 'rgb8')
     expect_event(local, [frame[0], frame[1], right, frame[3]], 'bad_input')
     assert 'left image is 320x240 but right is 160x120' in capfd.readouterr().err
     good_pair_still_processed(local, frame)
 
 
 def test_image_size_differs_from_camera_info_skipped(local, frame, scene, capfd):
-    small = [msgs.array_to_image(np.ascontiguousarray(img[:120, :160]), 'rgb8')
+    small = [conversions.array_to_image(np.ascontiguousarray(img[:120, :160]), 'rgb8')
              for img in (scene.left, scene.right)]
     expect_event(local, [small[0], frame[1], small[1], frame[3]], 'bad_input')
     assert 'but CameraInfo says 320x240' in capfd.readouterr().err
@@ -623,8 +623,8 @@ def test_nan_in_float_images_skipped(local, frame, scene, capfd):
     grey = scene.left[..., 1].astype(np.float32) / 255.0
     grey[10:20, 10:20] = np.nan
     grey[30, 30] = np.inf
-    left = msgs.array_to_image(grey, '32FC1')
-    right = msgs.array_to_image(grey.copy(), '32FC1')
+    left = conversions.array_to_image(grey, '32FC1')
+    right = conversions.array_to_image(grey.copy(), '32FC1')
     expect_event(local, [left, frame[1], right, frame[3]], 'bad_input')
     assert '101 of 76800 values of the 32FC1 image are NaN or inf' in capfd.readouterr().err
     good_pair_still_processed(local, frame)
@@ -634,7 +634,7 @@ def test_finite_float_images_are_processed(local, frame, scene):
     # Float intensity images (0..1) are valid input once they hold no NaN/inf.
     float_frame = list(frame)
     for index, image in ((0, scene.left), (2, scene.right)):
-        float_frame[index] = msgs.array_to_image(image[..., 1].astype(np.float32) / 255.0,
+        float_frame[index] = conversions.array_to_image(image[..., 1].astype(np.float32) / 255.0,
                                                  '32FC1')
     good_pair_still_processed(local, float_frame)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from foundation_stereo_ros.camera import StereoCamera
-from foundation_stereo_ros.scenes import (
+from foundation_stereo_ros.synthetic.scenes import (
     StereoScene,
     make_scene,
     occlusion_mask,

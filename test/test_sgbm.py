@@ -10,7 +10,7 @@ import torch
 
 from foundation_stereo_ros.backends import BACKENDS, DisparityBackend, make_backend
 from foundation_stereo_ros.backends.sgbm import SgbmBackend
-from foundation_stereo_ros.scenes import make_scene
+from foundation_stereo_ros.synthetic.scenes import make_scene
 
 # 320x240 scenes: fx = 288 px, baseline 0.12 m, depth >= 0.8 m, so disparities stay below 44 px.
 SEEDS = (0, 1, 2, 3)

@@ -17,10 +17,10 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros import msgs
+from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import StereoCamera
-from foundation_stereo_ros.scenes import make_scene
-from foundation_stereo_ros.synthetic_camera_node import (
+from foundation_stereo_ros.synthetic.scenes import make_scene
+from foundation_stereo_ros.synthetic.camera_node import (
     SyntheticStereoCamera,
     camera_info_pair,
     scene_to_messages,
@@ -46,7 +46,7 @@ def test_scene_messages_round_trip(scene, encoding):
     expected = scene.left
     if encoding == 'mono8':
         expected = cv2.cvtColor(cv2.cvtColor(scene.left, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-    assert np.array_equal(msgs.image_to_rgb8(left), expected)
+    assert np.array_equal(conversions.image_to_rgb8(left), expected)
 
 
 def test_camera_info_pair_is_rectified_with_baseline(scene):
@@ -120,7 +120,7 @@ def test_synthetic_camera_feeds_stereo_node(context):
     """What launch/synthetic_demo.launch.py starts: camera and stereo node in one namespace."""
     ns = f'/demo{os.getpid()}'
     camera = subprocess.Popen(
-        [sys.executable, '-m', 'foundation_stereo_ros.synthetic_camera_node', '--ros-args',
+        [sys.executable, '-m', 'foundation_stereo_ros.synthetic.camera_node', '--ros-args',
          '--params-file', str(ROOT / 'config' / 'synthetic_camera.yaml'),
          '-p', 'width:=160', '-p', 'height:=120', '-p', 'num_scenes:=2', '-r', f'__ns:={ns}'],
         env=node_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -160,7 +160,7 @@ def test_synthetic_camera_feeds_stereo_node(context):
 
 def test_invalid_encoding_parameter_exits_with_reason():
     proc = subprocess.run(
-        [sys.executable, '-m', 'foundation_stereo_ros.synthetic_camera_node', '--ros-args',
+        [sys.executable, '-m', 'foundation_stereo_ros.synthetic.camera_node', '--ros-args',
          '-p', 'encoding:=yuv422', '-p', 'width:=32', '-p', 'height:=32'],
         env=node_env(), capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1

@@ -14,7 +14,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros import msgs
+from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
 from foundation_stereo_ros.pipeline import StereoResult
 from foundation_stereo_ros.visualize import colorize_disparity
@@ -90,8 +90,8 @@ class PairDecoder:
                 f'pair skipped: images are {left_size} but CameraInfo says '
                 f'{camera.width}x{camera.height}; publish the CameraInfo of these images'))
         try:
-            left = msgs.image_to_rgb8(left_msg)
-            right = msgs.image_to_rgb8(right_msg)
+            left = conversions.image_to_rgb8(left_msg)
+            right = conversions.image_to_rgb8(right_msg)
         except ValueError as exc:  # UnsupportedEncodingError, malformed data/step
             raise PairError('bad_input', f'convert_{left_msg.encoding}',
                             f'pair skipped: {exc}') from exc
@@ -112,18 +112,18 @@ def output_messages(result: StereoResult, camera: StereoCamera, header: Any,
     """Output messages by topic (names of :data:`OUTPUT_TOPICS`) for the ``wanted`` ones."""
     out: dict[str, Any] = {}
     if 'disparity' in wanted:
-        out['disparity'] = msgs.make_disparity_image(
+        out['disparity'] = conversions.make_disparity_image(
             result.disparity, camera, header, min_disparity=result.min_disparity,
             max_disparity=result.max_disparity, delta_d=result.delta_d)
     if 'depth/image_rect' in wanted:
-        out['depth/image_rect'] = msgs.make_depth_image(result.depth, header)
+        out['depth/image_rect'] = conversions.make_depth_image(result.depth, header)
     if 'depth/camera_info' in wanted:
         # The outputs are at camera resolution: the left CameraInfo describes them exactly.
         left_info.header = header
         out['depth/camera_info'] = left_info
     if 'points' in wanted:
-        out['points'] = msgs.make_point_cloud(result.points, left_rgb, header)
+        out['points'] = conversions.make_point_cloud(result.points, left_rgb, header)
     if 'disparity/image_color' in wanted:
-        out['disparity/image_color'] = msgs.array_to_image(
+        out['disparity/image_color'] = conversions.array_to_image(
             colorize_disparity(result.disparity), 'rgb8', header)
     return out

@@ -6,7 +6,7 @@ both P share fx, fy, cy; the right one carries the baseline, ``P_right[3] = -fx 
 With ``moving:=true`` it cycles through ``num_scenes`` pre-generated scenes (one per frame), so
 a subscriber sees changing data at no per-frame rendering cost.
 
-    python -m foundation_stereo_ros.synthetic_camera_node --ros-args -p rate:=15.0
+    python -m foundation_stereo_ros.synthetic.camera_node --ros-args -p rate:=15.0
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from foundation_stereo_ros import msgs
+from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.ros_main import run_node
-from foundation_stereo_ros.scenes import StereoScene, make_scene
+from foundation_stereo_ros.synthetic.scenes import StereoScene, make_scene
 
 ENCODINGS = ('rgb8', 'bgr8', 'mono8')
 QOS_CHOICES = ('sensor_data', 'reliable')
@@ -84,7 +84,7 @@ def scene_to_messages(scene: StereoScene, encoding: str, frame_id: str,
             array = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         else:
             array = rgb
-        image = msgs.array_to_image(array, encoding)
+        image = conversions.array_to_image(array, encoding)
         image.header.frame_id = frame
         images.append(image)
     left_info, right_info = camera_info_pair(scene.camera, frame_id, right_frame_id)
@@ -94,8 +94,8 @@ def scene_to_messages(scene: StereoScene, encoding: str, frame_id: str,
 def camera_info_pair(camera: StereoCamera, frame_id: str,
                      right_frame_id: str) -> tuple[CameraInfo, CameraInfo]:
     """Rectified left/right CameraInfo of ``camera``: P_right[3] = -fx * baseline."""
-    left = msgs.make_camera_info(camera, Header(frame_id=frame_id))
-    right = msgs.make_camera_info(camera, Header(frame_id=right_frame_id))
+    left = conversions.make_camera_info(camera, Header(frame_id=frame_id))
+    right = conversions.make_camera_info(camera, Header(frame_id=right_frame_id))
     # The right camera of a rectified pair: same K and P except its principal point, and
     # P[3] = -fx * baseline (image_pipeline's convention, read back by StereoCamera).
     cx_right = camera.cx if camera.cx_right is None else camera.cx_right

@@ -1,6 +1,6 @@
 """Message conversions: Image (cv_bridge layout), DisparityImage, CameraInfo, PointCloud2.
 
-The decoders here are written independently of foundation_stereo_ros.msgs: raw byte reads with
+The decoders here are written independently of foundation_stereo_ros.conversions: raw byte reads with
 ``struct`` and numpy, following the cv_bridge and sensor_msgs_py layouts.
 """
 import array
@@ -14,7 +14,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from foundation_stereo_ros import msgs
+from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import StereoCamera
 
 RNG = np.random.default_rng(7)
@@ -72,10 +72,10 @@ def reference_decode(msg):
 
 # ---------------------------------------------------------------------- Image
 
-@pytest.mark.parametrize('encoding', sorted(msgs.SUPPORTED_ENCODINGS))
+@pytest.mark.parametrize('encoding', sorted(conversions.SUPPORTED_ENCODINGS))
 def test_image_round_trip_every_encoding(encoding):
     image = random_image(encoding)
-    msg = msgs.array_to_image(image, encoding, header())
+    msg = conversions.array_to_image(image, encoding, header())
     dtype, channels = encoding_layout(encoding)
     assert (msg.height, msg.width, msg.encoding) == (5, 7, encoding)
     assert msg.step == 7 * channels * np.dtype(dtype).itemsize
@@ -83,12 +83,12 @@ def test_image_round_trip_every_encoding(encoding):
     assert len(msg.data) == msg.height * msg.step
     assert msg.header.frame_id == 'left_optical' and msg.header.stamp.sec == 12
     np.testing.assert_array_equal(reference_decode(msg), image)
-    back = msgs.image_to_array(msg)
+    back = conversions.image_to_array(msg)
     assert back.dtype == image.dtype and back.shape == image.shape
     np.testing.assert_array_equal(back, image)
     # through rclpy's own serialization, as a subscriber receives it
     received = deserialize_message(serialize_message(msg), Image)
-    np.testing.assert_array_equal(msgs.image_to_array(received), image)
+    np.testing.assert_array_equal(conversions.image_to_array(received), image)
 
 
 @pytest.mark.parametrize('encoding', ['mono8', 'mono16', 'bgr8', 'rgba16', '32FC1', '64FC3',
@@ -97,7 +97,7 @@ def test_image_round_trip_every_encoding(encoding):
 def test_padded_step_and_byte_order(encoding, pad, big_endian):
     image = random_image(encoding, 4, 6)
     msg = cv_bridge_style_message(image, encoding, pad=pad, big_endian=big_endian)
-    out = msgs.image_to_array(msg)
+    out = conversions.image_to_array(msg)
     assert out.dtype == image.dtype and out.dtype.isnative
     np.testing.assert_array_equal(out, image)
     np.testing.assert_array_equal(out, reference_decode(msg))
@@ -105,8 +105,8 @@ def test_padded_step_and_byte_order(encoding, pad, big_endian):
 
 def test_zero_copy_view_of_message_data():
     image = random_image('rgb8')
-    msg = msgs.array_to_image(image, 'rgb8')
-    view = msgs.image_to_array(msg)
+    msg = conversions.array_to_image(image, 'rgb8')
+    view = conversions.image_to_array(msg)
     assert np.shares_memory(view, np.frombuffer(msg.data, np.uint8))
     msg.data[0] = (int(msg.data[0]) + 1) % 256
     assert view[0, 0, 0] == msg.data[0]
@@ -122,7 +122,7 @@ def test_other_data_containers(container):
     for field in ('height', 'width', 'encoding', 'is_bigendian', 'step'):
         setattr(fake, field, getattr(msg, field))
     fake.data = container(raw) if container is not list else list(raw)
-    np.testing.assert_array_equal(msgs.image_to_array(fake), image)
+    np.testing.assert_array_equal(conversions.image_to_array(fake), image)
 
 
 @pytest.mark.parametrize('encoding, match', [
@@ -132,8 +132,8 @@ def test_other_data_containers(container):
 def test_unsupported_encoding(encoding, match):
     msg = Image(height=2, width=2, encoding=encoding, step=4)
     msg.data = array.array('B', bytes(8))
-    with pytest.raises(msgs.UnsupportedEncodingError, match=match) as info:
-        msgs.image_to_array(msg)
+    with pytest.raises(conversions.UnsupportedEncodingError, match=match) as info:
+        conversions.image_to_array(msg)
     assert repr(encoding) in str(info.value)
 
 
@@ -141,25 +141,25 @@ def test_malformed_images():
     msg = Image(height=2, width=4, encoding='mono16', step=6)
     msg.data = array.array('B', bytes(12))
     with pytest.raises(ValueError, match='step 6 < width 4'):
-        msgs.image_to_array(msg)
+        conversions.image_to_array(msg)
     msg.step = 8
     with pytest.raises(ValueError, match=r'data has 12 bytes but height \* step = 2 \* 8 = 16'):
-        msgs.image_to_array(msg)
+        conversions.image_to_array(msg)
 
 
 def test_array_to_image_checks_dtype_and_channels():
     with pytest.raises(ValueError, match=r'rgb8 needs a uint8 array of shape \(H, W, 3\).*'
                                          r'float32 \(2, 2, 3\)'):
-        msgs.array_to_image(np.zeros((2, 2, 3), np.float32), 'rgb8')
+        conversions.array_to_image(np.zeros((2, 2, 3), np.float32), 'rgb8')
     with pytest.raises(ValueError, match=r'32FC1 needs a float32 array of shape \(H, W\)'):
-        msgs.array_to_image(np.zeros((2, 2, 3), np.float32), '32FC1')
-    with pytest.raises(msgs.UnsupportedEncodingError):
-        msgs.array_to_image(np.zeros((2, 2), np.uint8), 'bayer_rggb8')
+        conversions.array_to_image(np.zeros((2, 2, 3), np.float32), '32FC1')
+    with pytest.raises(conversions.UnsupportedEncodingError):
+        conversions.array_to_image(np.zeros((2, 2), np.uint8), 'bayer_rggb8')
     # non-contiguous and non-native inputs are accepted and written densely, natively
     image = random_image('16UC1', 6, 8)
-    msg = msgs.array_to_image(image[:, ::2].astype('>u2'), '16UC1')
+    msg = conversions.array_to_image(image[:, ::2].astype('>u2'), '16UC1')
     assert msg.step == 8 and msg.is_bigendian == (sys.byteorder == 'big')
-    np.testing.assert_array_equal(msgs.image_to_array(msg), image[:, ::2])
+    np.testing.assert_array_equal(conversions.image_to_array(msg), image[:, ::2])
 
 
 def rgb_reference(image, encoding):
@@ -173,35 +173,35 @@ def rgb_reference(image, encoding):
     return rgb[..., ::-1] if encoding.startswith('bgr') else rgb
 
 
-@pytest.mark.parametrize('encoding', sorted(msgs.RGB8_ENCODINGS))
+@pytest.mark.parametrize('encoding', sorted(conversions.RGB8_ENCODINGS))
 def test_image_to_rgb8(encoding):
     image = random_image(encoding, 6, 9)
     if image.dtype == np.uint16:
         image.flat[:4] = [0, 65535, 128, 32896]  # ends and near-half rounding cases
     msg = cv_bridge_style_message(image, encoding, pad=4)
-    rgb = msgs.image_to_rgb8(msg)
+    rgb = conversions.image_to_rgb8(msg)
     assert rgb.shape == (6, 9, 3) and rgb.dtype == np.uint8
     np.testing.assert_array_equal(rgb, rgb_reference(image, encoding))
 
 
 def test_image_to_rgb8_rejects_non_colour():
-    msg = msgs.array_to_image(np.zeros((2, 2), np.int32), '32SC1')
-    with pytest.raises(msgs.UnsupportedEncodingError, match="convert to rgb8.*'32SC1'"):
-        msgs.image_to_rgb8(msg)
+    msg = conversions.array_to_image(np.zeros((2, 2), np.int32), '32SC1')
+    with pytest.raises(conversions.UnsupportedEncodingError, match="convert to rgb8.*'32SC1'"):
+        conversions.image_to_rgb8(msg)
 
 
 def test_float_intensity_images_and_their_non_finite_pixels():
     grey = np.array([[0.0, 0.5], [1.0, 2.0]], np.float32)
-    rgb = msgs.image_to_rgb8(msgs.array_to_image(grey, '32FC1'))
+    rgb = conversions.image_to_rgb8(conversions.array_to_image(grey, '32FC1'))
     np.testing.assert_array_equal(rgb[..., 0], [[0, 128], [255, 255]])
     assert rgb.shape == (2, 2, 3) and (rgb[..., 0] == rgb[..., 2]).all()
     colour = np.dstack([grey, grey * 0, grey * 0 + 0.2])
-    rgb = msgs.image_to_rgb8(msgs.array_to_image(colour, '32FC3'))
+    rgb = conversions.image_to_rgb8(conversions.array_to_image(colour, '32FC3'))
     np.testing.assert_array_equal(rgb[0, 1], [128, 0, 51])
     grey[0, 0] = np.nan
     grey[1, 1] = -np.inf
     with pytest.raises(ValueError, match='2 of 4 values of the 32FC1 image are NaN or inf'):
-        msgs.image_to_rgb8(msgs.array_to_image(grey, '32FC1'))
+        conversions.image_to_rgb8(conversions.array_to_image(grey, '32FC1'))
 
 
 # ---------------------------------------------------------------------- stereo outputs
@@ -215,7 +215,7 @@ def test_disparity_image():
     disparity[1:3, 2:5] = RNG.uniform(1, 50, (2, 3))
     disparity[2, 4] = np.inf
     h = header()
-    msg = msgs.make_disparity_image(disparity, CAMERA, h, min_disparity=0.5,
+    msg = conversions.make_disparity_image(disparity, CAMERA, h, min_disparity=0.5,
                                     max_disparity=64.0, delta_d=0.0625)
     assert msg.header.frame_id == msg.image.header.frame_id == 'left_optical'
     assert msg.header.stamp.nanosec == msg.image.header.stamp.nanosec == 34
@@ -229,36 +229,36 @@ def test_disparity_image():
     window = msg.valid_window
     assert (window.x_offset, window.y_offset, window.width, window.height) == (2, 1, 3, 2)
     received = deserialize_message(serialize_message(msg), type(msg))
-    np.testing.assert_array_equal(msgs.image_to_array(received.image), image)
+    np.testing.assert_array_equal(conversions.image_to_array(received.image), image)
 
 
 def test_disparity_image_window_and_errors():
     disparity = np.ones((4, 6), np.float32)
-    msg = msgs.make_disparity_image(disparity, CAMERA, header(), min_disparity=0.0,
+    msg = conversions.make_disparity_image(disparity, CAMERA, header(), min_disparity=0.0,
                                     max_disparity=10.0, delta_d=1.0, valid_window=(1, 2, 3, 1))
     window = msg.valid_window
     assert (window.x_offset, window.y_offset, window.width, window.height) == (1, 2, 3, 1)
-    empty = msgs.make_disparity_image(np.full((4, 6), np.nan, np.float32), CAMERA, header(),
+    empty = conversions.make_disparity_image(np.full((4, 6), np.nan, np.float32), CAMERA, header(),
                                       min_disparity=0.0, max_disparity=10.0, delta_d=1.0)
     assert empty.valid_window.width == 0 and empty.valid_window.height == 0
     with pytest.raises(ValueError, match=r'\(H, W\)'):
-        msgs.make_disparity_image(np.ones((2, 2, 2), np.float32), CAMERA, header(),
+        conversions.make_disparity_image(np.ones((2, 2, 2), np.float32), CAMERA, header(),
                                   min_disparity=0.0, max_disparity=1.0, delta_d=1.0)
     with pytest.raises(ValueError, match='min_disparity <= max_disparity'):
-        msgs.make_disparity_image(disparity, CAMERA, header(), min_disparity=5.0,
+        conversions.make_disparity_image(disparity, CAMERA, header(), min_disparity=5.0,
                                   max_disparity=1.0, delta_d=1.0)
 
 
 def test_depth_image():
     depth = RNG.uniform(0.5, 5, (4, 6)).astype(np.float32)
     depth[0, 0] = np.nan
-    msg = msgs.make_depth_image(depth, header())
+    msg = conversions.make_depth_image(depth, header())
     assert msg.encoding == '32FC1' and msg.step == 24 and msg.header.frame_id == 'left_optical'
     np.testing.assert_array_equal(reference_decode(msg), depth)
 
 
 def test_camera_info():
-    msg = msgs.make_camera_info(CAMERA, header())
+    msg = conversions.make_camera_info(CAMERA, header())
     assert (msg.width, msg.height) == (6, 4) and msg.header.frame_id == 'left_optical'
     np.testing.assert_array_equal(np.reshape(msg.k, (3, 3)), CAMERA.K)
     np.testing.assert_array_equal(np.reshape(msg.r, (3, 3)), np.eye(3))
@@ -298,7 +298,7 @@ def organized_points(height=5, width=7):
 
 def test_point_cloud_with_rgb_layout():
     points, rgb = organized_points()
-    msg = msgs.make_point_cloud(points, rgb, header())
+    msg = conversions.make_point_cloud(points, rgb, header())
     assert (msg.height, msg.width, msg.point_step, msg.row_step) == (5, 7, 16, 112)
     assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
         ('x', 0, PointField.FLOAT32, 1), ('y', 4, PointField.FLOAT32, 1),
@@ -320,22 +320,22 @@ def test_point_cloud_with_rgb_layout():
 def test_point_cloud_without_in_place_opencv(monkeypatch):
     """An OpenCV that returns new arrays from mixChannels: the numpy fallback gives the same."""
     points, rgb = organized_points()
-    expected = bytes(msgs.make_point_cloud(points, rgb, header()).data)
-    monkeypatch.setattr(msgs.cv2, 'mixChannels', lambda src, dst, pairs: [d.copy() for d in dst])
-    assert bytes(msgs.make_point_cloud(points, rgb, header()).data) == expected
+    expected = bytes(conversions.make_point_cloud(points, rgb, header()).data)
+    monkeypatch.setattr(conversions.cv2, 'mixChannels', lambda src, dst, pairs: [d.copy() for d in dst])
+    assert bytes(conversions.make_point_cloud(points, rgb, header()).data) == expected
 
 
 def test_point_cloud_empty_and_float64():
-    msg = msgs.make_point_cloud(np.zeros((0, 3)), np.zeros((0, 3), np.uint8), header())
+    msg = conversions.make_point_cloud(np.zeros((0, 3)), np.zeros((0, 3), np.uint8), header())
     assert (msg.height, msg.width, len(msg.data)) == (1, 0, 0)
     points, rgb = organized_points()
-    msg = msgs.make_point_cloud(points.astype(np.float64), rgb, header())
-    np.testing.assert_array_equal(msgs.read_points(msg)['y'], points[..., 1])
+    msg = conversions.make_point_cloud(points.astype(np.float64), rgb, header())
+    np.testing.assert_array_equal(conversions.read_points(msg)['y'], points[..., 1])
 
 
 def test_point_cloud_xyz_only_like_create_cloud_xyz32():
     points, _ = organized_points()
-    msg = msgs.make_point_cloud(points, None, header())
+    msg = conversions.make_point_cloud(points, None, header())
     assert (msg.point_step, msg.row_step) == (12, 84)
     assert [f.name for f in msg.fields] == ['x', 'y', 'z']
     flat = np.frombuffer(bytes(msg.data), '<f4' if not msg.is_bigendian else '>f4')
@@ -344,20 +344,20 @@ def test_point_cloud_xyz_only_like_create_cloud_xyz32():
 
 def test_point_cloud_unorganized_and_errors():
     points, rgb = organized_points()
-    msg = msgs.make_point_cloud(points[0], rgb[0], header())
+    msg = conversions.make_point_cloud(points[0], rgb[0], header())
     assert (msg.height, msg.width) == (1, 7)
-    np.testing.assert_array_equal(msgs.read_points(msg)['z'][0], points[0, :, 2])
+    np.testing.assert_array_equal(conversions.read_points(msg)['z'][0], points[0, :, 2])
     with pytest.raises(ValueError, match=r'\(H, W, 3\)'):
-        msgs.make_point_cloud(np.zeros((2, 2, 4), np.float32), None, header())
+        conversions.make_point_cloud(np.zeros((2, 2, 4), np.float32), None, header())
     with pytest.raises(ValueError, match='rgb must be uint8'):
-        msgs.make_point_cloud(points, rgb.astype(np.float32), header())
+        conversions.make_point_cloud(points, rgb.astype(np.float32), header())
 
 
 def test_read_points_round_trip_and_serialization():
     points, rgb = organized_points()
-    msg = deserialize_message(serialize_message(msgs.make_point_cloud(points, rgb, header())),
+    msg = deserialize_message(serialize_message(conversions.make_point_cloud(points, rgb, header())),
                               PointCloud2)
-    cloud = msgs.read_points(msg)
+    cloud = conversions.read_points(msg)
     assert cloud.shape == (5, 7) and cloud.dtype.names == ('x', 'y', 'z', 'rgb')
     for axis, name in enumerate('xyz'):
         np.testing.assert_array_equal(cloud[name], points[..., axis])
@@ -383,7 +383,7 @@ def test_read_points_honours_row_step_endianness_count_and_unnamed():
     msg = PointCloud2(height=height, width=width, fields=fields, is_bigendian=True,
                       point_step=point_step, row_step=row_step)
     msg.data = array.array('B', bytes(data))
-    cloud = msgs.read_points(msg)
+    cloud = conversions.read_points(msg)
     assert cloud.shape == (3, 4)
     assert cloud.dtype.names == ('x', 'intensity', 'normal', 'unnamed_field_3')
     rows, cols = np.mgrid[0:3, 0:4]
@@ -400,7 +400,7 @@ def test_read_points_errors():
         PointField(name='x', offset=0, datatype=PointField.FLOAT32, count=1)])
     msg.data = array.array('B', bytes(12))
     with pytest.raises(ValueError, match='data has 12 bytes, needs 16'):
-        msgs.read_points(msg)
+        conversions.read_points(msg)
     msg.fields[0].datatype = 42
     with pytest.raises(ValueError, match='unknown datatype 42'):
-        msgs.read_points(msg)
+        conversions.read_points(msg)
