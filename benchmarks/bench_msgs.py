@@ -80,8 +80,9 @@ def main() -> None:
     timed('make_disparity_image', lambda: conversions.make_disparity_image(
         disparity, camera, header, min_disparity=0.0, max_disparity=416.0, delta_d=1 / 32), n)
     timed('make_camera_info', lambda: conversions.make_camera_info(camera, header), n)
-    timed('make_point_cloud xyz + rgb', lambda: conversions.make_point_cloud(points, rgb, header), n)
-    timed('make_point_cloud xyz only', lambda: conversions.make_point_cloud(points, None, header), n)
+    make_cloud = conversions.make_point_cloud
+    timed('make_point_cloud xyz + rgb', lambda: make_cloud(points, rgb, header), n)
+    timed('make_point_cloud xyz only', lambda: make_cloud(points, None, header), n)
     timed('read_points (view)', lambda: conversions.read_points(cloud_msg), n)
     timed('geometry: disparity_to_depth (numpy)', lambda: disparity_to_depth(disparity, camera),
           n)

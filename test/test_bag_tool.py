@@ -17,8 +17,8 @@ from stereo_msgs.msg import DisparityImage
 
 from foundation_stereo_ros import conversions
 from foundation_stereo_ros.bag_tool import main, output_namespace
-from foundation_stereo_ros.synthetic.scenes import make_scene
 from foundation_stereo_ros.synthetic.camera_node import scene_to_messages
+from foundation_stereo_ros.synthetic.scenes import make_scene
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = ('/stereo/left/image_rect', '/stereo/left/camera_info', '/stereo/right/image_rect',
@@ -103,7 +103,7 @@ def test_bag_gets_disparity_depth_and_points(tmp_path, scenes, storage, capsys):
     cloud = deserialize_message(data['/stereo/points'][0][1], PointCloud2)
     assert (cloud.height, cloud.width) == (120, 160)
     depth = conversions.image_to_array(deserialize_message(data['/stereo/depth/image_rect'][0][1],
-                                                    Image))
+                                                           Image))
     assert depth.dtype == np.float32 and np.isfinite(depth).mean() > 0.8
 
 

@@ -1,7 +1,7 @@
 """Message conversions: Image (cv_bridge layout), DisparityImage, CameraInfo, PointCloud2.
 
-The decoders here are written independently of foundation_stereo_ros.conversions: raw byte reads with
-``struct`` and numpy, following the cv_bridge and sensor_msgs_py layouts.
+The decoders here are written independently of foundation_stereo_ros.conversions: raw byte
+reads with ``struct`` and numpy, following the cv_bridge and sensor_msgs_py layouts.
 """
 import array
 import math
@@ -216,7 +216,7 @@ def test_disparity_image():
     disparity[2, 4] = np.inf
     h = header()
     msg = conversions.make_disparity_image(disparity, CAMERA, h, min_disparity=0.5,
-                                    max_disparity=64.0, delta_d=0.0625)
+                                           max_disparity=64.0, delta_d=0.0625)
     assert msg.header.frame_id == msg.image.header.frame_id == 'left_optical'
     assert msg.header.stamp.nanosec == msg.image.header.stamp.nanosec == 34
     assert msg.image.encoding == '32FC1' and (msg.image.height, msg.image.width) == (4, 6)
@@ -235,18 +235,19 @@ def test_disparity_image():
 def test_disparity_image_window_and_errors():
     disparity = np.ones((4, 6), np.float32)
     msg = conversions.make_disparity_image(disparity, CAMERA, header(), min_disparity=0.0,
-                                    max_disparity=10.0, delta_d=1.0, valid_window=(1, 2, 3, 1))
+                                           max_disparity=10.0, delta_d=1.0,
+                                           valid_window=(1, 2, 3, 1))
     window = msg.valid_window
     assert (window.x_offset, window.y_offset, window.width, window.height) == (1, 2, 3, 1)
     empty = conversions.make_disparity_image(np.full((4, 6), np.nan, np.float32), CAMERA, header(),
-                                      min_disparity=0.0, max_disparity=10.0, delta_d=1.0)
+                                             min_disparity=0.0, max_disparity=10.0, delta_d=1.0)
     assert empty.valid_window.width == 0 and empty.valid_window.height == 0
     with pytest.raises(ValueError, match=r'\(H, W\)'):
         conversions.make_disparity_image(np.ones((2, 2, 2), np.float32), CAMERA, header(),
-                                  min_disparity=0.0, max_disparity=1.0, delta_d=1.0)
+                                         min_disparity=0.0, max_disparity=1.0, delta_d=1.0)
     with pytest.raises(ValueError, match='min_disparity <= max_disparity'):
         conversions.make_disparity_image(disparity, CAMERA, header(), min_disparity=5.0,
-                                  max_disparity=1.0, delta_d=1.0)
+                                         max_disparity=1.0, delta_d=1.0)
 
 
 def test_depth_image():
@@ -321,7 +322,8 @@ def test_point_cloud_without_in_place_opencv(monkeypatch):
     """An OpenCV that returns new arrays from mixChannels: the numpy fallback gives the same."""
     points, rgb = organized_points()
     expected = bytes(conversions.make_point_cloud(points, rgb, header()).data)
-    monkeypatch.setattr(conversions.cv2, 'mixChannels', lambda src, dst, pairs: [d.copy() for d in dst])
+    monkeypatch.setattr(conversions.cv2, 'mixChannels',
+                        lambda src, dst, pairs: [d.copy() for d in dst])
     assert bytes(conversions.make_point_cloud(points, rgb, header()).data) == expected
 
 
@@ -355,8 +357,8 @@ def test_point_cloud_unorganized_and_errors():
 
 def test_read_points_round_trip_and_serialization():
     points, rgb = organized_points()
-    msg = deserialize_message(serialize_message(conversions.make_point_cloud(points, rgb, header())),
-                              PointCloud2)
+    cloud = conversions.make_point_cloud(points, rgb, header())
+    msg = deserialize_message(serialize_message(cloud), PointCloud2)
     cloud = conversions.read_points(msg)
     assert cloud.shape == (5, 7) and cloud.dtype.names == ('x', 'y', 'z', 'rgb')
     for axis, name in enumerate('xyz'):

@@ -37,8 +37,8 @@ from stereo_msgs.msg import DisparityImage
 from foundation_stereo_ros import conversions
 from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.backends.base import DisparityBackend
-from foundation_stereo_ros.synthetic.scenes import make_scene
 from foundation_stereo_ros.synthetic.camera_node import scene_to_messages
+from foundation_stereo_ros.synthetic.scenes import make_scene
 from foundation_stereo_ros.visualize import colorize_disparity
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -635,7 +635,7 @@ def test_finite_float_images_are_processed(local, frame, scene):
     float_frame = list(frame)
     for index, image in ((0, scene.left), (2, scene.right)):
         float_frame[index] = conversions.array_to_image(image[..., 1].astype(np.float32) / 255.0,
-                                                 '32FC1')
+                                                        '32FC1')
     good_pair_still_processed(local, float_frame)
 
 

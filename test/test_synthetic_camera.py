@@ -19,12 +19,12 @@ from stereo_msgs.msg import DisparityImage
 
 from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import StereoCamera
-from foundation_stereo_ros.synthetic.scenes import make_scene
 from foundation_stereo_ros.synthetic.camera_node import (
     SyntheticStereoCamera,
     camera_info_pair,
     scene_to_messages,
 )
+from foundation_stereo_ros.synthetic.scenes import make_scene
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = (('left/image_rect', Image), ('left/camera_info', CameraInfo),
