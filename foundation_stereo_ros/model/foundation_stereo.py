@@ -67,6 +67,10 @@ class FoundationStereo(nn.Module):
             missing fields take the released defaults, ``vit_size`` defaults to ``'vitl'``).
     """
 
+    family = 'foundation_stereo'
+    # Refinement iterations of the official demo for this family.
+    default_iters = 32
+
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.cfg = normalize_config(cfg)
@@ -275,6 +279,12 @@ class FoundationStereo(nn.Module):
         if not test_mode:
             raise ValueError('run_hierachical supports test_mode=True only (as upstream)')
         return self.run_hierarchical(image1, image2, iters=iters, small_ratio=small_ratio)
+
+    def architecture_summary(self) -> str:
+        """One line naming the architecture (for logs and diagnostics)."""
+        params = sum(p.numel() for p in self.parameters())
+        return (f'FoundationStereo: DINOv2 {self.cfg["vit_size"]}, max_disp {self.max_disp}, '
+                f'{self.n_gru_layers} GRU levels, {params / 1e6:.1f} M parameters')
 
     @staticmethod
     def padder_for(shape: Sequence[int]) -> InputPadder:

@@ -493,7 +493,8 @@ def _build_disparity_attention(record: ModuleRecord, path: str) -> nn.Module:
     if not isinstance(table, torch.Tensor) or table.dim() != 3:
         raise ArchitectureError(f'{_where(path)}.pos_embed0: position table missing')
     max_len, d_model = int(table.shape[1]), int(table.shape[2])
-    if not torch.allclose(table.float(), sinusoidal_embedding(max_len, d_model), atol=1e-5):
+    reference = sinusoidal_embedding(max_len, d_model, device=torch.device('cpu'))
+    if not torch.allclose(table.float(), reference, atol=1e-5):
         raise ArchitectureError(f'{_where(path)}.pos_embed0: position table is not the '
                                 f'sine/cosine table; not supported')
     widths = set()
@@ -680,30 +681,41 @@ def _build_ffs(record: ModuleRecord, path: str) -> nn.Module:
         raise ArchitectureError(f'<root>.dx: shape {_shape(dx)} does not match corr_radius '
                                 f'{radius}')
     if isinstance(dx, torch.Tensor) and not torch.equal(
-            dx.flatten().long(), torch.arange(-radius, radius + 1)):
+            dx.flatten().long(), torch.arange(-radius, radius + 1, device='cpu')):
         raise ArchitectureError('<root>.dx: offsets are not -r..r; not supported')
     buffer = record.buffers.get('dx')
     if isinstance(buffer, TensorSpec):
-        buffer = torch.arange(-radius, radius + 1, dtype=buffer.dtype).reshape(buffer.shape)
+        buffer = torch.arange(-radius, radius + 1, dtype=buffer.dtype,
+                              device='cpu').reshape(buffer.shape)
     children = _children(record, path, _TOP)
     return network.FastFoundationStereo(children, args, cv_group, dx_buffer=buffer)
 
 
 # ----------------------------------------------------------------------------- entry points
 def build_network(record: ModuleRecord) -> network.FastFoundationStereo:
-    """Build the (randomly initialised) network described by a record tree."""
+    """Build the network described by a record tree, without weights (``meta`` tensors).
+
+    Give it its weights with :func:`load_weights`.
+    """
     if canonical_class_path(record.class_path) != 'core.foundation_stereo.FastFoundationStereo':
         raise ArchitectureError(f'the file holds a {record.class_path}, not a '
                                 f'FastFoundationStereo model')
-    model = build(record)
+    # No random initialisation of 10^7 weights that the checkpoint replaces anyway (checks
+    # above that compute on the file's tensors name the CPU device explicitly).
+    with torch.device('meta'):
+        model = build(record)
     assert isinstance(model, network.FastFoundationStereo)
     return model
 
 
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-    """``load_state_dict(strict=True)`` with an :class:`ArchitectureError` naming the keys."""
+    """``load_state_dict(strict=True)`` with an :class:`ArchitectureError` naming the keys.
+
+    The checkpoint's tensors become the model's (``assign``), so the ``meta`` placeholders of
+    :func:`build_network` are replaced.
+    """
     try:
-        model.load_state_dict(state_dict, strict=True)
+        model.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as err:
         lines = str(err).splitlines()
         raise ArchitectureError('weights do not fit the rebuilt network: '

@@ -112,6 +112,8 @@ class FastFoundationStereo(_Named):
     """
 
     family = 'fast_foundation_stereo'
+    # Refinement iterations of the official scripts for this family.
+    default_iters = 8
 
     def __init__(self, layers: Mapping[str, nn.Module | None], args: Mapping[str, Any],
                  cv_group: int, dx_buffer: torch.Tensor | None = None) -> None:
@@ -238,6 +240,21 @@ class FastFoundationStereo(_Named):
                          small_ratio: float = 0.5) -> torch.Tensor:
         """Coarse-to-fine inference (official ``run_hierachical``) for any image size."""
         return run_hierarchical(self.forward, left, right, iters, small_ratio)
+
+    def architecture_summary(self) -> str:
+        """One line naming what the checkpoint's architecture is (for logs and diagnostics)."""
+        params = sum(p.numel() for p in self.parameters())
+        posts = []
+        for name in self.cost_agg.POST:
+            post = getattr(self.cost_agg, name)
+            posts.append(f'{name.removeprefix("post")}:{"default" if post is None else post.op}')
+        layers = [len(m.sa) for m in self.modules() if hasattr(m, 'sa')]
+        gru = self.update_block.gru04.small_gru.convz.out_channels
+        return (f'Fast-FoundationStereo: features {self.feature.d_out}, cost volume '
+                f'{self.cv_group} gwc{"" if self.normalize else " (unnormalized)"} + '
+                f'{2 * self.proj_cmb.out_channels} concat channels, max_disp {self.max_disp}, '
+                f'hourglass {" ".join(posts)}, disparity transformer layers {layers}, GRU '
+                f'hidden {gru}, {params / 1e6:.2f} M parameters')
 
     @staticmethod
     def padder_for(shape: Sequence[int]) -> InputPadder:
