@@ -43,7 +43,7 @@ class OfficialClasses:
         return sys.modules[name]
 
     def cls(self, path: str) -> type:
-        """The stand-in class for ``path`` (torch.nn paths give the real class)."""
+        """Return the stand-in class for ``path`` (torch.nn paths give the real class)."""
         if path.startswith('torch.'):
             module, _, name = path.rpartition('.')
             return getattr(importlib.import_module(module), name)
@@ -55,7 +55,7 @@ class OfficialClasses:
         return self.classes[path]
 
     def make(self, path: str, **members: Any) -> nn.Module:
-        """An instance of the stand-in for ``path`` with the given attributes / children."""
+        """Make an instance of the stand-in for ``path`` with these attributes / children."""
         obj = self.cls(path).__new__(self.cls(path))
         nn.Module.__init__(obj)
         for name, value in members.items():
@@ -116,7 +116,7 @@ def record_to_modules(record: ModuleRecord, fakes: OfficialClasses,
 
 # ----------------------------------------------------------------------------- a tiny FFS network
 def sincos_table(length: int, d_model: int) -> torch.Tensor:
-    """Transformer sine/cosine table (1, length, d_model), written out independently."""
+    """Return the sine/cosine position table (1, length, d_model), written independently."""
     table = torch.zeros(length, d_model)
     for pos in range(length):
         for i in range(0, d_model, 2):
@@ -340,7 +340,7 @@ class TinyFFS:
 
     def network(self, searched: str | None = 'sum', normalize: bool = True,
                 max_disp: int = 64) -> nn.Module:
-        """The whole network (random weights), BatchNorm statistics randomised, eval mode."""
+        """Build the whole network: random weights and BatchNorm statistics, eval mode."""
         torch.manual_seed(0)
         args = {'max_disp': max_disp, 'valid_iters': 8, 'normalize': normalize,
                 'hidden_dims': [20], 'n_gru_layers': 1, 'corr_levels': 2, 'corr_radius': 4,

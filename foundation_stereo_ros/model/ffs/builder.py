@@ -127,7 +127,7 @@ def _kind(module_record: ModuleRecord | None) -> str:
 
 def adopt(cls: type[nn.Module], record: ModuleRecord, path: str,
           children: dict[str, nn.Module | None], params: Iterable[str] = ()) -> nn.Module:
-    """An instance of FoundationStereo's ``cls`` whose layers are the ones from the file.
+    """Make an instance of FoundationStereo's ``cls`` whose layers are the ones from the file.
 
     ``cls.forward`` must read only these children and parameters (all state-dict names).
     """

@@ -45,7 +45,7 @@ _CFG_OVERRIDES = ('max_disp', 'valid_iters')
 
 
 def is_ffs_checkpoint(path: str | Path) -> bool:
-    """True for a serialized FFS module archive or a converted ``.safetensors`` file."""
+    """Tell whether ``path`` is a serialized FFS module archive or a converted file."""
     path = Path(path)
     return path.suffix == CONVERTED_SUFFIX or is_serialized_module(path)
 

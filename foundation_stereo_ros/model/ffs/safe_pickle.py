@@ -331,7 +331,7 @@ def _pickle_prefix(archive: zipfile.ZipFile) -> str:
 
 
 def is_serialized_module(path: str | Path) -> bool:
-    """True if ``path`` is a torch zip archive whose pickle names a module class at its root.
+    """Tell whether ``path`` is a torch zip archive whose pickle has a module at its root.
 
     Reads only the first opcodes of ``data.pkl``; nothing is unpickled.
     """
