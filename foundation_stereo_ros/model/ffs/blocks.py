@@ -15,8 +15,8 @@ from torch import nn
 
 from ..cost_aggregation import FeatureAtt
 
-__all__ = ['ContextHeads', 'ConvNormAct', 'EdgeNextConvEncoder', 'ForwardHelper',
-           'MergeUp', 'PostForwardHelper', 'ResnetBlock', 'UpdateBlock', 'run_layers']
+__all__ = ['ContextHeads', 'ConvNormAct', 'EdgeNextConvEncoder', 'ForwardHelper', 'MergeUp',
+           'NamedLayers', 'PostForwardHelper', 'ResnetBlock', 'UpdateBlock', 'run_layers']
 
 
 def run_layers(layers: Sequence[nn.Module], x: torch.Tensor,
@@ -27,8 +27,11 @@ def run_layers(layers: Sequence[nn.Module], x: torch.Tensor,
     return x
 
 
-class _Named(nn.Module):
-    """Registers the given layers under their official names (state-dict keys)."""
+class NamedLayers(nn.Module):
+    """Registers the given layers under their official names (state-dict keys).
+
+    Subclasses implement the official ``forward`` over them.
+    """
 
     def __init__(self, layers: Mapping[str, nn.Module | None]) -> None:
         super().__init__()
@@ -36,7 +39,7 @@ class _Named(nn.Module):
             self.add_module(name, layer)
 
 
-class ConvNormAct(_Named):
+class ConvNormAct(NamedLayers):
     """Official ``BasicConv`` / ``BasicConv_IN``: conv, optional norm, activation.
 
     Args:
@@ -55,7 +58,7 @@ class ConvNormAct(_Named):
         return x
 
 
-class ResnetBlock(_Named):
+class ResnetBlock(NamedLayers):
     """Official ``ResnetBasicBlock`` / ``ResnetBasicBlock3D`` with given layers.
 
     ``relu(norm2(conv2(relu(norm1(conv1(x))))) + shortcut(x))``; the norms are absent when
@@ -74,7 +77,7 @@ class ResnetBlock(_Named):
         return self.relu(out + shortcut)
 
 
-class MergeUp(_Named):
+class MergeUp(NamedLayers):
     """Official ``Conv2x`` / ``Conv2x_IN``: resample ``x``, merge with ``rem``, convolve.
 
     The merge is a channel concatenation (``concat``) or a sum; when the resampled ``x``
@@ -93,7 +96,7 @@ class MergeUp(_Named):
         return self.conv2(x)
 
 
-class EdgeNextConvEncoder(_Named):
+class EdgeNextConvEncoder(NamedLayers):
     """Official ``EdgeNextConvEncoder``: depth-wise conv, norm, pointwise MLP, layer scale.
 
     ``x + gamma * pwconv2(act(pwconv1(norm(dwconv(x)))))`` (the MLP acts per pixel on the
@@ -163,7 +166,7 @@ class ContextHeads(nn.Module):
         return [[head(x4) for head in self.conv04]]
 
 
-class UpdateBlock(_Named):
+class UpdateBlock(NamedLayers):
     """Official FFS ``BasicSelectiveMultiUpdateBlock``: one GRU level at 1/4 resolution.
 
     ``motion = encoder(disp, geo)``; ``h = gru04(att, h, cat(inp, motion))``; returns the new

@@ -179,16 +179,19 @@ def _build_conv(record: ModuleRecord, path: str) -> nn.Module:
 
 
 def _leaf(factory: Callable[..., nn.Module], keys: Iterable[str], params: Iterable[str] = (),
-          buffers: Iterable[str] = ()) -> Builder:
+          buffers: Iterable[str] = (), bias_flag: bool = False) -> Builder:
+    """Builder of a torch.nn layer from the recorded constructor arguments ``keys``.
+
+    ``bias_flag``: the constructor takes ``bias=`` (Linear, LayerNorm): whether the file has a
+    bias parameter.
+    """
     keys, params, buffers = tuple(keys), tuple(params), tuple(buffers)
 
     def build_leaf(record: ModuleRecord, path: str) -> nn.Module:
         _check_tensors(record, path, params, buffers)
         kwargs = {k: record.attrs[k] for k in keys if k in record.attrs}
-        if 'bias' in params and 'bias' in record.params and record.class_name != 'LayerNorm':
-            kwargs['bias'] = record.params['bias'] is not None
-        if record.class_name == 'LayerNorm' and 'bias' in record.params:
-            kwargs['bias'] = record.params['bias'] is not None
+        if bias_flag:
+            kwargs['bias'] = record.params.get('bias') is not None
         try:
             module = factory(**kwargs)
         except (TypeError, ValueError) as err:
@@ -201,7 +204,8 @@ _NORM_KEYS = ('num_features', 'eps', 'momentum', 'affine', 'track_running_stats'
 _NORM_BUFFERS = ('running_mean', 'running_var', 'num_batches_tracked')
 _NN = 'torch.nn.modules.'
 BUILDERS.update({
-    _NN + 'linear.Linear': _leaf(nn.Linear, ('in_features', 'out_features'), ('weight', 'bias')),
+    _NN + 'linear.Linear': _leaf(nn.Linear, ('in_features', 'out_features'), ('weight', 'bias'),
+                                 bias_flag=True),
     _NN + 'linear.Identity': _leaf(nn.Identity, ()),
     _NN + 'batchnorm.BatchNorm2d': _leaf(nn.BatchNorm2d, _NORM_KEYS, ('weight', 'bias'),
                                          _NORM_BUFFERS),
@@ -213,7 +217,7 @@ BUILDERS.update({
                                                _NORM_BUFFERS),
     _NN + 'normalization.LayerNorm': _leaf(nn.LayerNorm, ('normalized_shape', 'eps',
                                                           'elementwise_affine'),
-                                           ('weight', 'bias')),
+                                           ('weight', 'bias'), bias_flag=True),
     _NN + 'activation.GELU': _leaf(nn.GELU, ('approximate',)),
     _NN + 'activation.LeakyReLU': _leaf(nn.LeakyReLU, ('negative_slope',)),
     _NN + 'activation.ReLU': _leaf(nn.ReLU, ()),

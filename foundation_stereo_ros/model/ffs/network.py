@@ -22,6 +22,7 @@ from ..geometry_encoding import GeometryEncodingVolume
 from ..hierarchical import SIZE_DIVISOR, run_hierarchical
 from ..padder import InputPadder
 from ..upsample import convex_upsample
+from .blocks import NamedLayers
 
 __all__ = ['FFSFeature', 'FFSHourglass', 'FastFoundationStereo']
 
@@ -34,14 +35,7 @@ def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-class _Named(nn.Module):
-    def __init__(self, layers: Mapping[str, nn.Module | None]) -> None:
-        super().__init__()
-        for name, layer in layers.items():
-            self.add_module(name, layer)
-
-
-class FFSFeature(_Named):
+class FFSFeature(NamedLayers):
     """Official FFS ``Feature``: EdgeNeXt stem and stages, top-down decoder, 1x1 heads.
 
     Returns ``[f04, f08, f16, f32]``. ``conv4`` widens the 1/4 map to the channels the
@@ -63,7 +57,7 @@ class FFSFeature(_Named):
         return [x4, x8, x16, x32]
 
 
-class FFSHourglass(_Named):
+class FFSHourglass(NamedLayers):
     """Official FFS ``hourglass``: 3D encoder-decoder with optional searched decoder steps.
 
     A decoder step ``post32_to_16`` / ``post16_to_8`` / ``post8_to_4`` given by the file
@@ -96,7 +90,7 @@ class FFSHourglass(_Named):
         return self.conv_out(conv)
 
 
-class FastFoundationStereo(_Named):
+class FastFoundationStereo(NamedLayers):
     """Fast-FoundationStereo disparity network rebuilt from a serialized checkpoint.
 
     Same calls as :class:`~foundation_stereo_ros.model.FoundationStereo`:

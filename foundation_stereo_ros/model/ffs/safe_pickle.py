@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import pickle
-import typing
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -374,7 +373,3 @@ def read_module_records(path: str | Path) -> ModuleRecord:
         raise ValueError(f'{path} does not hold a serialized module (its pickle '  # noqa: TRY004
                          f'is a {type(root).__name__})')
     return _to_record(root, '')
-
-
-# typing is imported for the allowlist's typing.Any entry documentation only.
-del typing
