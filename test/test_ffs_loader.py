@@ -154,6 +154,15 @@ def test_state_dict_checkpoints_are_not_taken_for_serialized_modules(tmp_path):
     assert not is_serialized_module(text)
 
 
+def test_pickle_protocol_4_files_load_too(tmp_path):
+    path = tmp_path / 'p4.pth'
+    with official_classes() as fakes:
+        torch.save(TinyFFS(fakes).network(), path, pickle_protocol=4)
+    assert is_serialized_module(path)
+    model, _ = load_checkpoint(path)
+    assert isinstance(model, FastFoundationStereo)
+
+
 # ----------------------------------------------------------------------------- generality
 @pytest.mark.parametrize('searched', ['sum', 'concat', None])
 def test_other_widths_and_searched_blocks_load_strictly_and_run(tmp_path, searched):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import pickle
+import pickletools
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -341,14 +342,29 @@ def is_serialized_module(path: str | Path) -> bool:
                 head = stream.read(256)
     except (OSError, zipfile.BadZipFile, UnsafeCheckpointError):
         return False
-    # Protocol 2: PROTO 2, then GLOBAL 'module\nname\n' of the root object (a dict for a
-    # state-dict checkpoint: EMPTY_DICT instead).
-    if len(head) < 3 or head[:2] != b'\x80\x02' or head[2:3] != b'c':
-        return False
-    module, _, rest = head[3:].partition(b'\n')
-    name = rest.partition(b'\n')[0]
-    path_name = f'{module.decode("ascii", "replace")}.{name.decode("ascii", "replace")}'
-    return canonical_class_path(path_name) in MODULE_CLASSES
+    return _root_global(head) in MODULE_CLASSES
+
+
+def _root_global(head: bytes) -> str:
+    """Canonical path of the first global a pickle loads ('' if none in ``head``).
+
+    A serialized module starts with its class (GLOBAL, or two strings + STACK_GLOBAL from
+    protocol 4); a state-dict checkpoint starts with a dict. Only opcodes are decoded.
+    """
+    strings: list[str] = []
+    try:
+        for opcode, arg, _pos in pickletools.genops(head):
+            if opcode.name == 'GLOBAL':
+                return canonical_class_path(str(arg).replace(' ', '.'))
+            if opcode.name == 'STACK_GLOBAL' and len(strings) >= 2:
+                return canonical_class_path(f'{strings[-2]}.{strings[-1]}')
+            if isinstance(arg, str) and 'UNICODE' in opcode.name:
+                strings.append(arg)
+            elif opcode.name not in ('PROTO', 'FRAME', 'MEMOIZE', 'BINPUT', 'LONG_BINPUT'):
+                return ''
+    except (ValueError, EOFError):
+        pass
+    return ''
 
 
 def read_module_records(path: str | Path) -> ModuleRecord:
