@@ -1,6 +1,8 @@
 """The FoundationStereo network as a disparity backend (PyTorch, CUDA or CPU)."""
 from __future__ import annotations
 
+import re
+
 import torch
 
 from foundation_stereo_ros.backends.base import DisparityBackend
@@ -10,15 +12,22 @@ PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto' picks CUDA when available; 'cuda' without a GPU is an error that says so."""
+    """'auto' picks CUDA when available; a CUDA device torch cannot see is an error saying so."""
     if device == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if device.startswith('cuda') and not torch.cuda.is_available():
+    if device == 'cpu':
+        return torch.device('cpu')
+    match = re.fullmatch(r'cuda(?::(\d+))?', device)
+    if match is None:
+        raise ValueError(f"device must be 'auto', 'cuda', 'cuda:N' or 'cpu', got '{device}'")
+    if not torch.cuda.is_available():
         raise ValueError(
             f"device '{device}' requested but torch sees no CUDA GPU (torch "
             f"{torch.__version__}); install a CUDA build of torch or use device 'cpu'")
-    if device != 'cpu' and not device.startswith('cuda'):
-        raise ValueError(f"device must be 'auto', 'cuda', 'cuda:N' or 'cpu', got '{device}'")
+    count = torch.cuda.device_count()
+    if int(match.group(1) or 0) >= count:
+        raise ValueError(f"device '{device}' requested but torch sees {count} CUDA GPU(s) "
+                         f"(cuda:0 to cuda:{count - 1}); pick one of those or 'cuda'")
     return torch.device(device)
 
 
