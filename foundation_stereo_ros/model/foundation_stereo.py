@@ -24,7 +24,7 @@ decides the dtype instead; on CPU, as upstream, nothing is autocast unless the c
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -39,7 +39,6 @@ from .feature import Feature, normalize_image
 from .geometry_encoding import GeometryEncodingVolume, geometry_channels
 from .hierarchical import SIZE_DIVISOR, run_hierarchical
 from .layers import BasicConvIN, Conv2x
-from .padder import InputPadder
 from .update import SelectiveMultiUpdateBlock
 from .upsample import convex_upsample
 
@@ -285,8 +284,3 @@ class FoundationStereo(nn.Module):
         params = sum(p.numel() for p in self.parameters())
         return (f'FoundationStereo: DINOv2 {self.cfg["vit_size"]}, max_disp {self.max_disp}, '
                 f'{self.n_gru_layers} GRU levels, {params / 1e6:.1f} M parameters')
-
-    @staticmethod
-    def padder_for(shape: Sequence[int]) -> InputPadder:
-        """Return an :class:`InputPadder` that makes ``shape`` acceptable to :meth:`forward`."""
-        return InputPadder(shape, divis_by=SIZE_DIVISOR)

@@ -15,7 +15,8 @@ from torch import nn
 
 from ..cost_aggregation import FeatureAtt
 
-__all__ = ['ContextHeads', 'ConvNormAct', 'EdgeNextConvEncoder', 'ForwardHelper', 'MergeUp',
+__all__ = ['ContextHeads', 'ConvNormAct', 'EdgeNeXtConvBlock', 'EdgeNextConvEncoder',
+           'ForwardHelper', 'MergeUp',
            'NamedLayers', 'PostForwardHelper', 'ResnetBlock', 'UpdateBlock', 'run_layers']
 
 
@@ -113,6 +114,22 @@ class EdgeNextConvEncoder(NamedLayers):
         y = self.pwconv2(self.act(self.pwconv1(y)))
         if self.gamma is not None:
             y = self.gamma * y
+        return x + y.permute(0, 3, 1, 2)
+
+
+class EdgeNeXtConvBlock(NamedLayers):
+    """timm ``edgenext.ConvBlock`` with given layers (possibly pruned MLP widths).
+
+    ``x + gamma * mlp(norm(conv_dw(x)))``, the norm and MLP acting per pixel on the channels.
+    """
+
+    def __init__(self, layers: Mapping[str, nn.Module], gamma_channels: int) -> None:
+        super().__init__(layers)
+        self.gamma = nn.Parameter(torch.zeros(gamma_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv_dw(x).permute(0, 2, 3, 1)
+        y = self.gamma * self.mlp(self.norm(y))
         return x + y.permute(0, 3, 1, 2)
 
 

@@ -313,7 +313,7 @@ def _build_convblock(record: ModuleRecord, path: str) -> nn.Module:
                                 f'(gamma None) are not supported')
     _require_kind(record, 'drop_path', path, ('Identity',))
     children = _children(record, path, ('conv_dw', 'norm', 'mlp', 'drop_path'))
-    return adopt(edgenext.ConvBlock, record, path, children, params=('gamma',))
+    return blocks.EdgeNeXtConvBlock(children, _param(record, 'gamma', path)[0])
 
 
 @_register('timm.models.edgenext.PositionalEncodingFourier')

@@ -20,7 +20,6 @@ from ..edgenext import stage_outputs
 from ..feature import normalize_image
 from ..geometry_encoding import GeometryEncodingVolume
 from ..hierarchical import SIZE_DIVISOR, run_hierarchical
-from ..padder import InputPadder
 from ..upsample import convex_upsample
 from .blocks import NamedLayers
 
@@ -249,8 +248,3 @@ class FastFoundationStereo(NamedLayers):
                 f'{2 * self.proj_cmb.out_channels} concat channels, max_disp {self.max_disp}, '
                 f'hourglass {" ".join(posts)}, disparity transformer layers {layers}, GRU '
                 f'hidden {gru}, {params / 1e6:.2f} M parameters')
-
-    @staticmethod
-    def padder_for(shape: Sequence[int]) -> InputPadder:
-        """Return an :class:`InputPadder` that makes ``shape`` acceptable to :meth:`forward`."""
-        return InputPadder(shape, divis_by=SIZE_DIVISOR)
