@@ -15,7 +15,7 @@ from foundation_stereo_ros.model import InputPadder, load_checkpoint
 class FoundationStereoBackend(DisparityBackend):
     """Runs a FoundationStereo-family checkpoint on a pair of any size (padded to /32 inside).
 
-    ``valid_iters`` (None: the family's default), ``hierarchical`` and ``small_ratio`` given
+    ``valid_iters`` (0 or None: the family's default), ``hierarchical`` and ``small_ratio`` given
     to the constructor are the defaults; :meth:`compute` takes them per pair too (the
     pipeline passes its snapshot).
     """
@@ -44,7 +44,7 @@ class FoundationStereoBackend(DisparityBackend):
             self.model.amp_dtype = amp_dtype
         self.checkpoint = checkpoint
         self.precision = precision
-        self.valid_iters = int(self.model.default_iters if valid_iters is None else valid_iters)
+        self.valid_iters = int(valid_iters or self.model.default_iters)
         self.hierarchical = bool(hierarchical)
         self.small_ratio = float(small_ratio)
         self.max_disparity = float(self.cfg['max_disp'])
@@ -54,10 +54,10 @@ class FoundationStereoBackend(DisparityBackend):
                 small_ratio: float | None = None) -> torch.Tensor:
         """(3,H,W) RGB 0..255 on self.device -> (H,W) float32 disparity in pixels.
 
-        ``valid_iters``, ``hierarchical``, ``small_ratio``: this pair's settings (None: the
-        constructor's).
+        ``valid_iters``, ``hierarchical``, ``small_ratio``: this pair's settings (None, and 0
+        iterations, mean the constructor's).
         """
-        iters = self.valid_iters if valid_iters is None else int(valid_iters)
+        iters = int(valid_iters or self.valid_iters)
         hierarchical = self.hierarchical if hierarchical is None else hierarchical
         small_ratio = self.small_ratio if small_ratio is None else float(small_ratio)
         left, right = left[None], right[None]
