@@ -15,7 +15,12 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
 from foundation_stereo_ros import conversions
-from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
+from foundation_stereo_ros.camera import (
+    CameraInfoError,
+    ImageGeometry,
+    StereoCamera,
+    camera_info_key,
+)
 from foundation_stereo_ros.pipeline import StereoResult
 from foundation_stereo_ros.visualize import colorize_disparity
 
@@ -48,7 +53,8 @@ class PairDecoder:
     """Checks a synchronised set of four messages and turns it into pipeline inputs.
 
     Shared by the node and the rosbag tool. The stereo camera is rebuilt (and validated) only
-    when the calibration changes.
+    when a field that changes the geometry changes (:func:`~.camera.camera_info_key`: the
+    calibration, binning, ROI or frame).
     """
 
     def __init__(self, logger: Any = None) -> None:
@@ -58,9 +64,7 @@ class PairDecoder:
 
     def camera(self, left_info: CameraInfo, right_info: CameraInfo) -> StereoCamera:
         """Return the stereo camera of a CameraInfo pair; PairError when it is unusable."""
-        key = (left_info.width, left_info.height, tuple(left_info.k), tuple(left_info.p),
-               right_info.width, right_info.height, tuple(right_info.k), tuple(right_info.p),
-               left_info.header.frame_id)
+        key = (camera_info_key(left_info), camera_info_key(right_info))
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         try:
@@ -86,9 +90,9 @@ class PairDecoder:
                 f'pair skipped: left image is {left_size} but right is {right_msg.width}x'
                 f'{right_msg.height}; publish a rectified pair'))
         if (left_msg.width, left_msg.height) != (camera.width, camera.height):
-            raise PairError('bad_input', 'info_size', (
-                f'pair skipped: images are {left_size} but CameraInfo says '
-                f'{camera.width}x{camera.height}; publish the CameraInfo of these images'))
+            geometry = ImageGeometry.from_camera_info(left_info)
+            raise PairError('bad_input', 'info_size', 'pair skipped: ' + geometry.size_mismatch(
+                left_msg.width, left_msg.height))
         try:
             left = conversions.image_to_rgb8(left_msg)
             right = conversions.image_to_rgb8(right_msg)
