@@ -70,7 +70,7 @@ def camera_info_key(info: Any) -> tuple:
 
 
 def _values(array: Any) -> tuple[float, ...]:
-    """A message array field (numpy array, array.array, list or None) as a tuple of floats."""
+    """Return a message array field (numpy, array.array, list or None) as a float tuple."""
     return tuple(np.asarray(array if array is not None else (), dtype=np.float64).ravel().tolist())
 
 

@@ -36,7 +36,7 @@ def full_frame(scene):
 
 
 def with_roi(messages, scene, roi, binning=1):
-    """The four messages of a camera sending ``roi`` (sensor pixels), binned by ``binning``."""
+    """Make the four messages of a camera sending ``roi`` (sensor pixels), binned."""
     _, left_info, _, right_info = messages
     x, y, w, h = roi
     out = []
