@@ -99,7 +99,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def default_topics(rectify: bool = False) -> list[str]:
-    """The node's input topics at the root namespace: /left/image_rect..."""
+    """Return the node's input topics at the root namespace: /left/image_rect..."""
     return ['/' + topic for topic in input_topics(rectify)]
 
 

@@ -229,7 +229,7 @@ class FoundationStereoNode(Node):
 
 
 def _subscribed_topics(node: Node, rectify: bool, image_transport: str) -> list[str]:
-    """The four input topics; compressed images on '<remapped image topic>/compressed'."""
+    """Return the input topics; compressed images on '<remapped image topic>/compressed'."""
     topics = list(input_topics(rectify))
     if image_transport == 'compressed':
         for index in IMAGE_SLOTS:

@@ -48,7 +48,7 @@ OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image)
 
 
 def input_topics(rectify: bool = False) -> tuple[str, ...]:
-    """The four input topics (:data:`INPUT_TOPICS` order): image_raw ones when rectifying."""
+    """Return the input topics (:data:`INPUT_TOPICS` order): image_raw ones to rectify."""
     return RAW_INPUT_TOPICS if rectify else INPUT_TOPICS
 
 
@@ -107,7 +107,7 @@ class PairDecoder:
         return camera
 
     def output_info(self, left_info: CameraInfo) -> CameraInfo:
-        """CameraInfo of the outputs: the left one, rectified when rectifying."""
+        """Return the CameraInfo of the outputs: the left one, rectified when rectifying."""
         return left_info if self.rectifier is None else rectified_camera_info(left_info)
 
     def decode(self, left_msg: Image | CompressedImage, left_info: CameraInfo,

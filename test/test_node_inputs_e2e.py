@@ -48,7 +48,7 @@ def start(namespace, params=(), remaps=()):
 
 
 def make_rig(context, namespace, inputs):
-    """A Rig publishing on ``inputs`` ((topic, type) in INPUT_TOPICS order)."""
+    """Make a Rig publishing on ``inputs`` ((topic, type) in INPUT_TOPICS order)."""
     rig = Rig(context, namespace)
     for pub in rig.pubs:
         rig.node.destroy_publisher(pub)
