@@ -5,11 +5,12 @@ r"""Offline: a rosbag2 of a stereo camera in; the same bag plus disparity, depth
         [--checkpoint model_best_bp2.pth] [--storage mcap|sqlite3]
 
 Reads .mcap and .db3 bags (a bag folder or the file itself) with ``rosbags``, synchronises the
-four stereo topics with the node's synchroniser, runs the node's stereo-set step on every set and
-writes every input message (copied byte for byte) plus the outputs to OUT_BAG. Outputs are
-stamped like their input and written at the log time of the message that completed the set,
-on ``<ns>/disparity``, ``<ns>/depth/image_rect``, ``<ns>/depth/camera_info`` and
-``<ns>/points``, where ``<ns>`` is the namespace of the left camera (``/stereo`` for
+four stereo topics with the node's synchroniser (image topics of sensor_msgs/Image or
+CompressedImage, told by their type; raw images with --rectify), runs the node's stereo-set
+step on every set and writes every input message (copied byte for byte) plus the outputs to
+OUT_BAG. Outputs are stamped like their input and written at the log time of the message that
+completed the set, on ``<ns>/disparity``, ``<ns>/depth/image_rect``, ``<ns>/depth/camera_info``
+and ``<ns>/points``, where ``<ns>`` is the namespace of the left camera (``/stereo`` for
 ``/stereo/left/image_rect``) unless --output-namespace says otherwise.
 """
 from __future__ import annotations
@@ -33,25 +34,32 @@ from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.settings import Settings
 from foundation_stereo_ros.stereo_io import (
+    COMPRESSED_SUFFIX,
+    IMAGE_SLOTS,
+    IMAGE_TYPES,
     INPUT_TOPICS,
     INPUT_TYPES,
     OUTPUT_TOPICS,
     OUTPUT_TYPES,
     PairError,
     StereoSetProcessor,
+    input_topics,
     stamp_ns,
 )
 from foundation_stereo_ros.sync import StereoSynchronizer
 
 LOG = logging.getLogger('foundation_stereo_bag')
 
-DEFAULT_TOPICS = tuple('/' + topic for topic in INPUT_TOPICS)
 DEFAULT_OUTPUTS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points')
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 # ROS type names of the inputs and outputs, for the bag's connection records.
 ROS_TYPE_NAMES = {msg_type: f'{msg_type.__module__.split(".")[0]}/msg/{msg_type.__name__}'
-                  for msg_type in (*INPUT_TYPES, *OUTPUT_TYPES)}
-BAG_SETTINGS = (settings.BACKEND, settings.PIPELINE, settings.SYNC)
+                  for msg_type in (*INPUT_TYPES, *IMAGE_TYPES.values(), *OUTPUT_TYPES)}
+# An image slot takes any image transport's type; the bag says which by the topic's type.
+SLOT_TYPES = [{ROS_TYPE_NAMES[t]: t for t in (IMAGE_TYPES.values() if i in IMAGE_SLOTS
+                                              else (msg_type,))}
+              for i, msg_type in enumerate(INPUT_TYPES)]
+BAG_SETTINGS = (settings.BACKEND, settings.PIPELINE, settings.SYNC, settings.INPUT)
 
 
 class BagToolError(RuntimeError):
@@ -65,10 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         description='Add disparity, depth and point clouds to a rosbag2 of a stereo camera.')
     p.add_argument('in_bag', type=Path, help='input bag: folder, .mcap or .db3 file')
     p.add_argument('out_bag', type=Path, help='output bag folder (must not exist)')
-    p.add_argument('--topics', nargs=4, default=list(DEFAULT_TOPICS),
+    p.add_argument('--topics', nargs=4,
                    metavar=tuple(t.replace('/', '_').upper() for t in INPUT_TOPICS),
-                   help='the stereo image and CameraInfo topics, in this order '
-                        '(default: %(default)s)')
+                   help='the stereo image and CameraInfo topics, in this order; images of '
+                        'type Image or CompressedImage (default: '
+                        + ' '.join(default_topics()) + ', with --rectify '
+                        + ' '.join(default_topics(rectify=True)) + ')')
     p.add_argument('--output-namespace', help='namespace of the output topics (default: '
                    'that of the left camera, e.g. /stereo for /stereo/left/image_rect)')
     p.add_argument('--outputs', nargs='+', choices=OUTPUT_TOPICS, default=list(DEFAULT_OUTPUTS),
@@ -88,6 +98,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise BagToolError(str(exc)) from exc
 
 
+def default_topics(rectify: bool = False) -> list[str]:
+    """Return the node's input topics at the root namespace: /left/image_rect..."""
+    return ['/' + topic for topic in input_topics(rectify)]
+
+
 def input_storage(path: Path) -> str:
     """'mcap' or 'sqlite3', from the file or the files in the bag folder."""
     files = [path] if path.is_file() else sorted(path.iterdir())
@@ -96,8 +111,8 @@ def input_storage(path: Path) -> str:
 
 
 def output_namespace(left_topic: str) -> str:
-    """'/stereo' for '/stereo/left/image_rect'; '' for '/left/image_rect'."""
-    parts = left_topic.strip('/').split('/')
+    """'/stereo' for '/stereo/left/image_rect' (and its /compressed); '' for '/left/...'."""
+    parts = left_topic.removesuffix(COMPRESSED_SUFFIX).strip('/').split('/')
     return '/' + '/'.join(parts[:-2]) if len(parts) > 2 else ''
 
 
@@ -122,20 +137,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.out_bag.exists():
         raise BagToolError(f'output bag {args.out_bag} exists: remove it or choose another name')
     storage = args.storage or input_storage(args.in_bag)
-    # Synchroniser slot of each topic: the INPUT_TOPICS order, as everywhere.
-    stereo_topics = {topic: (index, msg_type)
-                     for index, (topic, msg_type) in enumerate(zip(args.topics, INPUT_TYPES))}
+    topics = args.topics or default_topics(chosen.rectify)
     namespace = (args.output_namespace if args.output_namespace is not None
-                 else output_namespace(args.topics[0])).rstrip('/')
+                 else output_namespace(topics[0])).rstrip('/')
 
     backend = make_backend(chosen.backend, **chosen.backend_options())
     processor = StereoSetProcessor(
-        StereoPipeline(backend, PipelineConfig(**chosen.pipeline_options())), LOG)
+        StereoPipeline(backend, PipelineConfig(**chosen.pipeline_options())), LOG,
+        rectify=chosen.rectify)
     sync = StereoSynchronizer(len(INPUT_TOPICS), policy=chosen.sync_policy,
                               queue_size=chosen.queue_size, slop=chosen.slop,
                               on_reset=lambda i, a, b: LOG.warning(
                                   'stamps went backwards on %s (%.3f s -> %.3f s): '
-                                  'synchronising afresh', args.topics[i], a / 1e9, b / 1e9))
+                                  'synchronising afresh', topics[i], a / 1e9, b / 1e9))
     typestore = get_typestore(Stores.ROS2_JAZZY)
     events: Counter[str] = Counter()
     seconds: list[float] = []
@@ -144,17 +158,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with Reader(args.in_bag) as reader:
         present = {c.topic: c.msgtype for c in reader.connections}
-        missing = [t for t in stereo_topics if t not in present]
+        missing = [t for t in topics if t not in present]
         if missing:
             candidates = sorted(t for t, m in present.items()
-                                if m in {ROS_TYPE_NAMES[t] for t in INPUT_TYPES})
+                                if any(m in slot for slot in SLOT_TYPES))
             raise BagToolError(f'topics {missing} are not in {args.in_bag}; image and camera '
                                f'info topics there: {candidates}. Pass --topics '
                                + ' '.join(t.replace('/', '_').upper() for t in INPUT_TOPICS))
-        for topic, (_, msg_type) in stereo_topics.items():
-            if present[topic] != ROS_TYPE_NAMES.get(msg_type, ''):
+        # Synchroniser slot and message type of each topic: the INPUT_TOPICS order.
+        stereo_topics = {}
+        for index, topic in enumerate(topics):
+            if present[topic] not in SLOT_TYPES[index]:
                 raise BagToolError(f'{topic} holds {present[topic]}, expected '
-                                   f'{ROS_TYPE_NAMES[msg_type]}')
+                                   + ' or '.join(SLOT_TYPES[index]))
+            stereo_topics[topic] = (index, SLOT_TYPES[index][present[topic]])
         args.out_bag.parent.mkdir(parents=True, exist_ok=True)
         with Writer(args.out_bag, version=8, storage_plugin=STORAGES[storage]) as writer:
             copies = {}

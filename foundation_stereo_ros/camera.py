@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ['CameraInfoError', 'StereoCamera']
+__all__ = ['CameraInfoError', 'ImageGeometry', 'StereoCamera', 'camera_info_key']
 
 # Rectified pairs share fx, fy and cy exactly in practice (one projection is written for both);
 # the tolerance only absorbs float32 round trips through YAML or other serialisers.
@@ -46,6 +46,149 @@ def _finite_positive(name: str, value: float) -> float:
     if not math.isfinite(value) or value <= 0.0:
         raise CameraInfoError(f'{name} must be a finite number > 0, got {value!r}')
     return value
+
+
+def camera_info_key(info: Any) -> tuple:
+    """Every CameraInfo field that changes the geometry of its images, as a hashable tuple.
+
+    Calibration (size, distortion model and D, K, R, P), operational settings (binning and ROI,
+    REP 104) and the frame. Caches of anything derived from a CameraInfo key on this, so a
+    driver that changes its binning or ROI with the same K and P is noticed.
+    """
+    roi = getattr(info, 'roi', None)
+    header = getattr(info, 'header', None)
+    return (
+        int(getattr(info, 'width', 0)), int(getattr(info, 'height', 0)),
+        str(getattr(info, 'distortion_model', '') or ''),
+        *(_values(getattr(info, name, None)) for name in ('d', 'k', 'r', 'p')),
+        int(getattr(info, 'binning_x', 0) or 0), int(getattr(info, 'binning_y', 0) or 0),
+        tuple(int(getattr(roi, name, 0) or 0)
+              for name in ('x_offset', 'y_offset', 'width', 'height')),
+        bool(getattr(roi, 'do_rectify', False)),
+        str(getattr(header, 'frame_id', '') or ''),
+    )
+
+
+def _values(array: Any) -> tuple[float, ...]:
+    """Return a message array field (numpy, array.array, list or None) as a float tuple."""
+    return tuple(np.asarray(array if array is not None else (), dtype=np.float64).ravel().tolist())
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Where one camera's images lie on its calibrated sensor: binning and ROI (REP 104).
+
+    K and P describe the full sensor (``full_size``, the CameraInfo width and height). A ROI,
+    given in full-sensor pixels, crops the sensor; binning then combines ``binning_x`` by
+    ``binning_y`` blocks into one pixel, so the images are ``roi.width // binning_x`` by
+    ``roi.height // binning_y``. :meth:`apply` maps intrinsics to those images.
+    """
+
+    full_size: tuple[int, int]
+    binning_x: int = 1
+    binning_y: int = 1
+    roi: tuple[int, int, int, int] | None = None  # x_offset, y_offset, width, height
+
+    @classmethod
+    def from_camera_info(cls, info: Any, side: str = '') -> ImageGeometry:
+        """Read and check width, height, binning and ROI; CameraInfoError saying what to fix."""
+        which = f'the {side} CameraInfo' if side else 'the CameraInfo'
+        width, height = int(getattr(info, 'width', 0)), int(getattr(info, 'height', 0))
+        if width <= 0 or height <= 0:
+            raise CameraInfoError(
+                f'{which} has image size {width}x{height}; the camera driver must fill width '
+                'and height (load a calibration file with camera_info_manager)')
+        # REP 104: binning 0 means 1 (no binning).
+        binning_x = max(int(getattr(info, 'binning_x', 0) or 0), 1)
+        binning_y = max(int(getattr(info, 'binning_y', 0) or 0), 1)
+        roi = getattr(info, 'roi', None)
+        x, y, w, h = (int(getattr(roi, name, 0) or 0)
+                      for name in ('x_offset', 'y_offset', 'width', 'height'))
+        box: tuple[int, int, int, int] | None = (x, y, w, h)
+        if (x, y, w, h) == (0, 0, 0, 0) or (x, y, w, h) == (0, 0, width, height):
+            box = None  # REP 104: an all-zero ROI is the full image
+        elif w <= 0 or h <= 0 or x + w > width or y + h > height:
+            raise CameraInfoError(
+                f'{which} ROI {w}x{h} at ({x}, {y}) does not fit in the calibrated '
+                f'{width}x{height} image; the ROI is in full-sensor pixels (REP 104): set it to '
+                'the sensor window the images come from, or all zeros for the full image')
+        crop_w, crop_h = (width, height) if box is None else (w, h)
+        if crop_w // binning_x == 0 or crop_h // binning_y == 0:
+            raise CameraInfoError(
+                f'{which} binning {binning_x}x{binning_y} leaves no pixel of the {crop_w}x'
+                f'{crop_h} image; set binning_x/binning_y to the camera\'s binning')
+        return cls((width, height), binning_x, binning_y, box)
+
+    @property
+    def adjusts(self) -> bool:
+        """Tell whether binning or a ROI makes the images differ from the full sensor."""
+        return self.roi is not None or self.binning_x > 1 or self.binning_y > 1
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the images."""
+        crop_w, crop_h = self.full_size if self.roi is None else self.roi[2:]
+        return crop_w // self.binning_x, crop_h // self.binning_y
+
+    def apply(self, fx: float, fy: float, cx: float, cy: float) -> tuple[float, ...]:
+        """Full-sensor intrinsics to those of the images: (fx, fy, cx, cy).
+
+        The ROI offset moves the principal point; binning divides the focal lengths and maps
+        the principal point with pixel centres: binned pixel ``u`` is the mean of sensor pixels
+        ``b * u .. b * u + b - 1`` (after the ROI offset), centred on ``b * u + (b - 1) / 2``,
+        so ``c' = (c - offset + 0.5) / b - 0.5`` (as :meth:`StereoCamera.scaled`).
+        image_geometry divides ``c - offset`` by ``b`` instead, 0.25 px away at ``b = 2``.
+        """
+        x_off, y_off = (0, 0) if self.roi is None else self.roi[:2]
+        bx, by = self.binning_x, self.binning_y
+        return (fx / bx, fy / by, (cx - x_off + 0.5) / bx - 0.5, (cy - y_off + 0.5) / by - 0.5)
+
+    def describe(self) -> str:
+        """Say how the image size follows from the calibration, for messages."""
+        width, height = self.full_size
+        parts = [f'calibrated at {width}x{height}']
+        if self.roi is not None:
+            x, y, w, h = self.roi
+            parts.append(f'ROI {w}x{h} at ({x}, {y})')
+        if self.binning_x > 1 or self.binning_y > 1:
+            parts.append(f'binning {self.binning_x}x{self.binning_y}')
+        if not self.adjusts:
+            return f'{width}x{height} (full sensor, no binning or ROI)'
+        width, height = self.size
+        return ', '.join(parts) + f': {width}x{height} images'
+
+    def size_mismatch(self, width: int, height: int) -> str:
+        """Why ``width`` x ``height`` images disagree with this geometry, and what to fix.
+
+        Names binning and ROI when the CameraInfo uses them, or when the images have the size
+        they would have without them (a driver that reports a mode its images are not in).
+        """
+        full_w, full_h = self.full_size
+        bx, by = self.binning_x, self.binning_y
+        said = (f'images are {width}x{height} but CameraInfo says '
+                f'{self.size[0]}x{self.size[1]} ({self.describe()})')
+        if not self.adjusts:
+            if (width, height) in ((full_w // 2, full_h // 2), (full_w // 4, full_h // 4)):
+                hint = ('the images look binned or resized: a driver that bins must set '
+                        'binning_x and binning_y in CameraInfo (REP 104); otherwise publish the '
+                        'CameraInfo calibrated at this resolution')
+            else:
+                hint = ('publish the CameraInfo of these images; a camera that crops its sensor '
+                        'must set the ROI in CameraInfo (REP 104)')
+        elif (width, height) == (full_w, full_h):
+            hint = ('the images are full frames: the driver reports binning or a ROI that its '
+                    'images do not have; set CameraInfo binning_x/binning_y to 0 and the ROI to '
+                    'all zeros, or configure the camera to bin/crop')
+        elif self.roi is not None and (width, height) == self.roi[2:]:
+            hint = (f'the images have the ROI size without the binning {bx}x{by}: set '
+                    'binning_x/binning_y to what the camera does')
+        elif self.roi is not None and (width, height) == (full_w // bx, full_h // by):
+            hint = ('the images are binned full frames: the ROI in CameraInfo is not applied '
+                    'to them; set the ROI to all zeros or configure the camera to crop')
+        else:
+            hint = ('the CameraInfo binning and ROI must describe the images (REP 104: the ROI '
+                    'in full-sensor pixels, then binning)')
+        return f'{said}; {hint}'
 
 
 @dataclass(frozen=True)
@@ -110,9 +253,9 @@ class StereoCamera:
 
         fx, fy, cx, cy come from the left projection matrix P, ``cx_right`` from the right P
         and ``baseline = (P_left[3] - P_right[3]) / fx`` (``-P_right[3] / P_right[0]`` when the
-        left Tx is 0, as image_pipeline publishes it). ``binning_x/y`` and ``roi`` are applied
-        the way ``image_geometry.PinholeCameraModel`` does for rectified images (ROI offset
-        subtracted, then divided by the binning), so the camera matches the images received.
+        left Tx is 0, as image_pipeline publishes it). Each side's ``binning_x/y`` and ``roi``
+        are applied as REP 104 defines them (see :class:`ImageGeometry`), so the camera
+        describes the images received, not the full sensor.
 
         When a P is all zeros (uncalibrated driver), K is used instead with a warning sent to
         ``logger`` (anything with ``.warning`` or ``.warn``); the images must then already be
@@ -120,12 +263,18 @@ class StereoCamera:
 
         Raises :class:`CameraInfoError` saying what is wrong and what to do.
         """
-        lw, lh = _image_size(left, 'left')
-        rw, rh = _image_size(right, 'right')
-        if (lw, lh) != (rw, rh):
+        geo_l = ImageGeometry.from_camera_info(left, 'left')
+        geo_r = ImageGeometry.from_camera_info(right, 'right')
+        if geo_l.full_size != geo_r.full_size:
+            (lw, lh), (rw, rh) = geo_l.full_size, geo_r.full_size
             raise CameraInfoError(
                 f'left and right CameraInfo have different image sizes ({lw}x{lh} vs {rw}x{rh});'
                 f' {_RECTIFY_HINT} so that both images share one size')
+        if geo_l.size != geo_r.size:
+            raise CameraInfoError(
+                f'left and right images differ in size after binning and ROI (left: '
+                f'{geo_l.describe()}; right: {geo_r.describe()}); set the same binning and ROI '
+                'size on both cameras')
         k_left = _matrix(left, 'k', 9, 'left')
         k_right = _matrix(right, 'k', 9, 'right')
         p_left = _matrix(left, 'p', 12, 'left')
@@ -161,13 +310,21 @@ class StereoCamera:
                 raise CameraInfoError(
                     f'the {side} CameraInfo has a non-positive focal length (fx={fx}, fy={fy}); '
                     'calibrate the camera and publish its rectified CameraInfo')
+        # The baseline in full-sensor pixels (binning scales fx and Tx alike).
+        baseline_p = (tx_l - tx_r) / fx_l
+        fx_l, fy_l, cx_l, cy_l = geo_l.apply(fx_l, fy_l, cx_l, cy_l)
+        fx_r, fy_r, cx_r, cy_r = geo_r.apply(fx_r, fy_r, cx_r, cy_r)
         for name, a, b in (('fx', fx_l, fx_r), ('fy', fy_l, fy_r), ('cy', cy_l, cy_r)):
             if not math.isclose(a, b, rel_tol=_RECTIFIED_REL_TOL, abs_tol=_RECTIFIED_ABS_TOL):
+                adjusted = ''
+                if geo_l.adjusts or geo_r.adjusts:
+                    adjusted = (f' after binning and ROI (left: {geo_l.describe()}; right: '
+                                f'{geo_r.describe()}: the rows of both ROIs must start at the '
+                                'same rectified row)')
                 raise CameraInfoError(
                     f'the pair is not rectified: {name} differs between the left and right '
-                    f'projection matrices ({a} vs {b}); {_RECTIFY_HINT}')
+                    f'projection matrices ({a} vs {b}){adjusted}; {_RECTIFY_HINT}')
 
-        baseline_p = (tx_l - tx_r) / fx_l
         if baseline is None:
             if tx_r == 0.0 and tx_l == 0.0:
                 raise CameraInfoError(
@@ -185,17 +342,9 @@ class StereoCamera:
             _warn(logger, f'baseline={baseline} m given explicitly overrides {baseline_p:.6g} m '
                           'from the right CameraInfo P')
 
-        binning_x, binning_y, roi = _binning_and_roi(left)
-        width, height = lw, lh
-        if roi is not None:
-            x_off, y_off, width, height = roi
-            cx_l, cx_r, cy_l = cx_l - x_off, cx_r - x_off, cy_l - y_off
-        if binning_x > 1 or binning_y > 1:
-            fx_l, cx_l, cx_r = fx_l / binning_x, cx_l / binning_x, cx_r / binning_x
-            fy_l, cy_l = fy_l / binning_y, cy_l / binning_y
-            width, height = width // binning_x, height // binning_y
         header = getattr(left, 'header', None)
         frame_id = str(getattr(header, 'frame_id', '') or '')
+        width, height = geo_l.size
         return cls(width=width, height=height, fx=fx_l, fy=fy_l, cx=cx_l, cy=cy_l,
                    baseline=baseline, cx_right=cx_r, frame_id=frame_id)
 
@@ -204,7 +353,8 @@ class StereoCamera:
         """Read the official FoundationStereo ``K.txt``.
 
         Line 1: the 9 numbers of K row-major; line 2: the baseline in metres. The K is used as
-        is (no principal-point offset between the cameras, ``cx_right = None``).
+        is (no principal-point offset between the cameras, ``cx_right = None``); a principal
+        point outside the ``width`` x ``height`` image is refused (K of another resolution).
         """
         try:
             with open(path, encoding='utf-8') as f:
@@ -228,10 +378,21 @@ class StereoCamera:
             raise CameraInfoError(f'{path}: K must be finite and of the form '
                                   f'[fx 0 cx 0 fy cy 0 0 1], got {k}')
         try:
-            return cls(width=width, height=height, fx=k[0], fy=k[4], cx=k[2], cy=k[5],
-                       baseline=baseline_values[0])
+            camera = cls(width=width, height=height, fx=k[0], fy=k[4], cx=k[2], cy=k[5],
+                         baseline=baseline_values[0])
         except CameraInfoError as exc:
             raise CameraInfoError(f'{path}: {exc}; {usage}') from exc
+        # A principal point off the image means K belongs to another resolution: every depth
+        # would be off by the ratio of the focal lengths, silently (pixel areas span
+        # -0.5 .. size - 0.5).
+        if not (-0.5 <= camera.cx <= width - 0.5 and -0.5 <= camera.cy <= height - 0.5):
+            raise CameraInfoError(
+                f'{path}: the principal point ({camera.cx:g}, {camera.cy:g}) lies outside the '
+                f'{width}x{height} images, so K is for another resolution (its principal point '
+                f'suggests about {round(2 * camera.cx + 1)}x{round(2 * camera.cy + 1)}); give the '
+                'images K was calibrated for, or scale the first two rows of K by the factor the '
+                'images were resized by')
+        return camera
 
     @classmethod
     def from_calibration_yaml(cls, left_yaml: str | os.PathLike, right_yaml: str | os.PathLike,
@@ -283,15 +444,6 @@ class StereoCamera:
 
 # ---------------------------------------------------------------------- CameraInfo helpers
 
-def _image_size(info: Any, side: str) -> tuple[int, int]:
-    width, height = int(getattr(info, 'width', 0)), int(getattr(info, 'height', 0))
-    if width <= 0 or height <= 0:
-        raise CameraInfoError(
-            f'the {side} CameraInfo has image size {width}x{height}; the camera driver must '
-            'fill width and height (load a calibration file with camera_info_manager)')
-    return width, height
-
-
 def _matrix(info: Any, field: str, size: int, side: str) -> np.ndarray:
     values = getattr(info, field, None)
     name = field.upper()
@@ -306,21 +458,6 @@ def _matrix(info: Any, field: str, size: int, side: str) -> np.ndarray:
         raise CameraInfoError(f'the {side} CameraInfo {name} contains NaN or inf '
                               f'({array.tolist()}); fix the calibration file')
     return array
-
-
-def _binning_and_roi(info: Any) -> tuple[int, int, tuple[int, int, int, int] | None]:
-    binning_x = max(int(getattr(info, 'binning_x', 0) or 0), 1)
-    binning_y = max(int(getattr(info, 'binning_y', 0) or 0), 1)
-    roi = getattr(info, 'roi', None)
-    box = None
-    if roi is not None:
-        x, y = int(getattr(roi, 'x_offset', 0)), int(getattr(roi, 'y_offset', 0))
-        w, h = int(getattr(roi, 'width', 0)), int(getattr(roi, 'height', 0))
-        # An all-zero ROI (or one covering the image) means the full image, as in image_geometry.
-        full = (w == 0 or h == 0) or (x == 0 and y == 0 and w == info.width and h == info.height)
-        if not full:
-            box = (x, y, w, h)
-    return binning_x, binning_y, box
 
 
 def _load_calibration_yaml(path: str | os.PathLike) -> SimpleNamespace:

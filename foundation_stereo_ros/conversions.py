@@ -3,6 +3,8 @@
 Layouts follow cv_bridge (``imgmsg_to_cv2`` / ``cv2_to_imgmsg``) and sensor_msgs_py
 (``point_cloud2.read_points`` / ``create_cloud``), so messages made here read correctly with those
 tools and images from any driver read correctly here, without either package installed.
+``CompressedImage`` messages of image_transport's ``compressed`` plugin (JPEG or PNG) decode to
+the same RGB arrays as the raw images.
 """
 from __future__ import annotations
 
@@ -13,7 +15,14 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
+from sensor_msgs.msg import (
+    CameraInfo,
+    CompressedImage,
+    Image,
+    PointCloud2,
+    PointField,
+    RegionOfInterest,
+)
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
@@ -24,6 +33,7 @@ __all__ = [
     'SUPPORTED_ENCODINGS',
     'UnsupportedEncodingError',
     'array_to_image',
+    'compressed_to_rgb8',
     'image_to_array',
     'image_to_rgb8',
     'make_camera_info',
@@ -154,6 +164,64 @@ def _float_intensity_to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
             'matching needs every pixel; fix the publisher or publish mono8/rgb8 images')
     grey = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB) if grey.ndim == 2 else grey
+
+
+# image_transport ``compressed`` formats: '<encoding>; jpeg compressed <bgr8|rgb8|...>' (the
+# encoding of the original image, then the layout that was encoded), or just 'jpeg' / 'png'
+# from old publishers.
+_COMPRESSED_FORMAT = re.compile(
+    r'\s*(?:(\w+)\s*;\s*)?(jpeg|jpg|png)(?:\s+compressed\s*(\w*))?\s*', re.IGNORECASE)
+
+
+def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
+    """Decode a CompressedImage (image_transport ``compressed``) to (H, W, 3) uint8 RGB.
+
+    JPEG or PNG, decoded with OpenCV. The channel order of the decoded data follows the
+    ``format`` string as the compressed plugin's subscriber reads it: ``... compressed bgr8``
+    (what the publisher writes for colour images) or a format without ``;`` (old publishers)
+    is BGR; a colour image whose format names another layout (``rgb8; jpeg compressed rgb8``)
+    is RGB. Grey images are replicated to RGB, 16-bit PNGs scaled by 255/65535 as
+    :func:`image_to_rgb8` does, an alpha channel dropped. ``compressedDepth`` (depth images)
+    and other codecs raise :class:`UnsupportedEncodingError`; data that does not decode raise
+    ValueError, both saying what to do.
+    """
+    fmt = str(msg.format or '')
+    if 'compresseddepth' in fmt.lower():
+        raise UnsupportedEncodingError(
+            f'CompressedImage format {fmt!r} is compressedDepth, the depth-image transport; '
+            'stereo matching needs the camera images: subscribe to <image topic>/compressed '
+            '(image_transport compressed) or to the raw images')
+    match = _COMPRESSED_FORMAT.fullmatch(fmt) if fmt else None
+    if fmt and match is None:
+        raise UnsupportedEncodingError(
+            f'CompressedImage format {fmt!r} is not image_transport compressed (JPEG or PNG); '
+            'republish the images with image_transport compressed or raw (e.g. '
+            '"ros2 run image_transport republish")')
+    data = _message_bytes(msg.data)
+    codec = match.group(2).lower() if match else 'image'
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise ValueError(
+            f'CompressedImage data ({data.size} bytes, format {fmt!r}) does not decode as '
+            f'{codec}: the message is truncated or corrupt; check the publisher and the link')
+    if image.dtype == np.uint16:
+        image = cv2.convertScaleAbs(image, alpha=255.0 / 65535.0)
+    elif image.dtype != np.uint8:
+        raise UnsupportedEncodingError(
+            f'CompressedImage decodes to {image.dtype} pixels; publish 8- or 16-bit images')
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    original = (match.group(1) or '') if match else ''
+    layout = ((match.group(3) or '') if match else '').lower()
+    colour_original = original.lower().startswith(('rgb', 'bgr'))
+    bgr = not original or layout.startswith('bgr') or not colour_original
+    if channels == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if bgr else image
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB)
+    raise UnsupportedEncodingError(
+        f'CompressedImage decodes to {channels} channels; publish grey, RGB or BGR images')
 
 
 def _encoding_of(array_: np.ndarray) -> str:

@@ -4,6 +4,10 @@ Subscribes (relative names, so namespaces and remaps work)::
 
     left/image_rect  left/camera_info  right/image_rect  right/camera_info
 
+or, with ``rectify:=true``, ``left/image_raw`` and ``right/image_raw`` (rectified here with
+their CameraInfo); with ``image_transport:=compressed`` each image topic's ``/compressed``
+(sensor_msgs/CompressedImage, JPEG or PNG), after remapping as image_transport does.
+
 Publishes ``disparity`` (stereo_msgs/DisparityImage), ``depth/image_rect`` (32FC1 metres) and
 ``depth/camera_info``, ``points`` (organized PointCloud2, xyz + rgb), ``disparity/image_color``
 (rgb8 colour map) and ``/diagnostics``. Outputs carry the input stamp and the left frame.
@@ -46,12 +50,14 @@ from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.ros_main import run_node
 from foundation_stereo_ros.settings import Settings, SettingsError
 from foundation_stereo_ros.stereo_io import (
-    INPUT_TOPICS,
-    INPUT_TYPES,
+    COMPRESSED_SUFFIX,
+    IMAGE_SLOTS,
     OUTPUT_TOPICS,
     OUTPUT_TYPES,
     PairError,
     StereoSetProcessor,
+    input_topics,
+    input_types,
     stamp_ns,
 )
 from foundation_stereo_ros.sync import LatestSlot, StereoSynchronizer
@@ -91,7 +97,8 @@ class FoundationStereoNode(Node):
 
         self.backend = backend if backend is not None else _build_backend(s)
         self.pipeline = StereoPipeline(self.backend, PipelineConfig(**s.pipeline_options()))
-        self.processor = StereoSetProcessor(self.pipeline, self.get_logger())
+        self.processor = StereoSetProcessor(self.pipeline, self.get_logger(),
+                                            rectify=s.rectify)
         ros_params.on_change(self, settings.SETTINGS, self._check_changes, self._apply_changes)
         family_iters = getattr(self.backend, 'valid_iters', None)
         if s.valid_iters == 0 and family_iters:
@@ -104,19 +111,21 @@ class FoundationStereoNode(Node):
                         for topic, msg_type in zip(OUTPUT_TOPICS, OUTPUT_TYPES)}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
+        topics = _subscribed_topics(self, s.rectify, s.image_transport)
+        types = input_types(s.image_transport)
         now = time.monotonic()
-        self.stats = NodeStats(INPUT_TOPICS, now)
+        self.stats = NodeStats(topics, now)
         self.monitor = NodeMonitor(
-            self.get_logger().warning, [self.resolve_topic_name(t) for t in INPUT_TOPICS], now,
+            self.get_logger().warning, [self.resolve_topic_name(t) for t in topics], now,
             camera_info_timeout=s.camera_info_timeout, sync_policy=s.sync_policy, slop=s.slop)
         self.sync = StereoSynchronizer(
-            len(INPUT_TOPICS), policy=s.sync_policy, queue_size=s.queue_size, slop=s.slop,
+            len(topics), policy=s.sync_policy, queue_size=s.queue_size, slop=s.slop,
             on_reset=self._on_sync_reset)
         self.slot: LatestSlot[_PairJob] = LatestSlot()
         self._subscriptions_in = [
             self.create_subscription(msg_type, topic, self._make_callback(index), INPUT_QOS,
                                      qos_overriding_options=overrides)
-            for index, (msg_type, topic) in enumerate(zip(INPUT_TYPES, INPUT_TOPICS))]
+            for index, (msg_type, topic) in enumerate(zip(types, topics))]
 
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name='stereo_worker', daemon=True)
@@ -222,6 +231,16 @@ class FoundationStereoNode(Node):
         self.slot.close()
         self._worker.join(timeout=30.0)
         super().destroy_node()
+
+
+def _subscribed_topics(node: Node, rectify: bool, image_transport: str) -> list[str]:
+    """Return the input topics; compressed images on '<remapped image topic>/compressed'."""
+    topics = list(input_topics(rectify))
+    if image_transport == 'compressed':
+        for index in IMAGE_SLOTS:
+            # Like image_transport: remap the image topic, then add the transport's suffix.
+            topics[index] = node.resolve_topic_name(topics[index]) + COMPRESSED_SUFFIX
+    return topics
 
 
 def _build_backend(s: Settings) -> DisparityBackend:

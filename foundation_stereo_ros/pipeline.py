@@ -122,7 +122,9 @@ class StereoPipeline:
     ) -> StereoResult:
         """Compute disparity (and depth, points when wanted) for one rectified RGB pair.
 
-        left, right: (H, W, 3) uint8 RGB images matching ``camera.width`` x ``camera.height``.
+        left, right: (H, W, 3) uint8 RGB images matching ``camera.width`` x ``camera.height``,
+        numpy arrays or torch tensors (e.g. rectified on the device by
+        :class:`~foundation_stereo_ros.rectification.StereoRectifier`).
         """
         config = self._config  # one consistent snapshot for the whole pair
         _check_pair(left, right, camera)
@@ -201,11 +203,12 @@ class _StageClock:
         self._last = now
 
 
-def _check_pair(left: np.ndarray, right: np.ndarray, camera: StereoCamera) -> None:
-    # The backend checks the pair itself (backend.check_pair); here: the numpy input contract
-    # and the camera, which the backend does not know.
+def _check_pair(left: np.ndarray | torch.Tensor, right: np.ndarray | torch.Tensor,
+                camera: StereoCamera) -> None:
+    # The backend checks the pair itself (backend.check_pair); here: the input contract
+    # (numpy arrays or tensors) and the camera, which the backend does not know.
     for name, image in (('left', left), ('right', right)):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in (np.uint8, torch.uint8):
             raise ValueError(
                 f'{name} image must be (H, W, 3) uint8 RGB, got shape {image.shape} '
                 f'dtype {image.dtype}; convert it with conversions.image_to_rgb8')
@@ -215,9 +218,11 @@ def _check_pair(left: np.ndarray, right: np.ndarray, camera: StereoCamera) -> No
             f'{camera.width}x{camera.height}; publish CameraInfo that matches the images')
 
 
-def _to_chw_float(image: np.ndarray, device: torch.device) -> torch.Tensor:
+def _to_chw_float(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     # Upload the uint8 bytes (4x less traffic than float), convert on the device.
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=True)
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    tensor = image.to(device, non_blocking=True)
     return tensor.permute(2, 0, 1).float()
 
 

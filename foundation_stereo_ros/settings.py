@@ -32,8 +32,15 @@ from foundation_stereo_ros.sync import SYNC_POLICIES
 Value = bool | int | float | str
 
 # Where a setting's value goes. BACKEND: the backend constructor (``backends`` says which);
-# PIPELINE: PipelineConfig; SYNC: the stereo synchroniser; NODE: the node's own plumbing.
-BACKEND, PIPELINE, SYNC, NODE = 'backend', 'pipeline', 'sync', 'node'
+# PIPELINE: PipelineConfig; SYNC: the stereo synchroniser; INPUT: which images come in and
+# how they are prepared (the stereo-set step, the node's subscriptions); NODE: the node's own
+# plumbing.
+BACKEND, PIPELINE, SYNC, INPUT, NODE = 'backend', 'pipeline', 'sync', 'input', 'node'
+
+# image_transport plugins the node subscribes with: raw (sensor_msgs/Image) or compressed
+# (sensor_msgs/CompressedImage, JPEG or PNG, on <image topic>/compressed). Declared here, with
+# no ROS import, for the table; stereo_io maps each to its message type.
+IMAGE_TRANSPORTS = ('raw', 'compressed')
 
 
 @dataclass(frozen=True)
@@ -178,6 +185,16 @@ SETTINGS: tuple[Setting, ...] = (
             SYNC, low=0.0, high=1.0),
     Setting('queue_size', 10, 'Pending messages kept per input while waiting for a set.',
             SYNC, low=1, high=100, step=1),
+    # -- input images (read-only) ------------------------------------------------------------
+    Setting('rectify', False,
+            'Subscribe to left/image_raw and right/image_raw and rectify them with their '
+            'CameraInfo (D, K, R, P; plumb_bob, rational_polynomial or equidistant); outputs '
+            'are in the rectified left frame and depth/camera_info is the rectified one.',
+            INPUT),
+    Setting('image_transport', 'raw',
+            'Input image transport: raw (sensor_msgs/Image) or compressed (JPEG/PNG '
+            'CompressedImage on <image topic>/compressed). The bag tool tells by the type.',
+            INPUT, choices=IMAGE_TRANSPORTS, tools=False),
     # -- the node's monitoring (read-only) ---------------------------------------------------
     Setting('camera_info_timeout', 2.0,
             'Warn (throttled) when images arrive but no CameraInfo did for this long (seconds).',

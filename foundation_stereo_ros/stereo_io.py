@@ -16,21 +16,46 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
 from foundation_stereo_ros import conversions
-from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
+from foundation_stereo_ros.camera import (
+    CameraInfoError,
+    ImageGeometry,
+    StereoCamera,
+    camera_info_key,
+)
 from foundation_stereo_ros.pipeline import PipelineOutOfMemory, StereoPipeline, StereoResult
+from foundation_stereo_ros.rectification import StereoRectifier, rectified_camera_info
+from foundation_stereo_ros.settings import IMAGE_TRANSPORTS
 from foundation_stereo_ros.visualize import colorize_disparity
 
 # The one order of the four inputs everywhere (synchroniser slots, bag tool --topics...).
 INPUT_TOPICS = ('left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info')
 INPUT_TYPES = (Image, CameraInfo, Image, CameraInfo)
+# With rectify: raw camera images (same CameraInfo topics).
+RAW_INPUT_TOPICS = ('left/image_raw', 'left/camera_info', 'right/image_raw', 'right/camera_info')
 LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO = range(4)
+IMAGE_SLOTS = (LEFT_IMAGE, RIGHT_IMAGE)
+# Message type of each image transport; a compressed image topic is '<image topic>/compressed'
+# (image_transport's naming, after remapping the image topic).
+IMAGE_TYPES = dict(zip(IMAGE_TRANSPORTS, (Image, CompressedImage)))
+COMPRESSED_SUFFIX = '/compressed'
 OUTPUT_TOPICS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points',
                  'disparity/image_color')
 OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image)
+
+
+def input_topics(rectify: bool = False) -> tuple[str, ...]:
+    """Return the input topics (:data:`INPUT_TOPICS` order): image_raw ones to rectify."""
+    return RAW_INPUT_TOPICS if rectify else INPUT_TOPICS
+
+
+def input_types(image_transport: str = 'raw') -> tuple[type, ...]:
+    """Message types of the four inputs for an image transport (raw or compressed)."""
+    image = IMAGE_TYPES[image_transport]
+    return (image, CameraInfo, image, CameraInfo)
 
 
 def stamp_ns(msg: Any) -> int:
@@ -54,20 +79,23 @@ class PairError(ValueError):
 class PairDecoder:
     """Checks a synchronised set of four messages and turns it into pipeline inputs.
 
-    Shared by the node and the rosbag tool. The stereo camera is rebuilt (and validated) only
-    when the calibration changes.
+    Shared by the node and the rosbag tool. Images may be ``sensor_msgs/Image`` or
+    ``CompressedImage`` (image_transport compressed). With a ``rectifier`` the images are raw
+    and are rectified with their CameraInfo first; the camera then comes from the rectified
+    CameraInfo (:meth:`output_info`). The stereo camera is rebuilt (and validated) only when a
+    field that changes the geometry changes (:func:`~.camera.camera_info_key`: the
+    calibration, binning, ROI or frame).
     """
 
-    def __init__(self, logger: Any = None) -> None:
+    def __init__(self, logger: Any = None, rectifier: StereoRectifier | None = None) -> None:
         """``logger`` receives calibration warnings (python logging or rclpy logger)."""
         self._logger = logger
+        self.rectifier = rectifier
         self._cache: tuple[tuple, StereoCamera] | None = None
 
     def camera(self, left_info: CameraInfo, right_info: CameraInfo) -> StereoCamera:
         """Return the stereo camera of a CameraInfo pair; PairError when it is unusable."""
-        key = (left_info.width, left_info.height, tuple(left_info.k), tuple(left_info.p),
-               right_info.width, right_info.height, tuple(right_info.k), tuple(right_info.p),
-               left_info.header.frame_id)
+        key = (camera_info_key(left_info), camera_info_key(right_info))
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         try:
@@ -78,31 +106,84 @@ class PairDecoder:
         self._cache = (key, camera)
         return camera
 
-    def decode(self, left_msg: Image, left_info: CameraInfo, right_msg: Image,
-               right_info: CameraInfo) -> tuple[np.ndarray, np.ndarray, StereoCamera]:
-        """(left RGB, right RGB, camera) for the pipeline; PairError saying what is wrong."""
-        camera = self.camera(left_info, right_info)
-        left_size = f'{left_msg.width}x{left_msg.height}'
-        if left_msg.encoding != right_msg.encoding:
-            raise PairError('bad_input', 'encoding_mismatch', (
-                f'pair skipped: left image is {left_msg.encoding} but right is '
-                f'{right_msg.encoding}; both sides must come from the same rectification '
-                'pipeline'))
-        if (left_msg.width, left_msg.height) != (right_msg.width, right_msg.height):
-            raise PairError('bad_input', 'size_mismatch', (
-                f'pair skipped: left image is {left_size} but right is {right_msg.width}x'
-                f'{right_msg.height}; publish a rectified pair'))
-        if (left_msg.width, left_msg.height) != (camera.width, camera.height):
-            raise PairError('bad_input', 'info_size', (
-                f'pair skipped: images are {left_size} but CameraInfo says '
-                f'{camera.width}x{camera.height}; publish the CameraInfo of these images'))
+    def output_info(self, left_info: CameraInfo) -> CameraInfo:
+        """Return the CameraInfo of the outputs: the left one, rectified when rectifying."""
+        return left_info if self.rectifier is None else rectified_camera_info(left_info)
+
+    def decode(self, left_msg: Image | CompressedImage, left_info: CameraInfo,
+               right_msg: Image | CompressedImage,
+               right_info: CameraInfo) -> tuple[Any, Any, StereoCamera]:
+        """(left RGB, right RGB, camera) for the pipeline; PairError saying what is wrong.
+
+        The images are (H, W, 3) uint8 numpy arrays, or uint8 tensors on the device when the
+        rectifier resamples there.
+        """
+        if self.rectifier is None:
+            camera = self.camera(left_info, right_info)
+            expected = (camera.width, camera.height)
+        else:
+            expected = self._raw_size(left_info, right_info)
+        if isinstance(left_msg, Image) and isinstance(right_msg, Image):
+            # Sizes from the headers first: nothing is converted for a set that cannot be used.
+            if left_msg.encoding != right_msg.encoding:
+                raise PairError('bad_input', 'encoding_mismatch', (
+                    f'pair skipped: left image is {left_msg.encoding} but right is '
+                    f'{right_msg.encoding}; both sides must come from the same rectification '
+                    'pipeline'))
+            _check_sizes((left_msg.width, left_msg.height), (right_msg.width, right_msg.height),
+                         expected, left_info)
+            left, right = _to_rgb8(left_msg), _to_rgb8(right_msg)
+        else:
+            left, right = _to_rgb8(left_msg), _to_rgb8(right_msg)
+            _check_sizes((left.shape[1], left.shape[0]), (right.shape[1], right.shape[0]),
+                         expected, left_info)
+        if self.rectifier is None:
+            return left, right, camera
         try:
-            left = conversions.image_to_rgb8(left_msg)
-            right = conversions.image_to_rgb8(right_msg)
-        except ValueError as exc:  # UnsupportedEncodingError, malformed data/step
-            raise PairError('bad_input', f'convert_{left_msg.encoding}',
-                            f'pair skipped: {exc}') from exc
-        return left, right, camera
+            pair = self.rectifier.rectify(left, right, left_info, right_info)
+        except CameraInfoError as exc:
+            raise PairError('camera_info_error', 'rectify',
+                            f'CameraInfo unusable for rectification, pair skipped: {exc}') from exc
+        return pair.left, pair.right, self.camera(pair.left_info, pair.right_info)
+
+    def _raw_size(self, left_info: CameraInfo, right_info: CameraInfo) -> tuple[int, int]:
+        """Size of the raw images (checks both calibrations and builds their maps)."""
+        try:
+            left = self.rectifier.maps(left_info, 'left')[0]
+            right = self.rectifier.maps(right_info, 'right')[0]
+        except CameraInfoError as exc:
+            raise PairError('camera_info_error', 'rectify',
+                            f'CameraInfo unusable for rectification, pair skipped: {exc}') from exc
+        if left.size != right.size:
+            raise PairError('camera_info_error', 'rectify', (
+                f'CameraInfo unusable for rectification, pair skipped: the left camera gives '
+                f'{left.size[0]}x{left.size[1]} images but the right {right.size[0]}x'
+                f'{right.size[1]}; set the same size, binning and ROI on both cameras'))
+        return left.size
+
+
+def _to_rgb8(msg: Image | CompressedImage) -> np.ndarray:
+    """Image or CompressedImage as RGB8; PairError (bad input) saying what is wrong."""
+    try:
+        if isinstance(msg, CompressedImage):
+            return conversions.compressed_to_rgb8(msg)
+        return conversions.image_to_rgb8(msg)
+    except ValueError as exc:  # UnsupportedEncodingError, malformed data/step, undecodable
+        kind = ('decode_compressed' if isinstance(msg, CompressedImage)
+                else f'convert_{msg.encoding}')
+        raise PairError('bad_input', kind, f'pair skipped: {exc}') from exc
+
+
+def _check_sizes(left: tuple[int, int], right: tuple[int, int], expected: tuple[int, int],
+                 left_info: CameraInfo) -> None:
+    if left != right:
+        raise PairError('bad_input', 'size_mismatch', (
+            f'pair skipped: left image is {left[0]}x{left[1]} but right is {right[0]}x'
+            f'{right[1]}; publish a rectified pair'))
+    if left != expected:
+        geometry = ImageGeometry.from_camera_info(left_info)
+        raise PairError('bad_input', 'info_size',
+                        'pair skipped: ' + geometry.size_mismatch(*left))
 
 
 def output_header(left_msg: Image, left_info: CameraInfo) -> Any:
@@ -151,10 +232,16 @@ class StereoSetProcessor:
     running out of memory included, is a :class:`PairError` the caller counts and skips.
     """
 
-    def __init__(self, pipeline: StereoPipeline, logger: Any = None) -> None:
-        """``logger`` receives calibration warnings (python logging or rclpy logger)."""
+    def __init__(self, pipeline: StereoPipeline, logger: Any = None, *,
+                 rectify: bool = False) -> None:
+        """``logger`` receives calibration warnings; ``rectify``: the images are raw.
+
+        Raw images are rectified on the backend's device where that is not the CPU (torch
+        grid_sample), else with cv2.remap (faster on a CPU: ``benchmarks/bench_rectify.py``).
+        """
         self.pipeline = pipeline
-        self.decoder = PairDecoder(logger)
+        rectifier = StereoRectifier(pipeline.backend.device) if rectify else None
+        self.decoder = PairDecoder(logger, rectifier)
 
     def process(self, messages: Sequence[Any], wanted: Sequence[str]) -> ProcessedSet:
         """Build the outputs of the ``wanted`` topics (names of :data:`OUTPUT_TOPICS`) for one set.
@@ -172,8 +259,11 @@ class StereoSetProcessor:
         except PipelineOutOfMemory as exc:
             raise PairError('out_of_memory', 'out_of_memory', f'pair skipped: {exc}') from exc
         start = time.perf_counter()
-        header = output_header(left_msg, left_info)
-        out = output_messages(result, camera, header, left, left_info, wanted)
+        out_info = self.decoder.output_info(left_info)
+        header = output_header(left_msg, out_info)
+        if 'points' in wanted and not isinstance(left, np.ndarray):
+            left = left.cpu().numpy()  # rectified on the device: the cloud's colours
+        out = output_messages(result, camera, header, left, out_info, wanted)
         timings = {'convert': convert, **result.timings,
                    'messages': time.perf_counter() - start}
         return ProcessedSet(out, timings)

@@ -1,12 +1,17 @@
-"""Launch the FoundationStereo node on a rectified stereo camera.
+"""Launch the FoundationStereo node on a stereo camera.
 
     ros2 launch foundation_stereo_ros foundation_stereo.launch.py \
         namespace:=stereo checkpoint:=/path/to/model_best_bp2.pth \
         left_image:=left/image_rect_color right_image:=right/image_rect_color
+    # a raw camera, rectified by the node; compressed images:
+    ros2 launch foundation_stereo_ros foundation_stereo.launch.py checkpoint:=... \
+        rectify:=true image_transport:=compressed
 
-Arguments: namespace, backend and checkpoint (override the params file when not empty),
-params_file, the four input topics (remaps, relative to the namespace unless absolute),
-log_level. Outputs appear under the namespace: disparity, depth/image_rect, points...
+Arguments: namespace, backend, checkpoint, rectify and image_transport (override the params
+file when not empty), params_file, the input topics (remaps, relative to the namespace unless
+absolute; left_raw_image/right_raw_image are read with rectify:=true, and compressed images
+on <image topic>/compressed), log_level. Outputs appear under the namespace: disparity,
+depth/image_rect, points...
 """
 from pathlib import Path
 
@@ -24,13 +29,24 @@ TOPIC_ARGUMENTS = (
     ('left_info', 'left/camera_info'),
     ('right_image', 'right/image_rect'),
     ('right_info', 'right/camera_info'),
+    ('left_raw_image', 'left/image_raw'),
+    ('right_raw_image', 'right/image_raw'),
 )
+# Launch arguments that override the params file when not empty.
+OVERRIDES = ('backend', 'checkpoint', 'rectify', 'image_transport')
+
+
+def _override(name, text):
+    # Launch arguments are strings; rectify is a boolean parameter.
+    if name == 'rectify' and text.lower() in ('true', 'false'):
+        return text.lower() == 'true'
+    return text
 
 
 def _node(context, *args, **kwargs):
     config = context.launch_configurations
     parameters = [config['params_file']]
-    overrides = {name: config[name] for name in ('backend', 'checkpoint') if config[name]}
+    overrides = {name: _override(name, config[name]) for name in OVERRIDES if config[name]}
     if overrides:
         parameters.append(overrides)
     return [Node(
@@ -60,6 +76,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('checkpoint', default_value='',
                               description='FoundationStereo .pth (cfg.yaml beside it); '
                                           'empty: params file.'),
+        DeclareLaunchArgument('rectify', default_value='',
+                              description='true: read image_raw and rectify it with the '
+                                          'CameraInfo; empty: params file.'),
+        DeclareLaunchArgument('image_transport', default_value='',
+                              description='raw or compressed; empty: params file.'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='debug, info, warn, error or fatal.'),
     ]

@@ -6,12 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from stereo_msgs.msg import DisparityImage
 
@@ -36,12 +37,12 @@ def scenes():
     return [make_scene(160, 120, seed=seed) for seed in (11, 12)]
 
 
-def write_bag(path, storage, frames, stamps):
+def write_bag(path, storage, frames, stamps, topics=TOPICS, type_names=TYPE_NAMES):
     """Write a bag with the four stereo topics at ``stamps`` (seconds) plus an unrelated topic."""
     typestore = get_typestore(Stores.ROS2_JAZZY)
     with Writer(path, version=8, storage_plugin=STORAGE[storage]) as writer:
         conns = [writer.add_connection(t, n, typestore=typestore)
-                 for t, n in zip(TOPICS, TYPE_NAMES)]
+                 for t, n in zip(topics, type_names)]
         chatter = writer.add_connection('/chatter', 'std_msgs/msg/String', typestore=typestore)
         log_time = 1_000_000_000
         for k, (frame, sec) in enumerate(zip(frames, stamps)):
@@ -224,3 +225,84 @@ def test_fast_foundation_stereo_checkpoint_through_the_bag_tool(tmp_path):
     valid = expected > 0  # a DisparityImage marks the rest invalid
     np.testing.assert_allclose(disparity[valid], expected[valid], atol=2e-3, rtol=1e-5)
     assert np.isnan(disparity[~valid]).all()
+
+
+# ---------------------------------------------------------------------- compressed and raw images
+
+COMPRESSED_TOPICS = ('/stereo/left/image_rect/compressed', '/stereo/left/camera_info',
+                     '/stereo/right/image_rect/compressed', '/stereo/right/camera_info')
+COMPRESSED_TYPE_NAMES = ('sensor_msgs/msg/CompressedImage', 'sensor_msgs/msg/CameraInfo',
+                         'sensor_msgs/msg/CompressedImage', 'sensor_msgs/msg/CameraInfo')
+
+
+def compressed_frames(scenes, n):
+    """PNG frames as image_transport compressed publishes them (bgr8 data, rgb8 source)."""
+    frames = []
+    for frame in frames_of(scenes, n):
+        for index in (0, 2):
+            rgb = conversions.image_to_rgb8(frame[index])
+            ok, data = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            assert ok
+            msg = CompressedImage(format='rgb8; png compressed bgr8', data=data.tobytes())
+            msg.header.frame_id = frame[index].header.frame_id
+            frame[index] = msg
+        frames.append(frame)
+    return frames
+
+
+def test_compressed_image_topics_are_recognised_by_type(tmp_path, scenes, capsys, caplog):
+    frames = compressed_frames(scenes, 3)
+    frames[1][2].data = bytes(frames[1][2].data)[:100]  # one undecodable image: skipped
+    in_bag = write_bag(tmp_path / 'in', 'mcap', frames, [10, 11, 12], COMPRESSED_TOPICS,
+                       COMPRESSED_TYPE_NAMES)
+    out_bag = tmp_path / 'out'
+    assert main([str(in_bag), str(out_bag), '--topics', *COMPRESSED_TOPICS, *SGBM]) == 0
+    out = capsys.readouterr()
+    assert 'pairs_processed=2' in out.out and "'bad_input': 1" in out.out
+    assert 'does not decode as png' in caplog.text
+    data, _ = read_bag(out_bag)
+    assert len(data['/stereo/disparity']) == 2  # namespace of the /compressed image topic
+    for (_, raw), k in zip(data['/stereo/disparity'], (0, 2)):
+        d = deserialize_message(raw, DisparityImage)
+        scene = scenes[k % 2]
+        disparity = conversions.image_to_array(d.image)
+        both = (disparity >= d.min_disparity) & ~scene.occluded & np.isfinite(scene.disparity)
+        assert np.median(np.abs(disparity[both] - scene.disparity[both])) < 0.5
+
+
+def test_compressed_topics_are_offered_when_topics_are_missing(tmp_path, scenes, capsys):
+    in_bag = write_bag(tmp_path / 'in', 'mcap', compressed_frames(scenes, 1), [1],
+                       COMPRESSED_TOPICS, COMPRESSED_TYPE_NAMES)
+    assert main([str(in_bag), str(tmp_path / 'out'), *SGBM]) == 2
+    err = capsys.readouterr().err
+    assert "['/left/image_rect', '/left/camera_info'" in err
+    assert '/stereo/left/image_rect/compressed' in err and '/stereo/right/camera_info' in err
+
+
+def test_rectify_raw_images_from_a_bag(tmp_path):
+    from test_rectification import raw_info, render_raw
+
+    scene = make_scene(320, 240, seed=2, min_depth=1.0, max_depth=6.0)
+    infos = [raw_info(scene, side, 'plumb_bob') for side in ('left', 'right')]
+    images = [conversions.array_to_image(render_raw(scene, side, 'plumb_bob'), 'rgb8')
+              for side in ('left', 'right')]
+    topics = ('/left/image_raw', '/left/camera_info', '/right/image_raw', '/right/camera_info')
+    in_bag = write_bag(tmp_path / 'in', 'mcap', [[images[0], infos[0], images[1], infos[1]]],
+                       [5], topics)
+    out_bag = tmp_path / 'out'
+    # The default topics with --rectify are the raw ones.
+    assert main([str(in_bag), str(out_bag), '--rectify', '--backend', 'sgbm',
+                 '--num-disparities', '64', '--quiet']) == 0
+    data, _ = read_bag(out_bag)
+    info = deserialize_message(data['/depth/camera_info'][0][1], CameraInfo)
+    assert list(info.d) == [0.0] * 5 and info.distortion_model == 'plumb_bob'
+    np.testing.assert_allclose(np.reshape(info.k, (3, 3)), scene.camera.K)
+    d = deserialize_message(data['/disparity'][0][1], DisparityImage)
+    disparity = conversions.image_to_array(d.image)
+    both = (disparity >= d.min_disparity) & ~scene.occluded
+    assert both.mean() > 0.6
+    assert np.median(np.abs(disparity[both] - scene.disparity[both])) < 0.3
+
+
+def test_output_namespace_of_a_compressed_topic():
+    assert output_namespace('/stereo/left/image_rect/compressed') == '/stereo'

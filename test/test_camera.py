@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
+from foundation_stereo_ros.camera import CameraInfoError, StereoCamera, camera_info_key
 
 FX, FY, CX, CY, CX_R, BASELINE = 700.0, 702.0, 320.5, 240.25, 310.5, 0.12
 
@@ -177,16 +177,57 @@ def test_zero_image_size(size):
         StereoCamera.from_camera_info(info(width=size[0], height=size[1]), pair()[1])
 
 
-def test_binning_and_roi_follow_image_geometry():
+def test_binning_and_roi_follow_rep_104():
     left = info(binning=(2, 2), roi=(100, 40, 400, 300))
     right = info(cx=CX_R, tx=-FX * BASELINE, binning=(2, 2), roi=(100, 40, 400, 300))
     cam = StereoCamera.from_camera_info(left, right)
     assert (cam.width, cam.height) == (200, 150)
     assert cam.fx == FX / 2 and cam.fy == FY / 2
-    assert cam.cx == (CX - 100) / 2 and cam.cy == (CY - 40) / 2
-    assert cam.cx_right == (CX_R - 100) / 2
+    # Binned pixel u covers sensor pixels 100 + 2u and 100 + 2u + 1, centred on 100 + 2u + 0.5:
+    # the sensor's cx = 320.5 is binned column (320.5 - 100 - 0.5) / 2 = 110.
+    assert cam.cx == 110.0 and cam.cy == (CY - 40 - 0.5) / 2
+    assert cam.cx_right == (CX_R - 100 - 0.5) / 2
     assert cam.baseline == pytest.approx(BASELINE)
     assert cam.doffs == pytest.approx((CX - CX_R) / 2)
+
+
+def test_each_side_uses_its_own_roi():
+    left = info(roi=(100, 40, 400, 300))
+    right = info(cx=CX_R, tx=-FX * BASELINE, roi=(80, 40, 400, 300))
+    cam = StereoCamera.from_camera_info(left, right)
+    assert (cam.cx, cam.cx_right) == (CX - 100, CX_R - 80)
+    with pytest.raises(CameraInfoError, match=r'not rectified: cy.*after binning and ROI'):
+        StereoCamera.from_camera_info(left, info(cx=CX_R, tx=-FX * BASELINE,
+                                                 roi=(100, 50, 400, 300)))
+
+
+@pytest.mark.parametrize('left_kwargs, match', [
+    ({'roi': (600, 0, 100, 100)}, r'ROI 100x100 at \(600, 0\) does not fit.*640x480'),
+    ({'roi': (10, 10, 0, 0)}, 'ROI 0x0 at .* does not fit'),
+    ({'binning': (1000, 1)}, 'binning 1000x1 leaves no pixel'),
+    ({'binning': (2, 2)}, 'differ in size after binning and ROI.*binning 2x2: 320x240'),
+])
+def test_binning_and_roi_errors(left_kwargs, match):
+    with pytest.raises(CameraInfoError, match=match):
+        StereoCamera.from_camera_info(info(**left_kwargs), pair()[1])
+
+
+def test_full_size_roi_is_no_roi():
+    cam = StereoCamera.from_camera_info(info(roi=(0, 0, 640, 480)),
+                                        info(cx=CX_R, tx=-FX * BASELINE))
+    assert (cam.width, cam.height, cam.cx) == (640, 480, CX)
+
+
+def test_camera_info_key_holds_every_geometry_field():
+    base = camera_info_key(info())
+    changed = [info(binning=(2, 2)), info(roi=(8, 0, 600, 480)), info(frame_id='other'),
+               info(k=[FX, 0, CX, 0, FY, CY + 1, 0, 0, 1]), info(width=800)]
+    for other in changed:
+        assert camera_info_key(other) != base
+    with_d = info()
+    with_d.d, with_d.distortion_model = [0.1, 0, 0, 0, 0], 'plumb_bob'
+    assert camera_info_key(with_d) != base
+    assert camera_info_key(info()) == base
 
 
 def test_direct_construction_validates():
@@ -225,6 +266,8 @@ def test_from_k_file_official_format(tmp_path):
     ('1 0 2 0 1 3 0 0 2\n0.1\n', r'of the form \[fx 0 cx 0 fy cy 0 0 1\]'),
     ('1 0 2 0 1 3 0 0 1\n-0.1\n', 'baseline must be a finite number > 0'),
     ('0 0 2 0 1 3 0 0 1\n0.1\n', 'fx must be'),
+    ('100 0 64 0 100 3 0 0 1\n0.1\n', r'principal point \(64, 3\) lies outside the 64x48'),
+    ('100 0 2 0 100 -1 0 0 1\n0.1\n', r'principal point \(2, -1\) lies outside'),
 ])
 def test_from_k_file_errors(tmp_path, text, match):
     with pytest.raises(CameraInfoError, match=match):

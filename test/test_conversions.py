@@ -8,11 +8,12 @@ import math
 import struct
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from cloud_reader import read_points
 from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import Image, PointCloud2, PointField
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from foundation_stereo_ros import conversions
@@ -407,3 +408,88 @@ def test_read_points_errors():
     msg.fields[0].datatype = 42
     with pytest.raises(ValueError, match='unknown datatype 42'):
         read_points(msg)
+
+
+# ---------------------------------------------------------------------- CompressedImage
+
+def compressed(array_, extension, fmt, params=()):
+    ok, encoded = cv2.imencode(extension, array_, list(params))
+    assert ok
+    return CompressedImage(format=fmt, data=encoded.tobytes())
+
+
+def scene_rgb(dtype=np.uint8):
+    """Make a smooth colour image (so JPEG stays close) with distinct channels."""
+    v, u = np.mgrid[0:48, 0:64]
+    rgb = np.stack([u * 4, v * 5, 255 - u * 2 - v], axis=-1).astype(np.float64)
+    if dtype == np.uint16:
+        return (rgb * 257).astype(np.uint16)
+    return rgb.astype(np.uint8)
+
+
+@pytest.mark.parametrize('encoding, fmt, encoded_layout', [
+    ('rgb8', 'rgb8; png compressed bgr8', 'bgr'),      # compressed_image_transport's own
+    ('bgr8', 'bgr8; png compressed bgr8', 'bgr'),
+    ('rgb8', 'rgb8; png compressed rgb8', 'rgb'),      # a publisher that encoded RGB data
+    ('bgr8', 'png', 'bgr'),                             # old publishers: no encoding given
+    ('rgb16', 'rgb16; png compressed bgr16', 'bgr'),
+    ('bgra8', 'bgra8; png compressed bgra8', 'bgra'),
+])
+def test_compressed_png_decodes_like_the_raw_image(encoding, fmt, encoded_layout):
+    rgb = scene_rgb(np.uint16 if encoding.endswith('16') else np.uint8)
+    raw = rgb[..., ::-1] if encoding.startswith('bgr') else rgb
+    if encoding == 'bgra8':
+        raw = np.dstack([raw, np.full(raw.shape[:2], 200, np.uint8)])
+    payload = {'bgr': rgb[..., ::-1], 'rgb': rgb,
+               'bgra': np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 200, np.uint8)])}
+    msg = compressed(np.ascontiguousarray(payload[encoded_layout]), '.png', fmt)
+    expected = conversions.image_to_rgb8(conversions.array_to_image(raw, encoding))
+    np.testing.assert_array_equal(conversions.compressed_to_rgb8(msg), expected)
+
+
+@pytest.mark.parametrize('encoding, fmt', [
+    ('mono8', 'mono8; png compressed '),
+    ('mono16', 'mono16; png compressed mono16'),
+    ('mono8', 'mono8; jpeg compressed mono8'),
+])
+def test_compressed_grey_decodes_like_the_raw_image(encoding, fmt):
+    grey = scene_rgb(np.uint16 if encoding == 'mono16' else np.uint8)[..., 1]
+    msg = compressed(grey, '.jpg' if 'jpeg' in fmt else '.png', fmt,
+                     (cv2.IMWRITE_JPEG_QUALITY, 100))
+    expected = conversions.image_to_rgb8(conversions.array_to_image(grey, encoding))
+    out = conversions.compressed_to_rgb8(msg)
+    assert out.dtype == np.uint8 and out.shape == expected.shape
+    tolerance = 2 if 'jpeg' in fmt else 0
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= tolerance
+
+
+def test_compressed_jpeg_colour_order_from_format():
+    rgb = scene_rgb()
+    msg = compressed(np.ascontiguousarray(rgb[..., ::-1]), '.jpg', 'rgb8; jpeg compressed bgr8',
+                     (cv2.IMWRITE_JPEG_QUALITY, 95))
+    out = conversions.compressed_to_rgb8(msg)
+    error = np.abs(out.astype(int) - rgb.astype(int))
+    assert error.mean() < 2.0
+    # Reading the same bytes in the wrong order would swap red and blue: far off.
+    assert np.abs(out[..., ::-1].astype(int) - rgb.astype(int)).mean() > 30
+
+
+@pytest.mark.parametrize('fmt, data, error, match', [
+    ('16UC1; compressedDepth png', b'\x00' * 12, conversions.UnsupportedEncodingError,
+     'compressedDepth, the depth-image transport'),
+    ('h264', b'\x00\x00\x00\x01', conversions.UnsupportedEncodingError,
+     'not image_transport compressed'),
+    ('rgb8; jpeg compressed bgr8', b'\xff\xd8\xff\xe0 not really a jpeg', ValueError,
+     r'does not decode as jpeg.*truncated or corrupt'),
+    ('png', b'', ValueError, r'\(0 bytes, format .png.\) does not decode'),
+])
+def test_compressed_bad_input_says_what_to_do(fmt, data, error, match):
+    with pytest.raises(error, match=match):
+        conversions.compressed_to_rgb8(CompressedImage(format=fmt, data=data))
+
+
+def test_compressed_truncated_png():
+    msg = compressed(scene_rgb(), '.png', 'rgb8; png compressed bgr8')
+    msg.data = bytes(msg.data)[:len(msg.data) // 2]
+    with pytest.raises(ValueError, match='does not decode as png'):
+        conversions.compressed_to_rgb8(msg)

@@ -78,3 +78,19 @@ def test_errors_say_what_to_do(tmp_path, capsys, case, message):
         args = ['--left', left, '--backend', 'sgbm']
     assert run_demo(*args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_k_txt_of_another_resolution_is_refused(tmp_path, capsys):
+    """A 640x480 K with 160x120 images would scale every depth by 4: refuse it with the reason."""
+    scene = make_scene(160, 120, seed=1)
+    save_scene(scene, tmp_path)
+    cam = scene.camera
+    fx, cx, cy = 4 * cam.fx, (cam.cx + 0.5) * 4 - 0.5, (cam.cy + 0.5) * 4 - 0.5  # K of 640x480
+    (tmp_path / 'K.txt').write_text(f'{fx} 0 {cx} 0 {fx} {cy} 0 0 1\n{cam.baseline}\n')
+    args = ['--left', tmp_path / 'left.png', '--right', tmp_path / 'right.png',
+            '--intrinsics', tmp_path / 'K.txt', '--out', tmp_path / 'o']
+    assert run_demo(*args) == 2
+    err = capsys.readouterr().err
+    assert 'principal point (319.5, 239.5) lies outside the 160x120 images' in err
+    assert 'about 640x480' in err and 'scale the first two rows of K' in err
+    assert not (tmp_path / 'o').exists()

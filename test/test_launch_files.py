@@ -22,7 +22,7 @@ import yaml
 from package_setup import console_scripts
 
 from foundation_stereo_ros import settings
-from foundation_stereo_ros.stereo_io import INPUT_TOPICS
+from foundation_stereo_ros.stereo_io import INPUT_TOPICS, RAW_INPUT_TOPICS
 from foundation_stereo_ros.synthetic.camera_node import SETTINGS as CAMERA_TABLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,7 +136,8 @@ def test_foundation_stereo_launch(stand_ins):
     assert isinstance(description, stand_ins['LaunchDescription'])
     args = arguments_of(description, stand_ins)
     for name in ('namespace', 'checkpoint', 'backend', 'params_file', 'left_image',
-                 'left_info', 'right_image', 'right_info', 'log_level'):
+                 'left_info', 'right_image', 'right_info', 'log_level', 'rectify',
+                 'image_transport', 'left_raw_image', 'right_raw_image'):
         assert name in args, name
     assert Path(args['params_file']).resolve() == ROOT / 'config' / 'foundation_stereo.yaml'
 
@@ -154,10 +155,17 @@ def test_foundation_stereo_launch(stand_ins):
     ros_params(params_file)
     assert overrides == {'backend': 'sgbm'}, 'empty launch arguments leave the params file alone'
     remaps = dict(kw['remappings'])
-    assert set(remaps) == set(INPUT_TOPICS)
+    assert set(remaps) == set(INPUT_TOPICS) | set(RAW_INPUT_TOPICS)
     assert remaps['left/image_rect'] == 'left/image_rect_color'
     assert remaps['right/camera_info'] == 'right/camera_info'
+    assert remaps['left/image_raw'] == 'left/image_raw'
     assert kw['ros_arguments'] == ['--log-level', args['log_level']]
+
+    # rectify and image_transport reach the node as typed parameters.
+    context.launch_configurations.update(rectify='true', image_transport='compressed')
+    (node,) = opaque.kwargs['function'](context)
+    _, overrides = node.kwargs['parameters']
+    assert overrides == {'backend': 'sgbm', 'rectify': True, 'image_transport': 'compressed'}
 
 
 def test_synthetic_demo_launch(stand_ins):

@@ -189,3 +189,28 @@ def test_backend_settings_travel_with_the_per_pair_snapshot():
         pipeline.update_config(valid_iters=-1)
     with pytest.raises(TypeError):  # the snapshot cannot be edited behind the pipeline's back
         pipeline.config.backend_options['valid_iters'] = 1
+
+
+class InputRecorder(OracleBackend):
+    """Keeps what the pipeline hands the backend."""
+
+    def compute(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        self.inputs = (left.clone(), right.clone())
+        return super().compute(left, right)
+
+
+def test_tensor_images_are_taken_as_they_are():
+    """uint8 tensors (a pair rectified on the device) give what the numpy pair gives."""
+    left, right = images()
+    right[10:20] = 7
+    backend = InputRecorder(ramp())
+    pipeline = StereoPipeline(backend)
+    expected = pipeline.process(left, right, camera())
+    numpy_inputs = backend.inputs
+    result = pipeline.process(torch.from_numpy(left), torch.from_numpy(right), camera())
+    for got, want in zip(backend.inputs, numpy_inputs):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(got[:, 0, 0], torch.from_numpy(right[0, 0]).float())
+    np.testing.assert_array_equal(result.depth, expected.depth)
+    with pytest.raises(ValueError, match='uint8 RGB'):
+        pipeline.process(torch.from_numpy(left).float(), torch.from_numpy(right), camera())

@@ -9,6 +9,8 @@ from foundation_stereo_ros.synthetic.scenes import (
     make_scene,
     occlusion_mask,
     render_depth,
+    render_image,
+    render_rays,
     save_scene,
 )
 
@@ -149,6 +151,21 @@ def test_windowed_ray_casting_matches_brute_force():
     expected = ((hits.min(axis=0) < depth * (1 - 1e-7)) | (x_right < -0.5)
                 | (x_right > camera.width - 0.5))
     np.testing.assert_array_equal(occlusion_mask(scene.surfaces, camera, depth, index), expected)
+
+
+def test_render_rays_through_pixel_centres_is_the_pinhole_render():
+    """render_rays on the rectified camera's own rays gives its depth and image exactly."""
+    scene = make_scene(96, 64, seed=7, doffs=3.0)
+    camera = scene.camera
+    for eye, origin_x, cx in (('left', 0.0, camera.cx),
+                              ('right', camera.baseline, camera.cx_right)):
+        a = ((np.arange(camera.width) - cx) / camera.fx)[None, :]
+        b = ((np.arange(camera.height) - camera.cy) / camera.fy)[:, None]
+        depth, colour = render_rays(scene.surfaces, origin_x, a, b)
+        expected_depth, index = render_depth(scene.surfaces, camera, eye)
+        np.testing.assert_array_equal(depth, expected_depth)
+        np.testing.assert_allclose(colour, render_image(scene.surfaces, camera, expected_depth,
+                                                        index, eye), atol=1e-3)
 
 
 def test_same_seed_same_scene_other_seed_other_scene():

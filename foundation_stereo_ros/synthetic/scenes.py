@@ -31,6 +31,7 @@ __all__ = [
     'occlusion_mask',
     'render_depth',
     'render_image',
+    'render_rays',
     'save_scene',
 ]
 
@@ -316,6 +317,36 @@ def render_image(surfaces: tuple[Surface, ...] | list[Surface], camera: StereoCa
                 for axis in (surface.axis_u, surface.axis_v))
         image[rows * camera.width + cols] = surface.texture(u, v)
     return image.reshape(camera.height, camera.width, 3)
+
+
+def render_rays(surfaces: tuple[Surface, ...] | list[Surface], origin_x: float, a: np.ndarray,
+                b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ray-cast any rays from ``(origin_x, 0, 0)`` along ``(a, b, 1)`` (arrays of one shape).
+
+    For cameras other than the scene's rectified pinhole pair, e.g. a raw camera with lens
+    distortion and a rotation: pass the directions of its pixels in the left rectified frame.
+    Returns the depth Z of the nearest hit (``inf`` where none) and its colour (shape + (3,),
+    float32 RGB 0..255 unclipped, black where nothing is hit), exact as in :func:`render_image`.
+    """
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    depth = np.full(a.shape, np.inf)
+    index = np.full(a.shape, -1, dtype=np.int32)
+    for i, surface in enumerate(surfaces):
+        z = surface.intersect(origin_x, a, b)
+        nearer = z < depth
+        depth[nearer] = z[nearer]
+        index[nearer] = i
+    colour = np.zeros(a.shape + (3,), dtype=np.float32)
+    for i, surface in enumerate(surfaces):
+        hit = index == i
+        if not hit.any():
+            continue
+        z, a_hit, b_hit = depth[hit], a[hit], b[hit]
+        rel = np.array([origin_x, 0.0, 0.0]) - surface.origin
+        u, v = (z * (axis[0] * a_hit + axis[1] * b_hit + axis[2]) + axis @ rel
+                for axis in (surface.axis_u, surface.axis_v))
+        colour[hit] = surface.texture(u, v)
+    return depth, colour
 
 
 def occlusion_mask(surfaces: tuple[Surface, ...] | list[Surface], camera: StereoCamera,
