@@ -13,15 +13,7 @@ __all__ = ['build_concat_volume', 'build_gwc_volume', 'concat_volume_reference',
            'disparity_regression', 'gwc_volume_reference']
 
 
-def _check_pair(left: torch.Tensor, right: torch.Tensor, max_disp: int) -> None:
-    if left.dim() != 4 or left.shape != right.shape:
-        raise ValueError(
-            f'expected left and right feature maps of equal shape (B,C,H,W), got '
-            f'{tuple(left.shape)} and {tuple(right.shape)}')
-    if left.dtype != right.dtype or left.device != right.device:
-        raise ValueError(
-            f'left and right features must share dtype and device, got {left.dtype} on '
-            f'{left.device} and {right.dtype} on {right.device}')
+def _check_bins(max_disp: int) -> None:
     if int(max_disp) < 1:
         raise ValueError(f'max_disp must be a positive number of bins, got {max_disp}')
 
@@ -64,7 +56,7 @@ def build_gwc_volume(feat_left: torch.Tensor, feat_right: torch.Tensor, max_disp
     Returns:
         (B, G, D, H, W) tensor in the dtype of ``feat_left``.
     """
-    _check_pair(feat_left, feat_right, max_disp)
+    _check_bins(max_disp)
     b, c, h, w = feat_left.shape
     if num_groups < 1 or c % num_groups:
         raise ValueError(f'{c} feature channels cannot be split into {num_groups} groups')
@@ -119,7 +111,7 @@ def build_concat_volume(left: torch.Tensor, right: torch.Tensor, max_disp: int) 
     Returns:
         (B, 2C, D, H, W) tensor.
     """
-    _check_pair(left, right, max_disp)
+    _check_bins(max_disp)
     b, c, h, w = left.shape
     d = int(max_disp)
     # Column x of bin k reads padded column x + (D-1) - k: the D-1 zero columns on the left

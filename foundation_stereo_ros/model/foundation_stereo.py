@@ -37,7 +37,7 @@ from .cost_aggregation import FeatureAtt, Hourglass, make_classifier, make_corr_
 from .cost_volume import build_concat_volume, build_gwc_volume, disparity_regression
 from .feature import Feature, normalize_image
 from .geometry_encoding import GeometryEncodingVolume, geometry_channels
-from .hierarchical import SIZE_DIVISOR, run_hierarchical
+from .hierarchical import check_divisible, run_hierarchical
 from .layers import BasicConvIN, Conv2x
 from .update import SelectiveMultiUpdateBlock
 from .upsample import convex_upsample
@@ -144,21 +144,6 @@ class FoundationStereo(nn.Module):
     def _memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
-    @staticmethod
-    def _check_pair(left: torch.Tensor, right: torch.Tensor) -> None:
-        if left.dim() != 4 or left.shape[1] != 3 or left.shape != right.shape:
-            raise ValueError(f'FoundationStereo expects left and right RGB batches of equal '
-                             f'shape (B, 3, H, W), got {tuple(left.shape)} and '
-                             f'{tuple(right.shape)}')
-        if not left.is_floating_point() or not right.is_floating_point():
-            raise ValueError(f'FoundationStereo expects float images with values 0..255, got '
-                             f'{left.dtype} / {right.dtype}; convert with .float()')
-        h, w = left.shape[-2:]
-        if h % SIZE_DIVISOR or w % SIZE_DIVISOR:
-            raise ValueError(f'image height and width must be multiples of {SIZE_DIVISOR}, got '
-                             f'{h}x{w}; pad with InputPadder(divis_by={SIZE_DIVISOR}) and unpad '
-                             f'the disparity, or resize')
-
     def upsample_disp(self, disp: torch.Tensor, mask_feat_4: torch.Tensor,
                       stem_2x: torch.Tensor) -> torch.Tensor:
         """1/4-resolution disparity (1/4 px units) -> full resolution (B, 1, H, W), float32."""
@@ -186,7 +171,7 @@ class FoundationStereo(nn.Module):
             initial disparity (B, 1, H/4, W/4) in 1/4-resolution pixels and the list of the
             ``iters`` full-resolution disparities.
         """
-        self._check_pair(left, right)
+        check_divisible(left)
         if isinstance(iters, bool) or int(iters) != iters or iters < 1:
             raise ValueError(f'iters must be a positive integer, got {iters!r}')
         b, _, h, w = left.shape

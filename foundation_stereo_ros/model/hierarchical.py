@@ -12,12 +12,24 @@ import torch.nn.functional as F
 
 from .padder import InputPadder
 
-__all__ = ['SIZE_DIVISOR', 'run_hierarchical']
+__all__ = ['SIZE_DIVISOR', 'check_divisible', 'run_hierarchical']
 
 # Image sides the networks accept must be multiples of this (features down to 1/32).
 SIZE_DIVISOR = 32
 
 Forward = Callable[..., torch.Tensor]
+
+
+def check_divisible(image: torch.Tensor) -> None:
+    """Refuse an image whose sides are not multiples of :data:`SIZE_DIVISOR`, saying what to do.
+
+    The networks' own invariant; callers (the backend, the tools) check the pair itself.
+    """
+    h, w = image.shape[-2:]
+    if h % SIZE_DIVISOR or w % SIZE_DIVISOR:
+        raise ValueError(f'image height and width must be multiples of {SIZE_DIVISOR}, got '
+                         f'{h}x{w}; pad with InputPadder(divis_by={SIZE_DIVISOR}) and unpad the '
+                         'disparity, or resize')
 
 
 def run_hierarchical(forward: Forward, left: torch.Tensor, right: torch.Tensor, iters: int,

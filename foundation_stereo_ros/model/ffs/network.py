@@ -19,7 +19,7 @@ from ..cost_volume import build_concat_volume, build_gwc_volume, disparity_regre
 from ..edgenext import stage_outputs
 from ..feature import normalize_image
 from ..geometry_encoding import GeometryEncodingVolume
-from ..hierarchical import SIZE_DIVISOR, run_hierarchical
+from ..hierarchical import check_divisible, run_hierarchical
 from ..upsample import convex_upsample
 from .blocks import NamedLayers
 
@@ -131,21 +131,6 @@ class FastFoundationStereo(NamedLayers):
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=self.amp_dtype)
 
-    @staticmethod
-    def _check_pair(left: torch.Tensor, right: torch.Tensor) -> None:
-        if left.dim() != 4 or left.shape[1] != 3 or left.shape != right.shape:
-            raise ValueError(f'FastFoundationStereo expects left and right RGB batches of '
-                             f'equal shape (B, 3, H, W), got {tuple(left.shape)} and '
-                             f'{tuple(right.shape)}')
-        if not left.is_floating_point() or not right.is_floating_point():
-            raise ValueError(f'FastFoundationStereo expects float images with values 0..255, '
-                             f'got {left.dtype} / {right.dtype}; convert with .float()')
-        h, w = left.shape[-2:]
-        if h % SIZE_DIVISOR or w % SIZE_DIVISOR:
-            raise ValueError(f'image height and width must be multiples of {SIZE_DIVISOR}, got '
-                             f'{h}x{w}; pad with InputPadder(divis_by={SIZE_DIVISOR}) and unpad '
-                             f'the disparity, or resize')
-
     def upsample_disp(self, disp: torch.Tensor, mask_feat_4: torch.Tensor,
                       stem_2x: torch.Tensor) -> torch.Tensor:
         """1/4-resolution disparity (1/4 px units) -> full resolution (B, 1, H, W), float32."""
@@ -172,7 +157,7 @@ class FastFoundationStereo(NamedLayers):
             test_mode: (B, 1, H, W) float32. Otherwise ``(init_disp, disp_preds)``.
         """
         del low_memory
-        self._check_pair(left, right)
+        check_divisible(left)
         if isinstance(iters, bool) or int(iters) != iters or iters < 1:
             raise ValueError(f'iters must be a positive integer, got {iters!r}')
         b, _, h, w = left.shape
