@@ -175,6 +175,10 @@ SETTINGS: tuple[Setting, ...] = (
             SYNC, low=0.0, high=1.0),
     Setting('queue_size', 10, 'Pending messages kept per input while waiting for a set.',
             SYNC, low=1, high=100, step=1),
+    Setting('cache_camera_info', False,
+            'Reuse the latest CameraInfo of each camera for every image pair, instead of '
+            'synchronising it with the images: for drivers and bags that publish CameraInfo '
+            'once (latched) or rarely, or stamp it 0.', SYNC),
     # -- the node's monitoring (read-only) ---------------------------------------------------
     Setting('camera_info_timeout', 2.0,
             'Warn (throttled) when images arrive but no CameraInfo did for this long (seconds).',

@@ -28,6 +28,7 @@ from foundation_stereo_ros.visualize import colorize_disparity
 INPUT_TOPICS = ('left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info')
 INPUT_TYPES = (Image, CameraInfo, Image, CameraInfo)
 LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO = range(4)
+CAMERA_INFO_INPUTS = (LEFT_INFO, RIGHT_INFO)  # the inputs cache_camera_info reuses
 OUTPUT_TOPICS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points',
                  'disparity/image_color')
 OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image)
@@ -62,6 +63,7 @@ class PairDecoder:
         """``logger`` receives calibration warnings (python logging or rclpy logger)."""
         self._logger = logger
         self._cache: tuple[tuple, StereoCamera] | None = None
+        self._warned_float_range = False
 
     def camera(self, left_info: CameraInfo, right_info: CameraInfo) -> StereoCamera:
         """Return the stereo camera of a CameraInfo pair; PairError when it is unusable."""
@@ -102,7 +104,20 @@ class PairDecoder:
         except ValueError as exc:  # UnsupportedEncodingError, malformed data/step
             raise PairError('bad_input', f'convert_{left_msg.encoding}',
                             f'pair skipped: {exc}') from exc
+        if left_msg.encoding.startswith(('32FC', '64FC')) and not self._warned_float_range:
+            self._check_float_range(left_msg)
         return left, right, camera
+
+    def _check_float_range(self, image: Image) -> None:
+        # Float images are read as intensities 0..1 (cv_bridge's convention); 0..255 values
+        # saturate to a white image and an empty disparity, with no error anywhere else.
+        peak = float(np.max(conversions.image_to_array(image)))
+        if peak > 1.0 and self._logger is not None:
+            self._warned_float_range = True
+            self._logger.warning(
+                f'{image.encoding} images hold values up to {peak:g}, but float images are read '
+                'as intensities 0..1: they saturate to white and give no disparity. Publish '
+                'them scaled to 0..1, or as mono8/rgb8 (this warning is shown once)')
 
 
 def output_header(left_msg: Image, left_info: CameraInfo) -> Any:

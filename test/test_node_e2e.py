@@ -147,19 +147,25 @@ def node_command(*ros_args):
             '--params-file', str(PARAMS_FILE), *ros_args]
 
 
-def node_env():
+PATCHES = Path(__file__).resolve().parent / 'node_patches'  # sitecustomize.py: test switches
+
+
+def node_env(**switches):
+    """Environment of a node subprocess; ``switches`` (FSR_TEST_...) turn on node_patches."""
     env = dict(os.environ)  # ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE from conftest
-    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
+    paths = ([str(PATCHES)] if switches else []) + [str(ROOT), env.get('PYTHONPATH')]
+    env['PYTHONPATH'] = os.pathsep.join(p for p in paths if p)
     env['PYTHONUNBUFFERED'] = '1'
     env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'
+    env.update(switches)
     return env
 
 
 class NodeProcess:
     """The node in a subprocess, its output collected by a thread (the pipe never fills)."""
 
-    def __init__(self, *ros_args):
-        self.proc = subprocess.Popen(node_command(*ros_args), env=node_env(),
+    def __init__(self, *ros_args, command=None, **switches):
+        self.proc = subprocess.Popen(command or node_command(*ros_args), env=node_env(**switches),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -173,11 +179,16 @@ class NodeProcess:
     def output(self):
         return ''.join(self.lines)
 
-    def stop(self):
+    def wait_for(self, text, timeout=60.0):
+        """Wait until the node printed ``text``; False if it did not (or died first)."""
+        return wait_until(lambda: text in self.output or self.proc.poll() is not None,
+                          timeout=timeout) and text in self.output
+
+    def stop(self, timeout=15.0):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=15.0)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5.0)
@@ -442,17 +453,111 @@ def test_bad_start_exits_non_zero_with_advice(tmp_path):
         'missing checkpoint': (['-p', f'checkpoint:={tmp_path / "nope.pth"}'], advice),
         'broken checkpoint': (['-p', f'checkpoint:={broken}'], advice),
         'scale out of range': (['-p', 'backend:=sgbm', '-p', 'scale:=3.0'], ('scale',)),
+        # rcl refuses the arguments before any node exists (rclpy.init).
+        'missing params file': (['--params-file', str(tmp_path / 'nope.yaml')],
+                                ('nope.yaml does not exist', '--params-file')),
+        # Logged under the node's real name and namespace, with the launch form of the fix.
+        'renamed node': (['-r', '__ns:=/robot', '-r', '__node:=depth', '-p',
+                          'backend:=foundation_stereo'],
+                         ('[robot.depth]', 'ros2 launch foundation_stereo_ros', 'checkpoint:=')),
     }
     # Run together: each start costs seconds of imports.
     procs = {name: subprocess.Popen(node_command(*args), env=node_env(), text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for name, (args, _) in cases.items()}
     for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=180)
         assert proc.returncode == 1, (name, out)
         assert 'Traceback' not in out, (name, out)
         for fragment in cases[name][1]:
             assert fragment in out, (name, fragment, out)
+
+
+def test_humble_rclpy_pairs_and_runtime_change(ros_context, scene, frame, tmp_path):
+    """The node on rclpy without Iron's parameter callbacks: pairs, a runtime change, a typo."""
+    typo = tmp_path / 'typo.yaml'
+    typo.write_text('/**:\n  ros__parameters:\n    z_farr: 5.0\n')
+    namespace = f'/humble{os.getpid()}'
+    node = NodeProcess('--params-file', str(typo), '-p', 'backend:=sgbm',
+                       '-p', f'num_disparities:={NUM_DISPARITIES}', '-r', f'__ns:={namespace}',
+                       FSR_TEST_HUMBLE_RCLPY='1')
+    rig = Rig(ros_context, namespace)
+    try:
+        rig.subscribe('depth/image_rect', Image)
+        play_until_outputs(rig, frame, ['depth/image_rect'], node)
+        client = AsyncParameterClient(rig.node, f'{namespace}/foundation_stereo')
+        assert client.wait_for_services(timeout_sec=TIMEOUT)
+        # An integer for a float parameter, as users type it on the command line.
+        z_far = int(np.nanpercentile(scene.depth, 50))
+        future = client.set_parameters([Parameter('z_far', value=z_far)])
+        assert wait_until(future.done)
+        (result,) = future.result().results
+        assert result.successful, result.reason
+        sent = []
+
+        def clipped():
+            for msg in rig.messages('depth/image_rect'):
+                if msg.header.stamp.sec in sent:
+                    depth = as_float_image(msg)
+                    return np.nanmax(depth) <= z_far and np.isfinite(depth).mean() > 0.2
+            return False
+
+        assert wait_until(clipped, action=lambda: sent.append(rig.publish(frame))), node.output
+    finally:
+        rig.close()
+        code = node.stop()
+    assert code == 0, node.output
+    assert 'removed Node.add_pre_set_parameters_callback' in node.output
+    assert 'Node.add_post_set_parameters_callback' in node.output
+    assert 'z_farr (did you mean z_far?)' in node.output
+    assert 'Traceback' not in node.output, node.output
+
+
+def test_ctrl_c_during_slow_inference_stops_at_once(ros_context, frame):
+    """SIGINT while the backend is busy for a minute: exit 0 within seconds; twice: too."""
+    namespace = f'/slow{os.getpid()}'
+    nodes = {presses: NodeProcess('-p', 'backend:=slow', '-r', f'__ns:={namespace}{presses}',
+                                  FSR_TEST_SLOW_BACKEND='60')
+             for presses in (1, 2)}
+    rigs = {presses: Rig(ros_context, f'{namespace}{presses}') for presses in nodes}
+    try:
+        for presses, node in nodes.items():
+            rigs[presses].subscribe('disparity', DisparityImage)
+            assert wait_until(lambda node=node: 'inference started' in node.output,
+                              timeout=60.0, action=lambda r=rigs[presses]: r.publish(frame)), \
+                node.output
+    finally:
+        for rig in rigs.values():
+            rig.close()
+    for presses, node in nodes.items():
+        start = time.monotonic()
+        if presses == 2:
+            node.proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)  # inside the shutdown now: the second press must not wait
+        code = node.stop(timeout=10.0)
+        assert code == 0, (presses, node.output)
+        assert time.monotonic() - start < 10.0
+        assert 'Traceback' not in node.output and 'terminate called' not in node.output, \
+            node.output
+
+
+def test_ctrl_c_during_import_exits_quietly(tmp_path):
+    """Ctrl-C while torch is imported: no traceback, as python -m and as a console script."""
+    script = tmp_path / 'foundation_stereo_node'
+    script.write_text(  # what pip writes for a console_scripts entry point
+        'import re\nimport sys\nfrom foundation_stereo_ros.node import main\n'
+        "if __name__ == '__main__':\n"
+        "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+        '    sys.exit(main())\n')
+    nodes = [NodeProcess(FSR_TEST_SLOW_IMPORT='1'),
+             NodeProcess(command=[sys.executable, str(script), '--ros-args', '-p',
+                                  'backend:=sgbm'], FSR_TEST_SLOW_IMPORT='1')]
+    for node in nodes:
+        assert node.wait_for('importing torch'), node.output
+    for node in nodes:
+        assert node.stop(timeout=10.0) == 0, node.output
+        assert 'Traceback' not in node.output and 'KeyboardInterrupt' not in node.output, \
+            node.output
 
 
 def test_network_backend_end_to_end(tmp_path, ros_context):

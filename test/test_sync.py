@@ -125,7 +125,7 @@ def test_stamps_going_backwards_reset_once_and_recover():
     # Bag loops: back to t=1 s. One reset, reported once, then sets flow again.
     assert feed(sync, 1000 * MS) is not None
     assert feed(sync, 2000 * MS) is not None
-    assert resets == [(0, 5500 * MS, 1000 * MS)]
+    assert resets == [(0, 5500 * MS, 1000 * MS, [1, 0, 0, 0])]  # input 0 went back; 'half' lost
     c = sync.counters
     assert c.resets == 1 and c.matched == 7
     assert c.dropped == 1  # the pending 'half' message
