@@ -5,9 +5,10 @@ topic names, and calls these from its callbacks, worker and diagnostics timer.
 :class:`NodeMonitor` is thread-safe.
 
 The watchdogs judge silence against the other inputs, never against the clock alone: an input
-is silent when the others kept arriving after its last message for longer than the timeout,
-so a camera slower than the timeout, or a check that runs between the image and the
-CameraInfo of one frame, raises nothing. When inputs arrive but form no set, the warning names
+is silent when it said nothing for longer than the timeout while another input delivered at
+least two messages, so a camera slower than the timeout, or a check that runs between the
+image and the CameraInfo of one frame, raises nothing. Silence counts from the first message
+of any input, not from the node's start. When inputs arrive but form no set, the warning names
 the cause the counters show (a CameraInfo stamped 0, repeated stamps, images lost on the way)
 before blaming differing stamps.
 """
@@ -41,8 +42,10 @@ class NodeMonitor:
         self._cached_infos = cache_camera_info
         n = len(self.topics)
         self._last_input: list[float | None] = [None] * n
-        # Per input: when another input first delivered after this one's last message.
+        # Per input i: when another input first delivered after i's last message, and
+        # _after[i][j]: messages input j delivered since then.
         self._others_since: list[float | None] = [None] * n
+        self._after = [[0] * n for _ in range(n)]
         # Since the last synchronised set, per input: first arrival, count, last stamp and
         # messages that repeated the stamp before them.
         self._first_since_set: list[float | None] = [None] * n
@@ -69,9 +72,12 @@ class NodeMonitor:
         with self._lock:
             self._last_input[index] = now
             self._others_since[index] = None
+            self._after[index] = [0] * len(self.topics)
             for other, since in enumerate(self._others_since):
-                if other != index and since is None:
-                    self._others_since[other] = now
+                if other != index:
+                    if since is None:
+                        self._others_since[other] = now
+                    self._after[other][index] += 1
             if self._first_since_set[index] is None:
                 self._first_since_set[index] = now
             self._count_since_set[index] += 1
@@ -93,13 +99,19 @@ class NodeMonitor:
         with self._lock:
             last_input = list(self._last_input)
             others_since = list(self._others_since)
+            most_after = [max(row) for row in self._after]
             first_since_set = list(self._first_since_set)
         timeout = self._timeout
         for index, since in enumerate(others_since):
-            if since is None or now - since <= timeout:
+            if since is None:
                 continue
             if self._cached_infos and index in (LEFT_INFO, RIGHT_INFO) and last_input[index]:
                 continue  # one CameraInfo is all it needs
+            # Silent: for longer than the timeout, and another input delivered two messages
+            # or more after this one's last (one is what a frame slower than the timeout
+            # shows when the check runs between its image and its CameraInfo).
+            if most_after[index] < 2 or now - (last_input[index] or since) <= timeout:
+                continue
             arriving = [self.topics[i] for i, t in enumerate(last_input)
                         if i != index and t is not None and now - t <= timeout]
             if arriving:
@@ -107,8 +119,9 @@ class NodeMonitor:
                     index, now - (last_input[index] or since), arriving), now)
         if all(t is not None for t in first_since_set) and \
                 now - max(first_since_set) > timeout:
-            self.warn('no_sets', 'all inputs arrive but no synchronised set for '
-                      f'{now - min(first_since_set):.1f} s: {self._no_set_cause()}', now)
+            kinds, cause = self._no_set_cause()
+            self.warn(f'no_sets_{kinds}', 'all inputs arrive but no synchronised set for '
+                      f'{now - min(first_since_set):.1f} s: {cause}', now)
 
     def _silence_message(self, index: int, silent: float, arriving: list[str]) -> str:
         topic = self.topics[index]
@@ -124,40 +137,44 @@ class NodeMonitor:
                 'name or remap (ros2 topic info -v shows publishers and their QoS)').replace(
                     '  ', ' ')
 
-    def _no_set_cause(self) -> str:
+    def _no_set_cause(self) -> tuple[str, str]:
+        """(kinds of causes, for throttling; what the counters say and what to do)."""
         with self._lock:
             counts = list(self._count_since_set)
             repeats = list(self._repeats_since_set)
             stamps = list(self._last_stamp)
+        topics = self.topics
         causes = []
         for info in (LEFT_INFO, RIGHT_INFO):
             if stamps[info] == 0:
-                causes.append(f'the CameraInfo on {self.topics[info]} is stamped 0 (its driver '
-                              'does not stamp it), so it never matches an image: fix the '
-                              "driver's stamps or set cache_camera_info:=true")
+                causes.append(('zero_stamp', (
+                    f'the CameraInfo on {topics[info]} is stamped 0 (its driver does not stamp '
+                    "it), so it never matches an image: fix the driver's stamps or set "
+                    'cache_camera_info:=true')))
         for index, repeated in enumerate(repeats):
-            if repeated and (stamps[index] != 0 or index not in (LEFT_INFO, RIGHT_INFO)):
-                causes.append(f'{self.topics[index]} repeats stamps ({repeated} of '
-                              f'{counts[index]} messages carry the stamp of the one before; '
-                              'a stamp already used is dropped): stamp each message with its '
-                              'capture time')
+            if repeated and stamps[index] != 0:
+                causes.append(('repeats', (
+                    f'{topics[index]} repeats stamps ({repeated} of {counts[index]} messages '
+                    'carry the stamp of the one before, and a stamp already used is dropped): '
+                    'stamp each message with its capture time')))
         for image, info in _PAIRS:
             if counts[info] and counts[image] < LOSS_SHARE * counts[info]:
-                causes.append(
-                    f'{self.topics[image]} delivered {counts[image]} messages while '
-                    f'{self.topics[info]} delivered {counts[info]}: images are lost on the way '
-                    '(best effort QoS with large images or a weak link); subscribe reliably '
-                    f'(qos_overrides.{self.topics[image]}.subscription.reliability: reliable) '
-                    'or lower the resolution or rate')
+                causes.append(('lost', (
+                    f'{topics[image]} delivered {counts[image]} messages while {topics[info]} '
+                    f'delivered {counts[info]}: images are lost on the way (best effort QoS with '
+                    'large images or a weak link); subscribe reliably (qos_overrides.'
+                    f'{topics[image]}.subscription.reliability: reliable) or lower the '
+                    'resolution or rate')))
         if causes:
-            return '; '.join(causes)
-        known = [s for s in stamps if s is not None]
-        spread = (max(known) - min(known)) / 1e9 if known else 0.0
+            return (','.join(sorted({kind for kind, _ in causes})),
+                    '; '.join(text for _, text in causes))
+        known = [stamp for stamp in stamps if stamp is not None]
+        spread = f'latest ones span {(max(known) - min(known)) / 1e9:.6f} s' if known else ''
         if self._sync_policy == 'exact':
-            return (f'the stamps of the four inputs differ (latest ones span {spread:.6f} s): '
-                    'try sync_policy:=approximate')
-        return (f'the stamps of the four inputs differ by more than slop={self._slop} s '
-                f'(latest ones span {spread:.6f} s): raise slop')
+            return 'stamps', (f'the stamps of the four inputs differ ({spread}): try '
+                              'sync_policy:=approximate')
+        return 'stamps', (f'the stamps of the four inputs differ by more than slop={self._slop} '
+                          f's ({spread}): raise slop')
 
 
 def model_info(backend: Any, config: Any) -> dict[str, str]:

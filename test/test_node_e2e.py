@@ -27,12 +27,13 @@ import pytest
 import rclpy
 import torch
 from cloud_reader import read_points
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
 from foundation_stereo_ros import conversions
@@ -703,6 +704,131 @@ def test_local_node_processes(local, frame):
     good_pair_still_processed(local, frame)
 
 
+def wait_for_log(capfd, text, action=None, timeout=TIMEOUT):
+    """Wait until the node logged ``text`` (doing ``action`` every 0.1 s); all stderr seen."""
+    seen = []
+
+    def found():
+        seen.append(capfd.readouterr().err)
+        return text in ''.join(seen)
+
+    assert wait_until(found, timeout=timeout, action=action), ''.join(seen)
+    return ''.join(seen)
+
+
+def test_slow_camera_raises_no_false_warnings(local, frame, capfd):
+    """Frames slower than camera_info_timeout, each CameraInfo 0.2 s after its image."""
+    capfd.readouterr()
+    stats = local.stereo.stats
+    before = stats.processed
+    for _ in range(4):
+        sec = local.next_stamp()
+        local.publish(frame, sec=sec, skip=(1, 3))
+        time.sleep(0.2)  # the 0.1 s diagnostics timer runs between image and CameraInfo
+        local.publish(frame, sec=sec, skip=(0, 2))
+        time.sleep(0.4)  # a frame every 0.6 s, camera_info_timeout 0.3 s
+    assert wait_until(lambda: stats.processed >= before + 4)
+    err = capfd.readouterr().err
+    for false_alarm in ('no CameraInfo', 'no synchronised set', 'no message on'):
+        assert false_alarm not in err, err
+
+
+def test_silent_image_topic_is_named(local, frame, capfd):
+    capfd.readouterr()
+    err = wait_for_log(capfd, f'no message on {LOCAL_NS}/right/image_rect',
+                       action=lambda: local.publish(frame, skip=(2,)))
+    assert f'{LOCAL_NS}/left/image_rect' in err  # what still arrives
+    good_pair_still_processed(local, frame)
+
+
+@pytest.mark.parametrize('case, cause', [
+    ('info stamped 0', f'the CameraInfo on {LOCAL_NS}/left/camera_info is stamped 0'),
+    ('repeated stamps', f'{LOCAL_NS}/left/image_rect repeats stamps'),
+    ('lost images', f'{LOCAL_NS}/left/image_rect delivered'),
+])
+def test_no_set_warning_names_the_real_cause(local, frame, capfd, case, cause):
+    calls = []
+
+    def publish():
+        calls.append(None)
+        sec = local.next_stamp()
+        stamps = [sec] * 4
+        skip = ()
+        if case == 'info stamped 0':
+            stamps[1] = stamps[3] = 0
+        elif case == 'repeated stamps':
+            stamps[0] = 900_000  # the left driver keeps one stamp
+        else:  # best effort drops most left images; left and right never make a pair
+            skip = (2,) if len(calls) % 4 == 0 else (0,)
+        for index, (pub, msg) in enumerate(zip(local.pubs, frame)):
+            if index not in skip:
+                msg.header.stamp.sec, msg.header.stamp.nanosec = stamps[index], 0
+                pub.publish(msg)
+
+    capfd.readouterr()
+    err = wait_for_log(capfd, 'no synchronised set', action=publish)
+    assert cause in err, err
+    assert 'try sync_policy:=approximate' not in err, err
+    local.stamp_sec = max(local.stamp_sec, 1_000_000)  # past the repeated stamp
+    good_pair_still_processed(local, frame)
+
+
+def test_empty_frame_id_warns(local, frame, capfd):
+    bare = modified(modified(frame, 0, header=Header()), 1, header=Header())
+    capfd.readouterr()
+    wait_for_log(capfd, 'have an empty frame_id', action=lambda: local.publish(bare))
+    good_pair_still_processed(local, frame)
+
+
+def test_float_images_0_to_255_warn_once(local, frame, scene, capfd):
+    float_frame = list(frame)
+    for index, image in ((0, scene.left), (2, scene.right)):
+        float_frame[index] = conversions.array_to_image(image[..., 1].astype(np.float32),
+                                                        '32FC1')
+        float_frame[index].header.frame_id = 'left_cam'
+    capfd.readouterr()
+    err = wait_for_log(capfd, 'but float images are read as intensities 0..1',
+                       action=lambda: local.publish(float_frame))
+    play_until_outputs(local, float_frame, ['disparity'])
+    err += capfd.readouterr().err
+    assert err.count('float images are read as intensities') == 1, err
+    good_pair_still_processed(local, frame)
+
+
+def test_two_nodes_with_one_name_warn(local, ros_context, capfd):
+    twin = rclpy.create_node('foundation_stereo', namespace=LOCAL_NS, context=ros_context)
+    try:
+        wait_for_log(capfd, f'2 nodes are named {LOCAL_NS}/foundation_stereo')
+    finally:
+        twin.destroy_node()
+
+
+def test_cache_camera_info_reuses_the_latest(ros_context, frame):
+    """cache_camera_info: CameraInfo once (stamped 0, as some drivers do), then images only."""
+    from foundation_stereo_ros.node import FoundationStereoNode
+
+    namespace = f'/cached{os.getpid()}'
+    reliable = [Parameter(f'qos_overrides.{namespace}/{topic}.subscription.reliability',
+                          value='reliable') for topic, _ in INPUTS]
+    node = FoundationStereoNode(
+        backend=make_backend('sgbm', num_disparities=NUM_DISPARITIES), context=ros_context,
+        namespace=namespace, parameter_overrides=[
+            Parameter('backend', value='sgbm'), Parameter('cache_camera_info', value=True),
+            *reliable])
+    rig = Rig(ros_context, namespace, reliable=True, extra_nodes=[node])
+    try:
+        rig.subscribe('disparity', DisparityImage)
+        assert wait_until(lambda: all(node.sync.counters.received[i] for i in (1, 3)),
+                          action=lambda: rig.publish(frame, sec=0, skip=(0, 2)))
+        sent = []
+        assert wait_until(lambda: any(m.header.stamp.sec in sent
+                                      for m in rig.messages('disparity')),
+                          action=lambda: sent.append(rig.publish(frame, skip=(1, 3))))
+    finally:
+        rig.close()
+        node.destroy_node()
+
+
 def test_unsupported_encoding_skipped(local, frame, scene, capfd):
     mono = conversions.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8')
     bad = [conversions.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8'), frame[1],
@@ -781,6 +907,9 @@ def test_stamps_going_backwards_resynchronise(local, frame, capfd):
     assert local.stereo.sync.counters.resets == resets + 1
     err = capfd.readouterr().err
     assert err.count('stamps went backwards') == 1
+    # Which input went back, and what was lost with it.
+    assert f'stamps went backwards on {LOCAL_NS}/left/image_rect' in err, err
+    assert 'discarded the messages waiting for a set' in err, err
 
 
 def test_cuda_out_of_memory_skipped_and_counted(local, frame, capfd):
@@ -849,3 +978,18 @@ def test_colour_map_matches_the_official_one(local):
         local.node.destroy_subscription(sub)
     np.testing.assert_array_equal(
         conversions.image_to_array(out['disparity/image_color']), golden['vis'])
+
+
+def test_future_stamps_warn_instead_of_negative_latency(local, frame, capfd):
+    """Stamps 1000 s ahead of this clock: a warning, and WARN in /diagnostics (not OK)."""
+    local.subscribe('/diagnostics', DiagnosticArray)
+    local.stamp_sec = int(time.time()) + 1000
+    name = f'{LOCAL_NS[1:]}/foundation_stereo: processing'
+
+    def warned():
+        return any(status.name == name and status.level == DiagnosticStatus.WARN and
+                   'ahead of this clock' in status.message
+                   for array_msg in local.messages('/diagnostics') for status in array_msg.status)
+
+    assert wait_until(warned, action=lambda: local.publish(frame))
+    assert 'ahead of this node' in capfd.readouterr().err
