@@ -214,8 +214,9 @@ class CachedInputSynchronizer:
 
     Messages on the ``cached`` inputs (the CameraInfo of a driver or bag that publishes it once
     or rarely) only replace that input's latest message; the other inputs are synchronised by
-    stamp as usual, and each of their sets is completed with the latest cached messages (sets
-    that complete before every cached input has a message are dropped). Same interface as
+    stamp as usual, and each of their sets is completed with the latest cached messages (until
+    every cached input has a message, the newest set waits for them and older ones are
+    dropped). Same interface as
     :class:`StereoSynchronizer`; input indices, counters and ``on_reset`` use the full input
     numbering.
     """
@@ -235,6 +236,7 @@ class CachedInputSynchronizer:
         self._latest: dict[int, Any] = {}
         self._received = [0] * num_inputs
         self._incomplete = 0  # sets dropped because a cached input had no message yet
+        self._held: list[Any] | None = None  # the newest such set, completed when one comes
 
     @property
     def counters(self) -> SyncCounters:
@@ -262,23 +264,31 @@ class CachedInputSynchronizer:
 
     def add(self, index: int, stamp_ns: int, msg: Any) -> list[Any] | None:
         """Add ``msg``; return the complete set (in input order) if it completed one."""
-        if index in self.cached:
-            with self._lock:
+        with self._lock:
+            if index in self.cached:
                 self._received[index] += 1
                 self._latest[index] = msg
-            return None
+                matched, self._held = self._held, None
+                return None if matched is None else self._complete(matched)
         matched = self._inner.add(self._live.index(index), stamp_ns, msg)
         if matched is None:
             return None
         with self._lock:
-            if len(self._latest) < len(self.cached):
+            return self._complete(matched)
+
+    def _complete(self, matched: list[Any]) -> list[Any] | None:
+        """The full set of a synchronised one, or None (held) while a cached input is empty."""
+        if len(self._latest) < len(self.cached):
+            # The first CameraInfo may come just after its images: hold the newest set.
+            if self._held is not None:
                 self._incomplete += 1
-                return None
-            full = [None] * self.num_inputs
-            for live, item in zip(self._live, matched):
-                full[live] = item
-            for cached in self.cached:
-                full[cached] = self._latest[cached]
+            self._held = matched
+            return None
+        full = [None] * self.num_inputs
+        for live, item in zip(self._live, matched):
+            full[live] = item
+        for cached in self.cached:
+            full[cached] = self._latest[cached]
         return full
 
     def _reset(self, index: int, previous_ns: int, new_ns: int, discarded: list[int]) -> None:
