@@ -7,10 +7,13 @@
 Arguments: namespace, backend and checkpoint (override the params file when not empty),
 params_file, the four input topics (remaps, relative to the namespace unless absolute),
 log_level. Outputs appear under the namespace: disparity, depth/image_rect, points...
+
+When the node ends, the launch ends; when it fails (at start: a missing checkpoint, a bad
+parameter), ``ros2 launch`` fails too (exit code 1) instead of idling with exit code 0.
 """
 from pathlib import Path
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.launch_description import LaunchDescription
 from launch_ros.actions import Node
 
@@ -25,6 +28,18 @@ TOPIC_ARGUMENTS = (
     ('right_image', 'right/image_rect'),
     ('right_info', 'right/camera_info'),
 )
+
+
+def end_launch(event, context):
+    """The node exited: end the launch, and fail it when the node failed.
+
+    launch turns an exception in an event handler into exit code 1 of ``ros2 launch``
+    (Humble and later); a Shutdown action alone would end it with 0.
+    """
+    if event.returncode != 0 and not context.is_shutdown:
+        raise RuntimeError(f'{event.process_name} exited with code {event.returncode} (its '
+                           'error is above); ending the launch')
+    return [Shutdown(reason=f'{event.process_name} exited')]
 
 
 def _node(context, *args, **kwargs):
@@ -43,6 +58,7 @@ def _node(context, *args, **kwargs):
         ros_arguments=['--log-level', config['log_level']],
         output='screen',
         emulate_tty=True,
+        on_exit=end_launch,
     )]
 
 
