@@ -130,6 +130,23 @@ def _open_reader(path: Path) -> Reader:
     return reader
 
 
+class _DamagedInput(Exception):
+    """Reading the input bag failed part way (a corrupt chunk, a cut-off file)."""
+
+
+def _messages(reader: Reader) -> Any:
+    """The reader's messages; a failure to read one becomes :class:`_DamagedInput`."""
+    iterator = reader.messages()
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:  # rosbags raises ReaderError, but also struct/zstd errors
+            raise _DamagedInput(f'{type(exc).__name__}: {exc}') from exc
+        yield item
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM stops the run like Ctrl-C: the output bag is closed
 
@@ -238,7 +255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for topic, msg_type in zip(OUTPUT_TOPICS, OUTPUT_TYPES) if topic in args.outputs}
             progress = tqdm(total=reader.message_count, unit='msg', disable=args.quiet,
                             desc='stereo', dynamic_ncols=True)
-            for conn, timestamp, raw in reader.messages():
+            for conn, timestamp, raw in _messages(reader):
                 read += 1
                 progress.update()
                 if copies[conn.id] is not None:
@@ -267,7 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             progress.close()
         except KeyboardInterrupt:
             interrupted = f'interrupted (Ctrl-C) after {read} of {reader.message_count} messages'
-        except ReaderError as exc:
+        except _DamagedInput as exc:
             interrupted = (f'stopped after {read} of {reader.message_count} messages: the input '
                            f'bag is damaged there ({exc})')
         finally:
@@ -316,10 +333,13 @@ def _process(matched: list, processor: StereoSetProcessor, wanted: list[str],
     try:
         return processor.process(matched, wanted).messages
     except PairError as exc:
-        if not events[exc.event]:
-            LOG.warning('%s', exc)
-        events[exc.event] += 1
-        return {}
+        event, message = exc.event, str(exc)
+    except Exception as exc:  # noqa: BLE001 - like the node: one failing pair is skipped
+        event, message = 'backend_error', f'pair skipped: {type(exc).__name__}: {exc}'
+    if not events[event]:
+        LOG.warning('%s', message)
+    events[event] += 1
+    return {}
 
 
 def main(argv: list[str] | None = None) -> int:
