@@ -181,7 +181,8 @@ SETTINGS: tuple[Setting, ...] = (
             'once (latched) or rarely, or stamp it 0.', SYNC),
     # -- the node's monitoring (read-only) ---------------------------------------------------
     Setting('camera_info_timeout', 2.0,
-            'Warn (throttled) when images arrive but no CameraInfo did for this long (seconds).',
+            'Warn (throttled) when an input is silent while the others arrive, or no set '
+            'forms, for this long (seconds).',
             NODE, low=0.1, high=60.0, tools=False),
     Setting('diagnostics_period', 1.0, 'Period of /diagnostics messages (seconds).',
             NODE, low=0.1, high=60.0, tools=False),
