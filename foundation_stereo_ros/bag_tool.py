@@ -102,7 +102,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def bag_path(path: Path) -> Path:
-    """The path to open: ``path``, or its only bag file when the folder lacks metadata.yaml."""
+    """Return the path to open: ``path``, or its only bag file when it lacks metadata.yaml."""
     if not path.exists():
         raise BagToolError(f'input bag not found: {path}')
     if path.is_file() or (path / 'metadata.yaml').is_file():
@@ -135,7 +135,7 @@ class _DamagedInput(Exception):
 
 
 def _messages(reader: Reader) -> Any:
-    """The reader's messages; a failure to read one becomes :class:`_DamagedInput`."""
+    """Yield the reader's messages; a failure to read one becomes :class:`_DamagedInput`."""
     iterator = reader.messages()
     while True:
         try:
@@ -343,8 +343,11 @@ def _process(matched: list, processor: StereoSetProcessor, wanted: list[str],
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: 0 when pairs were processed, 1 when none (or the input was damaged
-    part way), 2 on bad input, 130 when interrupted (the output keeps the work done)."""
+    """Console entry point; returns the exit code.
+
+    0 when pairs were processed, 1 when none (or the input was damaged part way), 2 on bad
+    input, 130 when interrupted (the output bag keeps the work done).
+    """
     logging.basicConfig(level=logging.INFO, format='bag_tool: %(levelname)s: %(message)s')
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _interrupt)

@@ -224,7 +224,7 @@ class CachedInputSynchronizer:
     def __init__(self, num_inputs: int, cached: Sequence[int], *,
                  on_reset: Callable[[int, int, int, list[int]], None] | None = None,
                  **options: Any) -> None:
-        """``cached``: the cached inputs' indices; ``options``: :class:`StereoSynchronizer`'s."""
+        """Synchronise all inputs but ``cached``; ``options``: :class:`StereoSynchronizer`'s."""
         self.num_inputs = num_inputs
         self.cached = tuple(sorted(set(cached)))
         self._live = [i for i in range(num_inputs) if i not in self.cached]
@@ -240,8 +240,10 @@ class CachedInputSynchronizer:
 
     @property
     def counters(self) -> SyncCounters:
-        """Return a snapshot of the counters (a set dropped for want of a cached message counts
-        its messages as dropped)."""
+        """Return a snapshot of the counters.
+
+        A set dropped for want of a cached message counts its messages as dropped.
+        """
         inner = self._inner.counters
         with self._lock:
             received = list(self._received)
@@ -277,7 +279,7 @@ class CachedInputSynchronizer:
             return self._complete(matched)
 
     def _complete(self, matched: list[Any]) -> list[Any] | None:
-        """The full set of a synchronised one, or None (held) while a cached input is empty."""
+        """Return the full set of a synchronised one, or None (held) while a cache is empty."""
         if len(self._latest) < len(self.cached):
             # The first CameraInfo may come just after its images: hold the newest set.
             if self._held is not None:
@@ -301,7 +303,7 @@ class CachedInputSynchronizer:
 
 def make_synchronizer(num_inputs: int, *, cached: Sequence[int] = (), **options: Any,
                       ) -> StereoSynchronizer | CachedInputSynchronizer:
-    """A synchroniser of ``num_inputs`` inputs; ``cached`` ones reuse their latest message."""
+    """Build a synchroniser of ``num_inputs`` inputs; ``cached`` ones reuse their latest."""
     if cached:
         return CachedInputSynchronizer(num_inputs, cached, **options)
     return StereoSynchronizer(num_inputs, **options)

@@ -31,7 +31,7 @@ TOPIC_ARGUMENTS = (
 
 
 def end_launch(event, context):
-    """The node exited: end the launch, and fail it when the node failed.
+    """End the launch when the node exited, and fail it when the node failed.
 
     launch turns an exception in an event handler into exit code 1 of ``ros2 launch``
     (Humble and later); a Shutdown action alone would end it with 0.

@@ -208,7 +208,7 @@ def test_fast_producer_slow_consumer_latency_is_bounded():
 
 
 def test_cached_inputs_complete_sets_with_their_latest_message():
-    """CameraInfo (inputs 1 and 3) recorded once, stamped 0: every image pair still forms a set."""
+    """Inputs 1 and 3 (CameraInfo) recorded once, stamped 0: every image pair forms a set."""
     sync = CachedInputSynchronizer(4, (1, 3), policy='exact')
     assert sync.add(0, 10 * MS, 'L10') is None
     assert sync.add(1, 0, 'info_l') is None
