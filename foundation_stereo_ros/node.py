@@ -29,6 +29,7 @@ from typing import Any
 from foundation_stereo_ros.ros_main import exit_on_interrupt, run_node
 
 with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and torch
+    import rclpy.logging
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.node import Node
     from rclpy.qos import (
@@ -300,7 +301,9 @@ class FoundationStereoNode(Node):
             self._worker.join(timeout=SHUTDOWN_GRACE)
             self.busy_at_exit = self._worker.is_alive()
             if self.busy_at_exit:
-                self.get_logger().info('stopping without waiting for the pair in progress')
+                # Not the node's logger: its rosout publisher died with the context on SIGINT.
+                rclpy.logging.get_logger(f'{self.get_logger().name}.shutdown').info(
+                    'stopping without waiting for the pair in progress')
         super().destroy_node()
 
 
