@@ -549,19 +549,24 @@ def test_ctrl_c_during_slow_inference_stops_at_once(ros_context, frame):
 
 def test_ctrl_c_during_import_exits_quietly(tmp_path):
     """Ctrl-C while torch is imported: no traceback, as python -m and as a console script."""
+    # The offline tools guard their imports the same way.
     script = tmp_path / 'foundation_stereo_node'
     script.write_text(  # what pip writes for a console_scripts entry point
         'import re\nimport sys\nfrom foundation_stereo_ros.node import main\n'
         "if __name__ == '__main__':\n"
         "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
         '    sys.exit(main())\n')
-    nodes = [NodeProcess(FSR_TEST_SLOW_IMPORT='1'),
-             NodeProcess(command=[sys.executable, str(script), '--ros-args', '-p',
-                                  'backend:=sgbm'], FSR_TEST_SLOW_IMPORT='1')]
-    for node in nodes:
+    tool = [sys.executable, '-m', 'foundation_stereo_ros.{}', '--help']
+    # (process, exit code): the node stops with 0, the offline tools with 130 (interrupted).
+    runs = [(NodeProcess(FSR_TEST_SLOW_IMPORT='1'), 0),
+            (NodeProcess(command=[sys.executable, str(script), '--ros-args', '-p',
+                                  'backend:=sgbm'], FSR_TEST_SLOW_IMPORT='1'), 0),
+            *((NodeProcess(command=[a.format(name) for a in tool], FSR_TEST_SLOW_IMPORT='1'),
+               130) for name in ('bag_tool', 'demo'))]
+    for node, _ in runs:
         assert node.wait_for('importing torch'), node.output
-    for node in nodes:
-        assert node.stop(timeout=10.0) == 0, node.output
+    for node, code in runs:
+        assert node.stop(timeout=10.0) == code, node.output
         assert 'Traceback' not in node.output and 'KeyboardInterrupt' not in node.output, \
             node.output
 
