@@ -117,11 +117,13 @@ class NodeMonitor:
             if arriving:
                 self.warn(f'silent_{index}', self._silence_message(
                     index, now - (last_input[index] or since), arriving), now)
-        if all(t is not None for t in first_since_set) and \
-                now - max(first_since_set) > timeout:
+        # The inputs a set waits for (not the cached CameraInfo, with cache_camera_info).
+        waited = [t for i, t in enumerate(first_since_set)
+                  if not (self._cached_infos and i in (LEFT_INFO, RIGHT_INFO))]
+        if all(t is not None for t in waited) and now - max(waited) > timeout:
             kinds, cause = self._no_set_cause()
             self.warn(f'no_sets_{kinds}', 'all inputs arrive but no synchronised set for '
-                      f'{now - min(first_since_set):.1f} s: {cause}', now)
+                      f'{now - min(waited):.1f} s: {cause}', now)
 
     def _silence_message(self, index: int, silent: float, arriving: list[str]) -> str:
         topic = self.topics[index]
