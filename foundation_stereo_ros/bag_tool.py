@@ -23,6 +23,7 @@ import logging
 import math
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -145,6 +146,21 @@ def _messages(reader: Reader) -> Any:
         except Exception as exc:  # rosbags raises ReaderError, but also struct/zstd errors
             raise _DamagedInput(f'{type(exc).__name__}: {exc}') from exc
         yield item
+
+
+@contextlib.contextmanager
+def _uninterruptible() -> Any:
+    """Ignore SIGINT and SIGTERM inside the block (main thread only, where signals land)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -288,7 +304,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             interrupted = (f'stopped after {read} of {reader.message_count} messages: the input '
                            f'bag is damaged there ({exc})')
         finally:
-            writer.close()
+            with _uninterruptible():  # a second Ctrl-C must not cut the closing short
+                writer.close()
 
     counters = sync.counters
     summary = {
