@@ -42,13 +42,14 @@ with exit_on_interrupt(130):  # Ctrl-C during the seconds of importing torch
     from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
     from foundation_stereo_ros.settings import Settings
     from foundation_stereo_ros.stereo_io import (
-        CAMERA_INFO_INPUTS,
         INPUT_TOPICS,
         INPUT_TYPES,
         LEFT_IMAGE,
+        LEFT_INFO,
         OUTPUT_TOPICS,
         OUTPUT_TYPES,
         RIGHT_IMAGE,
+        RIGHT_INFO,
         PairError,
         StereoSetProcessor,
         stamp_ns,
@@ -222,7 +223,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         StereoPipeline(backend, PipelineConfig(**chosen.pipeline_options())), LOG)
     sync = make_synchronizer(
         len(INPUT_TOPICS), policy=chosen.sync_policy, queue_size=chosen.queue_size,
-        slop=chosen.slop, cached=CAMERA_INFO_INPUTS if chosen.cache_camera_info else (),
+        slop=chosen.slop, cached=(LEFT_INFO, RIGHT_INFO) if chosen.cache_camera_info else (),
         on_reset=lambda i, a, b, lost: LOG.warning(
             'stamps went backwards on %s (%.3f s -> %.3f s): discarded %d messages waiting '
             'for a set; synchronising afresh', args.topics[i], a / 1e9, b / 1e9, sum(lost)))
@@ -337,7 +338,7 @@ def _warn_rare_camera_info(received: list[int], cached: bool, topics: list[str])
     """Suggest --cache-camera-info when a camera's images far outnumber its CameraInfo."""
     if cached:
         return
-    for image, info in ((LEFT_IMAGE, CAMERA_INFO_INPUTS[0]), (RIGHT_IMAGE, CAMERA_INFO_INPUTS[1])):
+    for image, info in ((LEFT_IMAGE, LEFT_INFO), (RIGHT_IMAGE, RIGHT_INFO)):
         if received[image] > 2 * received[info]:
             LOG.warning('%s holds %d messages for %d images on %s: images without a CameraInfo '
                         'of their stamp were not processed; pass --cache-camera-info to reuse '

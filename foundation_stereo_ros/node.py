@@ -49,11 +49,12 @@ with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and to
     from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
     from foundation_stereo_ros.settings import Settings, SettingsError
     from foundation_stereo_ros.stereo_io import (
-        CAMERA_INFO_INPUTS,
         INPUT_TOPICS,
         INPUT_TYPES,
+        LEFT_INFO,
         OUTPUT_TOPICS,
         OUTPUT_TYPES,
+        RIGHT_INFO,
         PairError,
         StereoSetProcessor,
         stamp_ns,
@@ -131,7 +132,7 @@ class FoundationStereoNode(Node):
             cache_camera_info=s.cache_camera_info)
         self.sync = make_synchronizer(
             len(INPUT_TOPICS), policy=s.sync_policy, queue_size=s.queue_size, slop=s.slop,
-            cached=CAMERA_INFO_INPUTS if s.cache_camera_info else (),
+            cached=(LEFT_INFO, RIGHT_INFO) if s.cache_camera_info else (),
             on_reset=self._on_sync_reset)
         self.slot: LatestSlot[_PairJob] = LatestSlot()
         self._subscriptions_in = [

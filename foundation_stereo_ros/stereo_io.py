@@ -28,7 +28,6 @@ from foundation_stereo_ros.visualize import colorize_disparity
 INPUT_TOPICS = ('left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info')
 INPUT_TYPES = (Image, CameraInfo, Image, CameraInfo)
 LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO = range(4)
-CAMERA_INFO_INPUTS = (LEFT_INFO, RIGHT_INFO)  # the inputs cache_camera_info reuses
 OUTPUT_TOPICS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points',
                  'disparity/image_color')
 OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image)
