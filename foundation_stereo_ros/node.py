@@ -223,9 +223,9 @@ class FoundationStereoNode(Node):
             except Exception as exc:  # noqa: BLE001 - the worker must survive any one pair
                 if self._stop.is_set() or not self.context.ok():
                     return  # shutting down: publishers are gone
-                self.stats.count_event('backend_error')
                 self.monitor.warn('backend_error', f'pair skipped: {type(exc).__name__}: {exc}',
                                   time.monotonic())
+                self.stats.count_event('backend_error')
 
     def _process(self, job: _PairJob) -> None:
         wanted = [t for t, pub in self.outputs.items() if pub.get_subscription_count() > 0]
@@ -235,8 +235,9 @@ class FoundationStereoNode(Node):
         try:
             processed = self.processor.process(job.msgs, wanted)
         except PairError as exc:
-            self.stats.count_event(exc.event)
+            # Warn, then count: whoever sees the count can already read the warning.
             self.monitor.warn(f'{exc.event}_{exc.kind}', str(exc), time.monotonic())
+            self.stats.count_event(exc.event)
             return
         start = time.perf_counter()
         for topic, msg in processed.messages.items():
