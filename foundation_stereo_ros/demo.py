@@ -14,15 +14,18 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
+from foundation_stereo_ros.ros_main import exit_on_interrupt
 
-from foundation_stereo_ros import settings
-from foundation_stereo_ros.backends import make_backend
-from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
-from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline, StereoResult
-from foundation_stereo_ros.ply import write_ply
-from foundation_stereo_ros.visualize import colorize_disparity
+with exit_on_interrupt(130):  # Ctrl-C during the seconds of importing torch
+    import cv2
+    import numpy as np
+
+    from foundation_stereo_ros import settings
+    from foundation_stereo_ros.backends import make_backend
+    from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
+    from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline, StereoResult
+    from foundation_stereo_ros.ply import write_ply
+    from foundation_stereo_ros.visualize import colorize_disparity
 
 
 class DemoError(RuntimeError):
@@ -89,6 +92,14 @@ def check_checkpoint(checkpoint: str) -> None:
             '(model_best_bp2.pth and its cfg.yaml), not only the .pth file')
 
 
+def check_out(out: Path) -> None:
+    """Refuse an --out that cannot become a folder, before the slow part runs."""
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise DemoError(f'cannot write the outputs to --out {out}: {blocker} is a file; give '
+                        'a folder')
+
+
 def write_outputs(out: Path, result: StereoResult, left: np.ndarray) -> int:
     """Write the four demo files; returns the number of points in cloud.ply."""
     out.mkdir(parents=True, exist_ok=True)
@@ -121,16 +132,27 @@ def run(args: argparse.Namespace) -> dict:
         raise DemoError(str(exc)) from exc
     if chosen.backend == 'foundation_stereo':
         check_checkpoint(chosen.checkpoint)
+    check_out(args.out)
+    try:
+        config = PipelineConfig(**chosen.pipeline_options())
+    except ValueError as exc:
+        raise DemoError(str(exc)) from exc
     try:
         backend = make_backend(chosen.backend, **chosen.backend_options())
-        config = PipelineConfig(**chosen.pipeline_options())
-    except (FileNotFoundError, ValueError) as exc:
-        raise DemoError(str(exc)) from exc
+    except Exception as exc:  # the checkpoint or device: any failure is the user's to fix
+        what = ('--checkpoint (a FoundationStereo .pth with its cfg.yaml beside it), --device '
+                'and --precision, or use --backend sgbm' if chosen.backend == 'foundation_stereo'
+                else 'the backend options')
+        raise DemoError(f'cannot start the {chosen.backend} backend: {type(exc).__name__}: '
+                        f'{exc}. Check {what}') from exc
     pipeline = StereoPipeline(backend, config)
     start = time.perf_counter()
     result = pipeline.process(left, right, camera)
     elapsed = time.perf_counter() - start
-    n_points = write_outputs(args.out, result, left)
+    try:
+        n_points = write_outputs(args.out, result, left)
+    except OSError as exc:
+        raise DemoError(f'cannot write the outputs to --out {args.out}: {exc}') from exc
 
     valid = np.isfinite(result.disparity)
     summary = {

@@ -185,6 +185,10 @@ def build_diagnostic_array(snap: StatsSnapshot, *, prefix: str, hardware_id: str
         problems = ', '.join(f'{k.replace("_", " ")} x{v}' for k, v in
                              snap.events_window.items() if v and k != 'skipped_no_subscribers')
         level, message = DiagnosticStatus.WARN, f'pairs skipped: {problems}'
+    elif snap.latency_mean < 0.0:  # NaN (nothing processed) compares False
+        level, message = DiagnosticStatus.WARN, (
+            f'input stamps are {_fmt(-snap.latency_mean, 1e3, 0)} ms ahead of this clock: '
+            'camera and node clocks disagree (chrony/PTP; use_sim_time), latency unknown')
     elif snap.processed_rate > 0.0:
         level, message = DiagnosticStatus.OK, (
             f'{snap.processed_rate:.1f} Hz, latency {_fmt(snap.latency_mean, 1e3, 0)} ms')

@@ -23,44 +23,50 @@ watchdogs from :mod:`.monitor`.
 """
 from __future__ import annotations
 
+import difflib
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.node import Node
-from rclpy.parameter import Parameter
-from rclpy.qos import (
-    QoSDurabilityPolicy,
-    QoSHistoryPolicy,
-    QoSProfile,
-    QoSReliabilityPolicy,
-    qos_profile_sensor_data,
-)
-from rclpy.qos_overriding_options import QoSOverridingOptions
+from foundation_stereo_ros.ros_main import exit_on_interrupt, run_node
 
-from foundation_stereo_ros import ros_params, settings
-from foundation_stereo_ros.backends import make_backend
-from foundation_stereo_ros.backends.base import DisparityBackend
-from foundation_stereo_ros.diagnostics import NodeStats, build_diagnostic_array
-from foundation_stereo_ros.monitor import NodeMonitor, model_info
-from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
-from foundation_stereo_ros.ros_main import run_node
-from foundation_stereo_ros.settings import Settings, SettingsError
-from foundation_stereo_ros.stereo_io import (
-    COMPRESSED_SUFFIX,
-    IMAGE_SLOTS,
-    OUTPUT_TOPICS,
-    OUTPUT_TYPES,
-    PairError,
-    StereoSetProcessor,
-    input_topics,
-    input_types,
-    stamp_ns,
-)
-from foundation_stereo_ros.sync import LatestSlot, StereoSynchronizer
+with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and torch
+    import rclpy.logging
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.qos import (
+        QoSDurabilityPolicy,
+        QoSHistoryPolicy,
+        QoSProfile,
+        QoSReliabilityPolicy,
+        qos_profile_sensor_data,
+    )
+    from rclpy.qos_overriding_options import QoSOverridingOptions
+
+    from foundation_stereo_ros import ros_params, settings
+    from foundation_stereo_ros.backends import make_backend
+    from foundation_stereo_ros.backends.base import DisparityBackend
+    from foundation_stereo_ros.diagnostics import NodeStats, build_diagnostic_array
+    from foundation_stereo_ros.monitor import NodeMonitor, model_info
+    from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
+    from foundation_stereo_ros.settings import Settings, SettingsError
+    from foundation_stereo_ros.stereo_io import (
+        COMPRESSED_SUFFIX,
+        IMAGE_SLOTS,
+        LEFT_INFO,
+        OUTPUT_TOPICS,
+        OUTPUT_TYPES,
+        RIGHT_INFO,
+        PairError,
+        StereoSetProcessor,
+        input_topics,
+        input_types,
+        stamp_ns,
+    )
+    from foundation_stereo_ros.sync import LatestSlot, make_synchronizer
 
 # Default QoS (users change it with qos_overrides.<topic>.<subscription|publisher>.<policy>):
 # inputs like a camera driver's (best effort), outputs reliable for recording and RViz.
@@ -68,10 +74,23 @@ INPUT_QOS = qos_profile_sensor_data
 OUTPUT_QOS = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE,
                         durability=QoSDurabilityPolicy.VOLATILE,
                         history=QoSHistoryPolicy.KEEP_LAST)
+# How long stopping waits for the pair in progress; inference still running after that is
+# abandoned (the process exits without waiting for it, see ros_main.run_node).
+SHUTDOWN_GRACE = 1.0
+# Where the fix of a startup error goes: parameters are NAME:=VALUE in both forms.
+HOW_TO_SET = ('set parameters as NAME:=VALUE: ros2 launch foundation_stereo_ros '
+              'foundation_stereo.launch.py checkpoint:=... backend:=... params_file:=...; '
+              'ros2 run foundation_stereo_ros foundation_stereo_node --ros-args -p NAME:=VALUE; '
+              'config/foundation_stereo.yaml lists every parameter with its default and range')
 
 
 class StartupError(RuntimeError):
-    """The node cannot start (bad parameters, missing checkpoint...): message says what to do."""
+    """The node cannot start (bad parameters, missing checkpoint...): message says what to do.
+
+    ``logger``: the node's logger (its real name and namespace), once the node exists.
+    """
+
+    logger: Any = None
 
 
 @dataclass
@@ -87,11 +106,18 @@ class FoundationStereoNode(Node):
                  node_name: str = 'foundation_stereo', **node_kwargs: Any) -> None:
         """Declare parameters, build the backend and the ROS interfaces, start the worker."""
         super().__init__(node_name, **node_kwargs)
+        self.busy_at_exit = False
+        try:
+            self._start(backend)
+        except StartupError as exc:
+            exc.logger = self.get_logger()
+            raise
+
+    def _start(self, backend: DisparityBackend | None) -> None:
         try:
             self.settings = Settings(ros_params.declare(self, settings.SETTINGS))
         except (ros_params.ParameterError, SettingsError) as exc:
-            raise StartupError(f'{exc} (config/foundation_stereo.yaml lists every parameter '
-                               'with its default and range)') from exc
+            raise StartupError(f'{exc}. What to do: {HOW_TO_SET}') from exc
         s = self.settings
         self._values = dict(s)
 
@@ -113,13 +139,14 @@ class FoundationStereoNode(Node):
 
         topics = _subscribed_topics(self, s.rectify, s.image_transport)
         types = input_types(s.image_transport)
-        now = time.monotonic()
-        self.stats = NodeStats(topics, now)
+        self.stats = NodeStats(topics, time.monotonic())
         self.monitor = NodeMonitor(
-            self.get_logger().warning, [self.resolve_topic_name(t) for t in topics], now,
-            camera_info_timeout=s.camera_info_timeout, sync_policy=s.sync_policy, slop=s.slop)
-        self.sync = StereoSynchronizer(
+            self.get_logger().warning, [self.resolve_topic_name(t) for t in topics],
+            camera_info_timeout=s.camera_info_timeout, sync_policy=s.sync_policy, slop=s.slop,
+            cache_camera_info=s.cache_camera_info)
+        self.sync = make_synchronizer(
             len(topics), policy=s.sync_policy, queue_size=s.queue_size, slop=s.slop,
+            cached=(LEFT_INFO, RIGHT_INFO) if s.cache_camera_info else (),
             on_reset=self._on_sync_reset)
         self.slot: LatestSlot[_PairJob] = LatestSlot()
         self._subscriptions_in = [
@@ -133,26 +160,52 @@ class FoundationStereoNode(Node):
         self._diag_timer = self.create_timer(s.diagnostics_period, self._on_diagnostics_timer)
         self.get_logger().info(
             f'{self.backend.name} backend on {self.backend.device}; inputs '
-            f'{", ".join(self.monitor.topics)} ({s.sync_policy} sync)')
+            f'{", ".join(self.monitor.topics)} ({s.sync_policy} sync'
+            + (', latest CameraInfo reused' if s.cache_camera_info else '') + ')')
+        self._warn_undeclared_parameters()
+
+    def _warn_undeclared_parameters(self) -> None:
+        """Warn about parameters given at start that this node does not have (typos)."""
+        # rclpy keeps every override of the command line and params files here (Humble and
+        # later); with allow_undeclared_parameters off, those never declared are ignored.
+        given = getattr(self, '_parameter_overrides', {})
+        unknown = sorted(name for name in given if not self.has_parameter(name))
+        if not unknown:
+            return
+        known = [setting.name for setting in settings.SETTINGS]
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1)
+            hints.append(f'{name} (did you mean {close[0]}?)' if close else name)
+        self.get_logger().warning(
+            f'ignored parameters, not parameters of this node: {", ".join(hints)}; '
+            'ros2 param list shows its parameters (QoS ones: qos_overrides.<topic>.'
+            '<publisher|subscription>.<policy> for its own topics)')
 
     # -- input side (executor thread: never blocks on inference) -----------------------------
 
     def _make_callback(self, index: int):
         def callback(msg: Any) -> None:
             now = time.monotonic()
-            self.monitor.input_arrived(index, now)
+            stamp = stamp_ns(msg)
+            self.monitor.input_arrived(index, now, stamp)
             self.stats.count_input(index)
-            matched = self.sync.add(index, stamp_ns(msg), msg)
+            matched = self.sync.add(index, stamp, msg)
             if matched is not None:
                 self.monitor.set_matched(now)
                 self.slot.put(_PairJob(matched, now))
         return callback
 
-    def _on_sync_reset(self, index: int, previous_ns: int, new_ns: int) -> None:
+    def _on_sync_reset(self, index: int, previous_ns: int, new_ns: int,
+                       discarded: list[int]) -> None:
+        lost = ', '.join(f'{n} on {topic}' for n, topic in zip(discarded, self.monitor.topics)
+                         if n) or 'none were pending'
         self.get_logger().warning(
             f'stamps went backwards on {self.monitor.topics[index]} '
-            f'({previous_ns / 1e9:.3f} s -> {new_ns / 1e9:.3f} s; a bag played in a loop or a '
-            'restarted driver?): pending messages discarded, synchronising afresh')
+            f'({previous_ns / 1e9:.3f} s -> {new_ns / 1e9:.3f} s): discarded the messages '
+            f'waiting for a set ({lost}); synchronising afresh. When every input goes back, a '
+            'bag restarted or a driver was restarted; when only this one does, its publisher '
+            'stamps with another clock')
 
     # -- parameters ------------------------------------------------------------------------------
 
@@ -184,9 +237,9 @@ class FoundationStereoNode(Node):
             except Exception as exc:  # noqa: BLE001 - the worker must survive any one pair
                 if self._stop.is_set() or not self.context.ok():
                     return  # shutting down: publishers are gone
-                self.stats.count_event('backend_error')
                 self.monitor.warn('backend_error', f'pair skipped: {type(exc).__name__}: {exc}',
                                   time.monotonic())
+                self.stats.count_event('backend_error')
 
     def _process(self, job: _PairJob) -> None:
         wanted = [t for t, pub in self.outputs.items() if pub.get_subscription_count() > 0]
@@ -196,8 +249,9 @@ class FoundationStereoNode(Node):
         try:
             processed = self.processor.process(job.msgs, wanted)
         except PairError as exc:
-            self.stats.count_event(exc.event)
+            # Warn, then count: whoever sees the count can already read the warning.
             self.monitor.warn(f'{exc.event}_{exc.kind}', str(exc), time.monotonic())
+            self.stats.count_event(exc.event)
             return
         start = time.perf_counter()
         for topic, msg in processed.messages.items():
@@ -205,12 +259,27 @@ class FoundationStereoNode(Node):
         timings = {**processed.timings, 'publish': time.perf_counter() - start}
         latency = (self.get_clock().now().nanoseconds - stamp_ns(job.msgs[0])) / 1e9
         self.stats.count_processed(latency, timings)
+        self._check_output(job.msgs, latency)
+
+    def _check_output(self, msgs: list, latency: float) -> None:
+        now = time.monotonic()
+        if not (msgs[0].header.frame_id or msgs[1].header.frame_id):
+            self.monitor.warn('empty_frame_id', (
+                f'the left image and CameraInfo ({self.monitor.topics[0]}) have an empty '
+                'frame_id, so the outputs have none and RViz or tf cannot place them: set the '
+                "camera driver's frame_id (REP 103 optical frame)"), now)
+        if latency < 0.0:
+            self.monitor.warn('future_stamp', (
+                f'input stamps are {-latency:.3f} s ahead of this node\'s clock: the camera '
+                'and this machine disagree on the time (synchronise clocks with chrony or PTP; '
+                'use_sim_time must match the publisher)'), now)
 
     # -- diagnostics (executor thread) -----------------------------------------------------------
 
     def _on_diagnostics_timer(self) -> None:
         now = time.monotonic()
         self.monitor.check_inputs(now)
+        self._check_unique_name(now)
         sync = self.sync.counters
         slot = self.slot.counters
         snap = self.stats.snapshot(now, {
@@ -223,13 +292,34 @@ class FoundationStereoNode(Node):
             model=model_info(self.backend, self.pipeline.config),
             stamp=self.get_clock().now().to_msg()))
 
+    def _check_unique_name(self, now: float) -> None:
+        me = (self.get_name(), self.get_namespace())
+        twins = self.get_node_names_and_namespaces().count(me)
+        if twins > 1:
+            self.monitor.warn('same_name', (
+                f'{twins} nodes are named {self.get_fully_qualified_name()}: parameters, '
+                'services and logs of that name reach either one; give each a namespace or '
+                'name (launch: namespace:=..., node_name:=...; ros2 run: -r __ns:=/... or '
+                '-r __node:=...)'), now)
+
     # -- shutdown --------------------------------------------------------------------------------
 
     def destroy_node(self) -> None:
-        """Stop the worker (finishing its current pair), then the ROS side."""
-        self._stop.set()
-        self.slot.close()
-        self._worker.join(timeout=30.0)
+        """Stop the worker, then the ROS side.
+
+        The pair in progress gets :data:`SHUTDOWN_GRACE` seconds; a network inference that
+        runs longer is abandoned (``busy_at_exit``), and ``run_node`` ends the process
+        without waiting for it.
+        """
+        if hasattr(self, '_worker'):
+            self._stop.set()
+            self.slot.close()
+            self._worker.join(timeout=SHUTDOWN_GRACE)
+            self.busy_at_exit = self._worker.is_alive()
+            if self.busy_at_exit:
+                # Not the node's logger: its rosout publisher died with the context on SIGINT.
+                rclpy.logging.get_logger(f'{self.get_logger().name}.shutdown').info(
+                    'stopping without waiting for the pair in progress')
         super().destroy_node()
 
 
@@ -248,7 +338,9 @@ def _build_backend(s: Settings) -> DisparityBackend:
         return make_backend(s.backend, **s.backend_options())
     except Exception as exc:
         what = (f'check checkpoint:={s.checkpoint} (a FoundationStereo .pth with its '
-                'cfg.yaml beside it), device and precision, or run with backend:=sgbm'
+                'cfg.yaml beside it; ros2 launch foundation_stereo_ros '
+                'foundation_stereo.launch.py checkpoint:=/path/to/model_best_bp2.pth), device '
+                'and precision, or run with backend:=sgbm'
                 if s.backend == 'foundation_stereo' else 'check the sgbm parameters')
         raise StartupError(f'cannot start the {s.backend} backend: '
                            f'{type(exc).__name__}: {exc}. What to do: {what}') from exc

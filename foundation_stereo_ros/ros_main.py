@@ -1,12 +1,63 @@
-"""The init/spin/shutdown logic shared by the package's node executables."""
+"""Start, spin and stop the package's node executables; Ctrl-C never ends in a traceback.
+
+Imports nothing heavy at module level, so :func:`exit_on_interrupt` can guard the seconds of
+importing rclpy and torch that precede ``main``.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import itertools
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import rclpy
-import rclpy.logging
-from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
+if TYPE_CHECKING:
+    from rclpy.node import Node
+
+# Exit code of a process stopped by SIGINT/SIGTERM: a requested stop is a clean exit.
+STOPPED = 0
+# Exit code when the node cannot start (bad parameters, missing checkpoint, bad --ros-args).
+FAILED_TO_START = 1
+
+
+@contextlib.contextmanager
+def exit_on_interrupt(code: int = STOPPED) -> Iterator[None]:
+    """Turn Ctrl-C inside the block into a quiet exit with ``code``.
+
+    For the imports at the top of an executable module (torch takes seconds): a Ctrl-C then
+    ends the process like a Ctrl-C while it spins, whether it runs as a console script or
+    with ``python -m``.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise SystemExit(code) from None
+
+
+def _exit_now(code: int) -> None:
+    """Leave at once, without interpreter finalisation (a thread may still be inside torch)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def ros_arguments_problem(args: Sequence[str] | None) -> str | None:
+    """Say what is wrong with the ``--ros-args`` of ``args`` that rcl would refuse, if known."""
+    argv = list(sys.argv if args is None else args)
+    for flag, value in itertools.pairwise(argv):
+        if flag == '--params-file' and not Path(value).is_file():
+            return (f'the parameters file {value} does not exist: fix the path given to '
+                    '--params-file (ros2 launch: params_file:=...)')
+    return None
+
+
+def _rcl_message(exc: BaseException) -> str:
+    # rcl appends source locations (", at /project/src/parser.c:271") that help nobody here.
+    return re.sub(r', at \S+:\d+', '', str(exc))
 
 
 def run_node(make_node: Callable[[], Node], logger_name: str,
@@ -15,24 +66,46 @@ def run_node(make_node: Callable[[], Node], logger_name: str,
     """Initialise rclpy, spin the node ``make_node()`` builds and return the exit code.
 
     SIGINT/SIGTERM (``KeyboardInterrupt`` or ``ExternalShutdownException``) end the spin
-    quietly and give exit code 0, without a traceback. A startup error, one of
-    ``startup_errors`` raised while the node is built or spinning, is logged as fatal on the
-    logger ``logger_name`` and gives exit code 1; any other exception propagates. The node is
-    destroyed and rclpy shut down in every case. ``args`` go to :func:`rclpy.init`.
+    quietly with :data:`STOPPED`; a second Ctrl-C while the node shuts down leaves at once,
+    also without a traceback. A node whose ``busy_at_exit`` is true after ``destroy_node``
+    (a worker thread still inside native code) is left with ``os._exit``: finalising the
+    interpreter under such a thread aborts the process. A startup error, one of
+    ``startup_errors`` raised while the node is built or spinning, or arguments rcl refuses
+    (a missing ``--params-file``), is logged as fatal and gives :data:`FAILED_TO_START`;
+    a startup error's ``logger`` attribute, when set, is the node's own logger (its real name
+    and namespace), else ``logger_name`` is used. Any other exception propagates.
+    ``args`` go to :func:`rclpy.init`.
     """
-    rclpy.init(args=args)
+    import rclpy
+    import rclpy.logging
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+
     node = None
-    code = 0
+    code = STOPPED
     try:
+        try:
+            rclpy.init(args=args)
+        except rclpy_implementation.RCLError as exc:
+            problem = ros_arguments_problem(args) or (
+                f'the ROS arguments are invalid: {_rcl_message(exc)}')
+            rclpy.logging.get_logger(logger_name).fatal(f'cannot start: {problem}')
+            return FAILED_TO_START
         node = make_node()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except startup_errors as exc:
-        rclpy.logging.get_logger(logger_name).fatal(str(exc))
-        code = 1
+        logger = getattr(exc, 'logger', None) or rclpy.logging.get_logger(logger_name)
+        logger.fatal(str(exc))
+        code = FAILED_TO_START
     finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        try:
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+        except KeyboardInterrupt:  # a second Ctrl-C while stopping: do not wait any longer
+            _exit_now(code)
+    if getattr(node, 'busy_at_exit', False):
+        _exit_now(code)
     return code

@@ -195,9 +195,14 @@ SETTINGS: tuple[Setting, ...] = (
             'Input image transport: raw (sensor_msgs/Image) or compressed (JPEG/PNG '
             'CompressedImage on <image topic>/compressed). The bag tool tells by the type.',
             INPUT, choices=IMAGE_TRANSPORTS, tools=False),
+    Setting('cache_camera_info', False,
+            'Reuse the latest CameraInfo of each camera for every image pair, instead of '
+            'synchronising it with the images: for drivers and bags that publish CameraInfo '
+            'once (latched) or rarely, or stamp it 0.', SYNC),
     # -- the node's monitoring (read-only) ---------------------------------------------------
     Setting('camera_info_timeout', 2.0,
-            'Warn (throttled) when images arrive but no CameraInfo did for this long (seconds).',
+            'Warn (throttled) when an input is silent while the others arrive, or no set '
+            'forms, for this long (seconds).',
             NODE, low=0.1, high=60.0, tools=False),
     Setting('diagnostics_period', 1.0, 'Period of /diagnostics messages (seconds).',
             NODE, low=0.1, high=60.0, tools=False),

@@ -92,6 +92,7 @@ class PairDecoder:
         self._logger = logger
         self.rectifier = rectifier
         self._cache: tuple[tuple, StereoCamera] | None = None
+        self._warned_float_range = False
 
     def camera(self, left_info: CameraInfo, right_info: CameraInfo) -> StereoCamera:
         """Return the stereo camera of a CameraInfo pair; PairError when it is unusable."""
@@ -133,6 +134,8 @@ class PairDecoder:
             _check_sizes((left_msg.width, left_msg.height), (right_msg.width, right_msg.height),
                          expected, left_info)
             left, right = _to_rgb8(left_msg), _to_rgb8(right_msg)
+            if left_msg.encoding.startswith(('32FC', '64FC')) and not self._warned_float_range:
+                self._check_float_range(left_msg)
         else:
             left, right = _to_rgb8(left_msg), _to_rgb8(right_msg)
             _check_sizes((left.shape[1], left.shape[0]), (right.shape[1], right.shape[0]),
@@ -160,6 +163,17 @@ class PairDecoder:
                 f'{left.size[0]}x{left.size[1]} images but the right {right.size[0]}x'
                 f'{right.size[1]}; set the same size, binning and ROI on both cameras'))
         return left.size
+
+    def _check_float_range(self, image: Image) -> None:
+        # Float images are read as intensities 0..1 (cv_bridge's convention); 0..255 values
+        # saturate to a white image and an empty disparity, with no error anywhere else.
+        peak = float(np.max(conversions.image_to_array(image)))
+        if peak > 1.0 and self._logger is not None:
+            self._warned_float_range = True
+            self._logger.warning(
+                f'{image.encoding} images hold values up to {peak:g}, but float images are read '
+                'as intensities 0..1: they saturate to white and give no disparity. Publish '
+                'them scaled to 0..1, or as mono8/rgb8 (this warning is shown once)')
 
 
 def _to_rgb8(msg: Image | CompressedImage) -> np.ndarray:

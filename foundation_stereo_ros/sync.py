@@ -11,6 +11,8 @@ Pure Python (no rclpy), so it is shared by the node and the rosbag tool and unit
 * A stamp that goes backwards on an input (a bag played in a loop, a restarted driver) resets
   every queue once and reports it through ``on_reset``, instead of silently stalling until
   time catches up with the old stamps.
+* :class:`CachedInputSynchronizer` synchronises only some inputs and completes each set with
+  the latest message of the others (CameraInfo published once: ``cache_camera_info``).
 * :class:`LatestSlot` holds at most one item: a producer that is faster than the consumer
   overwrites the unprocessed item (counted as dropped), so latency cannot grow.
 """
@@ -51,7 +53,7 @@ class StereoSynchronizer:
 
     def __init__(self, num_inputs: int = 4, *, policy: str = 'exact', queue_size: int = 10,
                  slop: float = 0.01,
-                 on_reset: Callable[[int, int, int], None] | None = None) -> None:
+                 on_reset: Callable[[int, int, int, list[int]], None] | None = None) -> None:
         """Create a synchroniser.
 
         Args:
@@ -59,8 +61,9 @@ class StereoSynchronizer:
             policy: ``'exact'`` or ``'approximate'``.
             queue_size: pending messages kept per input (>= 1); older ones are dropped.
             slop: for ``'approximate'``, largest spread of stamps in a set, seconds (>= 0).
-            on_reset: called as ``on_reset(input_index, previous_ns, new_ns)`` when a stamp
-                went backwards on an input and the queues were reset.
+            on_reset: called as ``on_reset(input_index, previous_ns, new_ns, discarded)`` when a
+                stamp went backwards on an input and the queues were reset; ``discarded``: the
+                pending messages dropped from each input's queue.
         """
         if policy not in SYNC_POLICIES:
             raise ValueError(f'sync policy {policy!r} is not one of {SYNC_POLICIES}')
@@ -113,10 +116,11 @@ class StereoSynchronizer:
             if last is not None and stamp_ns < last:
                 # Time went backwards on this input: nothing queued can match the new
                 # timeline, and waiting for old stamps to come back would stall forever.
-                self._counters.dropped += sum(len(q) for q in self._queues)
+                discarded = [len(q) for q in self._queues]
+                self._counters.dropped += sum(discarded)
                 self._counters.resets += 1
                 self._clear()
-                reset_info = (index, last, stamp_ns)
+                reset_info = (index, last, stamp_ns, discarded)
             self._last_stamp[index] = stamp_ns
             result = self._add_locked(index, stamp_ns, msg)
         if reset_info is not None and self.on_reset is not None:
@@ -203,6 +207,106 @@ class StereoSynchronizer:
         self._last_emitted = stamps
         self._counters.matched += 1
         return msgs
+
+
+class CachedInputSynchronizer:
+    """A :class:`StereoSynchronizer` where some inputs are not synchronised but cached.
+
+    Messages on the ``cached`` inputs (the CameraInfo of a driver or bag that publishes it once
+    or rarely) only replace that input's latest message; the other inputs are synchronised by
+    stamp as usual, and each of their sets is completed with the latest cached messages (until
+    every cached input has a message, the newest set waits for them and older ones are
+    dropped). Same interface as
+    :class:`StereoSynchronizer`; input indices, counters and ``on_reset`` use the full input
+    numbering.
+    """
+
+    def __init__(self, num_inputs: int, cached: Sequence[int], *,
+                 on_reset: Callable[[int, int, int, list[int]], None] | None = None,
+                 **options: Any) -> None:
+        """Synchronise all inputs but ``cached``; ``options``: :class:`StereoSynchronizer`'s."""
+        self.num_inputs = num_inputs
+        self.cached = tuple(sorted(set(cached)))
+        self._live = [i for i in range(num_inputs) if i not in self.cached]
+        if not self._live or any(not 0 <= i < num_inputs for i in self.cached):
+            raise ValueError(f'cached inputs {cached} must be some of 0..{num_inputs - 1}')
+        self._on_reset = on_reset
+        self._inner = StereoSynchronizer(len(self._live), on_reset=self._reset, **options)
+        self._lock = threading.Lock()
+        self._latest: dict[int, Any] = {}
+        self._received = [0] * num_inputs
+        self._incomplete = 0  # sets dropped because a cached input had no message yet
+        self._held: list[Any] | None = None  # the newest such set, completed when one comes
+
+    @property
+    def counters(self) -> SyncCounters:
+        """Return a snapshot of the counters.
+
+        A set dropped for want of a cached message counts its messages as dropped.
+        """
+        inner = self._inner.counters
+        with self._lock:
+            received = list(self._received)
+            incomplete = self._incomplete
+        for live, count in zip(self._live, inner.received):
+            received[live] = count
+        return SyncCounters(received, inner.matched - incomplete,
+                            inner.dropped + incomplete * len(self._live), inner.resets)
+
+    def pending(self) -> list[int]:
+        """Return how many messages wait in each input queue (0 for the cached inputs)."""
+        pending = [0] * self.num_inputs
+        for live, count in zip(self._live, self._inner.pending()):
+            pending[live] = count
+        return pending
+
+    def reset(self) -> None:
+        """Forget every pending message (the cached messages are kept)."""
+        self._inner.reset()
+
+    def add(self, index: int, stamp_ns: int, msg: Any) -> list[Any] | None:
+        """Add ``msg``; return the complete set (in input order) if it completed one."""
+        with self._lock:
+            if index in self.cached:
+                self._received[index] += 1
+                self._latest[index] = msg
+                matched, self._held = self._held, None
+                return None if matched is None else self._complete(matched)
+        matched = self._inner.add(self._live.index(index), stamp_ns, msg)
+        if matched is None:
+            return None
+        with self._lock:
+            return self._complete(matched)
+
+    def _complete(self, matched: list[Any]) -> list[Any] | None:
+        """Return the full set of a synchronised one, or None (held) while a cache is empty."""
+        if len(self._latest) < len(self.cached):
+            # The first CameraInfo may come just after its images: hold the newest set.
+            if self._held is not None:
+                self._incomplete += 1
+            self._held = matched
+            return None
+        full = [None] * self.num_inputs
+        for live, item in zip(self._live, matched):
+            full[live] = item
+        for cached in self.cached:
+            full[cached] = self._latest[cached]
+        return full
+
+    def _reset(self, index: int, previous_ns: int, new_ns: int, discarded: list[int]) -> None:
+        if self._on_reset is not None:
+            full = [0] * self.num_inputs
+            for live, count in zip(self._live, discarded):
+                full[live] = count
+            self._on_reset(self._live[index], previous_ns, new_ns, full)
+
+
+def make_synchronizer(num_inputs: int, *, cached: Sequence[int] = (), **options: Any,
+                      ) -> StereoSynchronizer | CachedInputSynchronizer:
+    """Build a synchroniser of ``num_inputs`` inputs; ``cached`` ones reuse their latest."""
+    if cached:
+        return CachedInputSynchronizer(num_inputs, cached, **options)
+    return StereoSynchronizer(num_inputs, **options)
 
 
 @dataclass

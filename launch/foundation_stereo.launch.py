@@ -12,10 +12,13 @@ file when not empty), params_file, the input topics (remaps, relative to the nam
 absolute; left_raw_image/right_raw_image are read with rectify:=true, and compressed images
 on <image topic>/compressed), log_level. Outputs appear under the namespace: disparity,
 depth/image_rect, points...
+
+When the node ends, the launch ends; when it fails (at start: a missing checkpoint, a bad
+parameter), ``ros2 launch`` fails too (exit code 1) instead of idling with exit code 0.
 """
 from pathlib import Path
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.launch_description import LaunchDescription
 from launch_ros.actions import Node
 
@@ -43,6 +46,18 @@ def _override(name, text):
     return text
 
 
+def end_launch(event, context):
+    """End the launch when the node exited, and fail it when the node failed.
+
+    launch turns an exception in an event handler into exit code 1 of ``ros2 launch``
+    (Humble and later); a Shutdown action alone would end it with 0.
+    """
+    if event.returncode != 0 and not context.is_shutdown:
+        raise RuntimeError(f'{event.process_name} exited with code {event.returncode} (its '
+                           'error is above); ending the launch')
+    return [Shutdown(reason=f'{event.process_name} exited')]
+
+
 def _node(context, *args, **kwargs):
     config = context.launch_configurations
     parameters = [config['params_file']]
@@ -59,6 +74,7 @@ def _node(context, *args, **kwargs):
         ros_arguments=['--log-level', config['log_level']],
         output='screen',
         emulate_tty=True,
+        on_exit=end_launch,
     )]
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -37,8 +39,12 @@ def scenes():
     return [make_scene(160, 120, seed=seed) for seed in (11, 12)]
 
 
-def write_bag(path, storage, frames, stamps, topics=TOPICS, type_names=TYPE_NAMES):
-    """Write a bag with the four stereo topics at ``stamps`` (seconds) plus an unrelated topic."""
+def write_bag(path, storage, frames, stamps, topics=TOPICS, type_names=TYPE_NAMES,
+              keep=lambda k, index: True):
+    """Write a bag with the four stereo topics at ``stamps`` (seconds) plus an unrelated topic.
+
+    ``keep(k, index)`` says whether frame k's message ``index`` (INPUT_TOPICS order) is written.
+    """
     typestore = get_typestore(Stores.ROS2_JAZZY)
     with Writer(path, version=8, storage_plugin=STORAGE[storage]) as writer:
         conns = [writer.add_connection(t, n, typestore=typestore)
@@ -46,7 +52,9 @@ def write_bag(path, storage, frames, stamps, topics=TOPICS, type_names=TYPE_NAME
         chatter = writer.add_connection('/chatter', 'std_msgs/msg/String', typestore=typestore)
         log_time = 1_000_000_000
         for k, (frame, sec) in enumerate(zip(frames, stamps)):
-            for conn, msg in zip(conns, frame):
+            for index, (conn, msg) in enumerate(zip(conns, frame)):
+                if not keep(k, index):
+                    continue
                 msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 0
                 log_time += 1000
                 writer.write(conn, log_time, serialize_message(msg))
@@ -306,3 +314,105 @@ def test_rectify_raw_images_from_a_bag(tmp_path):
 
 def test_output_namespace_of_a_compressed_topic():
     assert output_namespace('/stereo/left/image_rect/compressed') == '/stereo'
+
+
+PATCHES = Path(__file__).resolve().parent / 'node_patches'  # the test-only 'slow' backend
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_keeps_the_work_done(tmp_path, scenes, signum):
+    """Ctrl-C (or SIGTERM) part way: a readable output bag with the pairs done, and a summary."""
+    in_bag = write_bag(tmp_path / 'in', 'mcap', frames_of(scenes, 6), [10, 11, 12, 13, 14, 15])
+    out_bag = tmp_path / 'out'
+    log = tmp_path / 'log.txt'
+    env = dict(os.environ, FSR_TEST_SLOW_BACKEND='0.5', PYTHONUNBUFFERED='1')
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (str(PATCHES), str(ROOT), env.get('PYTHONPATH')) if p)
+    with log.open('w') as out:
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'foundation_stereo_ros.bag_tool', str(in_bag), str(out_bag),
+             *CLI_TOPICS, '--backend', 'slow', '--quiet'], env=env, stdout=out,
+            stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while log.read_text().count('inference started') < 3 and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=60) == 130, log.read_text()
+    text = log.read_text()
+    assert 'Traceback' not in text, text
+    assert 'interrupted=interrupted (Ctrl-C) after' in text, text
+    assert (out_bag / 'metadata.yaml').is_file()
+    data, _ = read_bag(out_bag)  # readable: footer and metadata written
+    done = len(data['/stereo/disparity'])
+    assert 2 <= done < 6, done
+    assert f"'/stereo/disparity': {done}" in text
+    assert len(data[TOPICS[0]]) >= done  # the inputs read so far are there too
+
+
+def test_undecodable_message_skipped_and_counted(tmp_path, scenes, capsys, caplog):
+    in_bag = write_bag(tmp_path / 'in', 'mcap', frames_of(scenes, 3), [1, 2, 3])
+    damaged = tmp_path / 'damaged'
+    typestore = get_typestore(Stores.ROS2_JAZZY)
+    with Reader(in_bag) as reader, Writer(damaged, version=8,
+                                          storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=typestore)
+                 for c in reader.connections}
+        seen = 0
+        for conn, timestamp, raw in reader.messages():
+            if conn.topic == TOPICS[0]:
+                seen += 1
+                if seen == 2:
+                    raw = b'\x00\x01\x00\x00 not an image'
+            writer.write(conns[conn.id], timestamp, raw)
+    assert main([str(damaged), str(tmp_path / 'out'), *CLI_TOPICS, *SGBM]) == 0
+    out = capsys.readouterr().out
+    assert 'pairs_processed=2' in out
+    assert f"messages_undecodable={{'{TOPICS[0]}': 1}}" in out
+    assert 'does not decode as sensor_msgs/msg/Image' in caplog.text
+
+
+def test_damaged_inputs_and_unwritable_output_are_messages(tmp_path, scenes, capsys, caplog):
+    in_bag = write_bag(tmp_path / 'in', 'mcap', frames_of(scenes, 2), [1, 2])
+    (mcap,) = in_bag.glob('*.mcap')
+    truncated = tmp_path / 'truncated'
+    truncated.mkdir()
+    (truncated / mcap.name).write_bytes(mcap.read_bytes()[:mcap.stat().st_size // 2])
+    (truncated / 'metadata.yaml').write_bytes((in_bag / 'metadata.yaml').read_bytes())
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a folder')
+    broken = tmp_path / 'ckpt' / 'model_best_bp2.pth'
+    broken.parent.mkdir()
+    broken.write_bytes(b'not a checkpoint')
+    (broken.parent / 'cfg.yaml').write_text('vit_size: vits\n')
+    cases = [
+        ([str(truncated), str(tmp_path / 'o1'), *SGBM], 'mcap recover'),
+        ([str(in_bag), str(blocker / 'out'), *SGBM], 'cannot write the output bag'),
+        ([str(in_bag), str(tmp_path / 'o3'), '--backend', 'foundation_stereo', '--checkpoint',
+          str(broken), '--device', 'cpu'], 'cannot start the foundation_stereo backend'),
+    ]
+    for argv, fragment in cases:
+        assert main([*argv, *CLI_TOPICS, '--quiet']) == 2, argv
+        assert fragment in capsys.readouterr().err, argv
+    # A bag folder without metadata.yaml (cut off): its only .mcap is read, with a warning.
+    (in_bag / 'metadata.yaml').unlink()
+    assert main([str(in_bag), str(tmp_path / 'o4'), *CLI_TOPICS, *SGBM]) == 0
+    assert 'pairs_processed=2' in capsys.readouterr().out
+    assert 'has no metadata.yaml' in caplog.text
+
+
+def test_camera_info_only_in_the_first_frame(tmp_path, scenes, capsys, caplog):
+    """Drivers that publish CameraInfo once: a warning that names --cache-camera-info."""
+    in_bag = write_bag(tmp_path / 'in', 'mcap', frames_of(scenes, 10), list(range(1, 11)),
+                       keep=lambda k, index: k == 0 or index in (0, 2))
+    assert main([str(in_bag), str(tmp_path / 'out'), *CLI_TOPICS, *SGBM]) == 0
+    out = capsys.readouterr().out
+    # One pair; the 18 later images wait for a CameraInfo that never comes: unmatched.
+    assert 'pairs_processed=1,' in out and 'messages_unmatched=18' in out, out
+    assert '--cache-camera-info' in caplog.text
+    caplog.clear()
+    assert main([str(in_bag), str(tmp_path / 'out2'), *CLI_TOPICS, *SGBM,
+                 '--cache-camera-info']) == 0
+    out = capsys.readouterr().out
+    assert 'pairs_processed=10,' in out and 'messages_unmatched=0' in out, out
+    assert 'latest CameraInfo' in caplog.text

@@ -53,6 +53,8 @@ def test_files_with_k_txt(tmp_path):
     ('missing_checkpoint', 'checkpoint not found'),
     ('missing_cfg', 'cfg.yaml not found'),
     ('only_left', 'both --left and --right'),
+    ('broken_checkpoint', 'cannot start the foundation_stereo backend'),
+    ('out_is_a_file', 'cannot write the outputs to --out'),
 ])
 def test_errors_say_what_to_do(tmp_path, capsys, case, message):
     scene = make_scene(160, 96, seed=1)
@@ -76,6 +78,13 @@ def test_errors_say_what_to_do(tmp_path, capsys, case, message):
                  tmp_path / 'model_best_bp2.pth']
     elif case == 'only_left':
         args = ['--left', left, '--backend', 'sgbm']
+    elif case == 'broken_checkpoint':
+        (tmp_path / 'model_best_bp2.pth').write_bytes(b'not really')
+        (tmp_path / 'cfg.yaml').write_text('vit_size: vits\n')
+        args += ['--backend', 'foundation_stereo', '--checkpoint',
+                 tmp_path / 'model_best_bp2.pth', '--device', 'cpu']
+    elif case == 'out_is_a_file':
+        args[args.index('--out') + 1] = left / 'out'  # below a file
     assert run_demo(*args) == 2
     assert message in capsys.readouterr().err
 

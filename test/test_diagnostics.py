@@ -87,3 +87,13 @@ def test_unknown_event_rejected_and_cpu_has_no_gpu_memory():
     with pytest.raises(ValueError, match='unknown event'):
         NodeStats(INPUTS, now=0.0).count_event('oops')
     assert device_memory('cpu') == {}
+
+
+def test_stamps_ahead_of_the_clock_are_a_warning_not_a_negative_latency():
+    stats = NodeStats(INPUTS, now=0.0)
+    for index in range(4):
+        stats.count_input(index)
+    stats.count_processed(-1000.25, {'inference': 0.1})  # stamped 1000 s in the future
+    processing = statuses(stats.snapshot(1.0))['processing']
+    assert processing.level == DiagnosticStatus.WARN
+    assert processing.message.startswith('input stamps are 1000250 ms ahead of this clock')

@@ -40,7 +40,8 @@ class Recorded:
 
 STAND_INS = {
     'launch': ['LaunchDescription'],
-    'launch.actions': ['DeclareLaunchArgument', 'OpaqueFunction', 'IncludeLaunchDescription'],
+    'launch.actions': ['DeclareLaunchArgument', 'OpaqueFunction', 'IncludeLaunchDescription',
+                       'Shutdown'],
     'launch.launch_description': ['LaunchDescription'],
     'launch.launch_description_sources': ['PythonLaunchDescriptionSource'],
     'launch.substitutions': ['LaunchConfiguration', 'PathJoinSubstitution'],
@@ -166,6 +167,21 @@ def test_foundation_stereo_launch(stand_ins):
     (node,) = opaque.kwargs['function'](context)
     _, overrides = node.kwargs['parameters']
     assert overrides == {'backend': 'sgbm', 'rectify': True, 'image_transport': 'compressed'}
+    # The node's end ends the launch; its failure (at start) fails it: launch turns an
+    # exception in an event handler into exit code 1 of ros2 launch, a Shutdown alone gives 0.
+    end = kw['on_exit']
+
+    def exited(code):
+        return types.SimpleNamespace(returncode=code, process_name='foundation_stereo_node-1')
+
+    running = types.SimpleNamespace(is_shutdown=False)
+    with pytest.raises(RuntimeError, match='foundation_stereo_node-1 exited with code 1'):
+        end(exited(1), running)
+    (shutdown,) = end(exited(0), running)
+    assert isinstance(shutdown, stand_ins['Shutdown'])
+    # Stopped by the launch itself (Ctrl-C, then SIGTERM after its timeout): not a failure.
+    (shutdown,) = end(exited(-15), types.SimpleNamespace(is_shutdown=True))
+    assert isinstance(shutdown, stand_ins['Shutdown'])
 
 
 def test_synthetic_demo_launch(stand_ins):

@@ -27,12 +27,13 @@ import pytest
 import rclpy
 import torch
 from cloud_reader import read_points
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
 from foundation_stereo_ros import conversions
@@ -148,19 +149,25 @@ def node_command(*ros_args):
             '--params-file', str(PARAMS_FILE), *ros_args]
 
 
-def node_env():
+PATCHES = Path(__file__).resolve().parent / 'node_patches'  # sitecustomize.py: test switches
+
+
+def node_env(**switches):
+    """Environment of a node subprocess; ``switches`` (FSR_TEST_...) turn on node_patches."""
     env = dict(os.environ)  # ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE from conftest
-    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
+    paths = ([str(PATCHES)] if switches else []) + [str(ROOT), env.get('PYTHONPATH')]
+    env['PYTHONPATH'] = os.pathsep.join(p for p in paths if p)
     env['PYTHONUNBUFFERED'] = '1'
     env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'
+    env.update(switches)
     return env
 
 
 class NodeProcess:
     """The node in a subprocess, its output collected by a thread (the pipe never fills)."""
 
-    def __init__(self, *ros_args):
-        self.proc = subprocess.Popen(node_command(*ros_args), env=node_env(),
+    def __init__(self, *ros_args, command=None, **switches):
+        self.proc = subprocess.Popen(command or node_command(*ros_args), env=node_env(**switches),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -174,11 +181,16 @@ class NodeProcess:
     def output(self):
         return ''.join(self.lines)
 
-    def stop(self):
+    def wait_for(self, text, timeout=60.0):
+        """Wait until the node printed ``text``; False if it did not (or died first)."""
+        return wait_until(lambda: text in self.output or self.proc.poll() is not None,
+                          timeout=timeout) and text in self.output
+
+    def stop(self, timeout=15.0):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=15.0)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5.0)
@@ -443,17 +455,121 @@ def test_bad_start_exits_non_zero_with_advice(tmp_path):
         'missing checkpoint': (['-p', f'checkpoint:={tmp_path / "nope.pth"}'], advice),
         'broken checkpoint': (['-p', f'checkpoint:={broken}'], advice),
         'scale out of range': (['-p', 'backend:=sgbm', '-p', 'scale:=3.0'], ('scale',)),
+        # rcl refuses the arguments before any node exists (rclpy.init).
+        'missing params file': (['--params-file', str(tmp_path / 'nope.yaml')],
+                                ('nope.yaml does not exist', '--params-file')),
+        # Logged under the node's real name and namespace, with the launch form of the fix.
+        'renamed node': (['-r', '__ns:=/robot', '-r', '__node:=depth', '-p',
+                          'backend:=foundation_stereo'],
+                         ('[robot.depth]', 'ros2 launch foundation_stereo_ros', 'checkpoint:=')),
     }
     # Run together: each start costs seconds of imports.
     procs = {name: subprocess.Popen(node_command(*args), env=node_env(), text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for name, (args, _) in cases.items()}
     for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=180)
         assert proc.returncode == 1, (name, out)
         assert 'Traceback' not in out, (name, out)
         for fragment in cases[name][1]:
             assert fragment in out, (name, fragment, out)
+
+
+def test_humble_rclpy_pairs_and_runtime_change(ros_context, scene, frame, tmp_path):
+    """The node on rclpy without Iron's parameter callbacks: pairs, a runtime change, a typo."""
+    typo = tmp_path / 'typo.yaml'
+    typo.write_text('/**:\n  ros__parameters:\n    z_farr: 5.0\n')
+    namespace = f'/humble{os.getpid()}'
+    node = NodeProcess('--params-file', str(typo), '-p', 'backend:=sgbm',
+                       '-p', f'num_disparities:={NUM_DISPARITIES}', '-r', f'__ns:={namespace}',
+                       FSR_TEST_HUMBLE_RCLPY='1')
+    rig = Rig(ros_context, namespace)
+    try:
+        rig.subscribe('depth/image_rect', Image)
+        play_until_outputs(rig, frame, ['depth/image_rect'], node)
+        client = AsyncParameterClient(rig.node, f'{namespace}/foundation_stereo')
+        assert client.wait_for_services(timeout_sec=TIMEOUT)
+        # An integer for a float parameter, as users type it on the command line.
+        z_far = int(np.nanpercentile(scene.depth, 50))
+        future = client.set_parameters([Parameter('z_far', value=z_far)])
+        assert wait_until(future.done)
+        (result,) = future.result().results
+        assert result.successful, result.reason
+        sent = []
+
+        def clipped():
+            for msg in rig.messages('depth/image_rect'):
+                if msg.header.stamp.sec in sent:
+                    depth = as_float_image(msg)
+                    return np.nanmax(depth) <= z_far and np.isfinite(depth).mean() > 0.2
+            return False
+
+        assert wait_until(clipped, action=lambda: sent.append(rig.publish(frame))), node.output
+    finally:
+        rig.close()
+        code = node.stop()
+    assert code == 0, node.output
+    assert 'removed Node.add_pre_set_parameters_callback' in node.output
+    assert 'Node.add_post_set_parameters_callback' in node.output
+    assert 'z_farr (did you mean z_far?)' in node.output
+    assert 'Traceback' not in node.output, node.output
+
+
+def test_ctrl_c_during_slow_inference_stops_at_once(ros_context, frame):
+    """SIGINT (once or twice) or SIGTERM while the backend is busy for a minute: exit 0 fast."""
+    namespace = f'/slow{os.getpid()}'
+    signals = {'sigint': [signal.SIGINT], 'twice': [signal.SIGINT, signal.SIGINT],
+               'sigterm': [signal.SIGTERM]}
+    nodes = {name: NodeProcess('-p', 'backend:=slow', '-r', f'__ns:={namespace}{name}',
+                               FSR_TEST_SLOW_BACKEND='60')
+             for name in signals}
+    rigs = {name: Rig(ros_context, f'{namespace}{name}') for name in nodes}
+    try:
+        for name, node in nodes.items():
+            rigs[name].subscribe('disparity', DisparityImage)
+            assert wait_until(lambda node=node: 'inference started' in node.output,
+                              timeout=60.0, action=lambda r=rigs[name]: r.publish(frame)), \
+                node.output
+    finally:
+        for rig in rigs.values():
+            rig.close()
+    for name, node in nodes.items():
+        start = time.monotonic()
+        for signum in signals[name]:
+            node.proc.send_signal(signum)
+            time.sleep(0.3)  # the second press lands inside the shutdown: it must not wait
+        try:
+            code = node.proc.wait(timeout=10.0)
+        finally:
+            node.stop()
+        assert code == 0, (name, node.output)
+        assert time.monotonic() - start < 10.0
+        assert 'Traceback' not in node.output and 'terminate called' not in node.output, \
+            node.output
+
+
+def test_ctrl_c_during_import_exits_quietly(tmp_path):
+    """Ctrl-C while torch is imported: no traceback, as python -m and as a console script."""
+    # The offline tools guard their imports the same way.
+    script = tmp_path / 'foundation_stereo_node'
+    script.write_text(  # what pip writes for a console_scripts entry point
+        'import re\nimport sys\nfrom foundation_stereo_ros.node import main\n'
+        "if __name__ == '__main__':\n"
+        "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+        '    sys.exit(main())\n')
+    tool = [sys.executable, '-m', 'foundation_stereo_ros.{}', '--help']
+    # (process, exit code): the node stops with 0, the offline tools with 130 (interrupted).
+    runs = [(NodeProcess(FSR_TEST_SLOW_IMPORT='1'), 0),
+            (NodeProcess(command=[sys.executable, str(script), '--ros-args', '-p',
+                                  'backend:=sgbm'], FSR_TEST_SLOW_IMPORT='1'), 0),
+            *((NodeProcess(command=[a.format(name) for a in tool], FSR_TEST_SLOW_IMPORT='1'),
+               130) for name in ('bag_tool', 'demo'))]
+    for node, _ in runs:
+        assert node.wait_for('importing torch'), node.output
+    for node, code in runs:
+        assert node.stop(timeout=10.0) == code, node.output
+        assert 'Traceback' not in node.output and 'KeyboardInterrupt' not in node.output, \
+            node.output
 
 
 def test_network_backend_end_to_end(tmp_path, ros_context):
@@ -655,6 +771,131 @@ def test_local_node_processes(local, frame):
     good_pair_still_processed(local, frame)
 
 
+def wait_for_log(capfd, text, action=None, timeout=TIMEOUT):
+    """Wait until the node logged ``text`` (doing ``action`` every 0.1 s); all stderr seen."""
+    seen = []
+
+    def found():
+        seen.append(capfd.readouterr().err)
+        return text in ''.join(seen)
+
+    assert wait_until(found, timeout=timeout, action=action), ''.join(seen)
+    return ''.join(seen)
+
+
+def test_slow_camera_raises_no_false_warnings(local, frame, capfd):
+    """Frames slower than camera_info_timeout, each CameraInfo 0.2 s after its image."""
+    capfd.readouterr()
+    stats = local.stereo.stats
+    before = stats.processed
+    for _ in range(4):
+        sec = local.next_stamp()
+        local.publish(frame, sec=sec, skip=(1, 3))
+        time.sleep(0.2)  # the 0.1 s diagnostics timer runs between image and CameraInfo
+        local.publish(frame, sec=sec, skip=(0, 2))
+        time.sleep(0.4)  # a frame every 0.6 s, camera_info_timeout 0.3 s
+    assert wait_until(lambda: stats.processed >= before + 4)
+    err = capfd.readouterr().err
+    for false_alarm in ('no CameraInfo', 'no synchronised set', 'no message on'):
+        assert false_alarm not in err, err
+
+
+def test_silent_image_topic_is_named(local, frame, capfd):
+    capfd.readouterr()
+    err = wait_for_log(capfd, f'no message on {LOCAL_NS}/right/image_rect',
+                       action=lambda: local.publish(frame, skip=(2,)))
+    assert f'{LOCAL_NS}/left/image_rect' in err  # what still arrives
+    good_pair_still_processed(local, frame)
+
+
+@pytest.mark.parametrize('case, cause', [
+    ('info stamped 0', f'the CameraInfo on {LOCAL_NS}/left/camera_info is stamped 0'),
+    ('repeated stamps', f'{LOCAL_NS}/left/image_rect repeats stamps'),
+    ('lost images', f'{LOCAL_NS}/left/image_rect delivered'),
+])
+def test_no_set_warning_names_the_real_cause(local, frame, capfd, case, cause):
+    calls = []
+
+    def publish():
+        calls.append(None)
+        sec = local.next_stamp()
+        stamps = [sec] * 4
+        skip = ()
+        if case == 'info stamped 0':
+            stamps[1] = stamps[3] = 0
+        elif case == 'repeated stamps':
+            stamps[0] = 900_000  # the left driver keeps one stamp
+        else:  # best effort drops most left images; left and right never make a pair
+            skip = (2,) if len(calls) % 4 == 0 else (0,)
+        for index, (pub, msg) in enumerate(zip(local.pubs, frame)):
+            if index not in skip:
+                msg.header.stamp.sec, msg.header.stamp.nanosec = stamps[index], 0
+                pub.publish(msg)
+
+    capfd.readouterr()
+    err = wait_for_log(capfd, 'no synchronised set', action=publish)
+    assert cause in err, err
+    assert 'try sync_policy:=approximate' not in err, err
+    local.stamp_sec = max(local.stamp_sec, 1_000_000)  # past the repeated stamp
+    good_pair_still_processed(local, frame)
+
+
+def test_empty_frame_id_warns(local, frame, capfd):
+    bare = modified(modified(frame, 0, header=Header()), 1, header=Header())
+    capfd.readouterr()
+    wait_for_log(capfd, 'have an empty frame_id', action=lambda: local.publish(bare))
+    good_pair_still_processed(local, frame)
+
+
+def test_float_images_0_to_255_warn_once(local, frame, scene, capfd):
+    float_frame = list(frame)
+    for index, image in ((0, scene.left), (2, scene.right)):
+        float_frame[index] = conversions.array_to_image(image[..., 1].astype(np.float32),
+                                                        '32FC1')
+        float_frame[index].header.frame_id = 'left_cam'
+    capfd.readouterr()
+    err = wait_for_log(capfd, 'but float images are read as intensities 0..1',
+                       action=lambda: local.publish(float_frame))
+    play_until_outputs(local, float_frame, ['disparity'])
+    err += capfd.readouterr().err
+    assert err.count('float images are read as intensities') == 1, err
+    good_pair_still_processed(local, frame)
+
+
+def test_two_nodes_with_one_name_warn(local, ros_context, capfd):
+    twin = rclpy.create_node('foundation_stereo', namespace=LOCAL_NS, context=ros_context)
+    try:
+        wait_for_log(capfd, f'2 nodes are named {LOCAL_NS}/foundation_stereo')
+    finally:
+        twin.destroy_node()
+
+
+def test_cache_camera_info_reuses_the_latest(ros_context, frame):
+    """cache_camera_info: CameraInfo once (stamped 0, as some drivers do), then images only."""
+    from foundation_stereo_ros.node import FoundationStereoNode
+
+    namespace = f'/cached{os.getpid()}'
+    reliable = [Parameter(f'qos_overrides.{namespace}/{topic}.subscription.reliability',
+                          value='reliable') for topic, _ in INPUTS]
+    node = FoundationStereoNode(
+        backend=make_backend('sgbm', num_disparities=NUM_DISPARITIES), context=ros_context,
+        namespace=namespace, parameter_overrides=[
+            Parameter('backend', value='sgbm'), Parameter('cache_camera_info', value=True),
+            *reliable])
+    rig = Rig(ros_context, namespace, reliable=True, extra_nodes=[node])
+    try:
+        rig.subscribe('disparity', DisparityImage)
+        assert wait_until(lambda: all(node.sync.counters.received[i] for i in (1, 3)),
+                          action=lambda: rig.publish(frame, sec=0, skip=(0, 2)))
+        sent = []
+        assert wait_until(lambda: any(m.header.stamp.sec in sent
+                                      for m in rig.messages('disparity')),
+                          action=lambda: sent.append(rig.publish(frame, skip=(1, 3))))
+    finally:
+        rig.close()
+        node.destroy_node()
+
+
 def test_unsupported_encoding_skipped(local, frame, scene, capfd):
     mono = conversions.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8')
     bad = [conversions.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8'), frame[1],
@@ -733,6 +974,9 @@ def test_stamps_going_backwards_resynchronise(local, frame, capfd):
     assert local.stereo.sync.counters.resets == resets + 1
     err = capfd.readouterr().err
     assert err.count('stamps went backwards') == 1
+    # Which input went back, and what was lost with it.
+    assert f'stamps went backwards on {LOCAL_NS}/left/image_rect' in err, err
+    assert 'discarded the messages waiting for a set' in err, err
 
 
 def test_cuda_out_of_memory_skipped_and_counted(local, frame, capfd):
@@ -801,3 +1045,18 @@ def test_colour_map_matches_the_official_one(local):
         local.node.destroy_subscription(sub)
     np.testing.assert_array_equal(
         conversions.image_to_array(out['disparity/image_color']), golden['vis'])
+
+
+def test_future_stamps_warn_instead_of_negative_latency(local, frame, capfd):
+    """Stamps 1000 s ahead of this clock: a warning, and WARN in /diagnostics (not OK)."""
+    local.subscribe('/diagnostics', DiagnosticArray)
+    local.stamp_sec = int(time.time()) + 1000
+    name = f'{LOCAL_NS[1:]}/foundation_stereo: processing'
+
+    def warned():
+        return any(status.name == name and status.level == DiagnosticStatus.WARN and
+                   'ahead of this clock' in status.message
+                   for array_msg in local.messages('/diagnostics') for status in array_msg.status)
+
+    assert wait_until(warned, action=lambda: local.publish(frame))
+    assert 'ahead of this node' in capfd.readouterr().err

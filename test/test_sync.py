@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from foundation_stereo_ros.sync import LatestSlot, StereoSynchronizer
+from foundation_stereo_ros.sync import CachedInputSynchronizer, LatestSlot, StereoSynchronizer
 
 MS = 1_000_000  # nanoseconds
 
@@ -125,7 +125,7 @@ def test_stamps_going_backwards_reset_once_and_recover():
     # Bag loops: back to t=1 s. One reset, reported once, then sets flow again.
     assert feed(sync, 1000 * MS) is not None
     assert feed(sync, 2000 * MS) is not None
-    assert resets == [(0, 5500 * MS, 1000 * MS)]
+    assert resets == [(0, 5500 * MS, 1000 * MS, [1, 0, 0, 0])]  # input 0 went back; 'half' lost
     c = sync.counters
     assert c.resets == 1 and c.matched == 7
     assert c.dropped == 1  # the pending 'half' message
@@ -205,3 +205,36 @@ def test_fast_producer_slow_consumer_latency_is_bounded():
     assert max(ages) < 30
     assert produced[0] > 100
     assert slot.counters.overwritten > 10
+
+
+def test_cached_inputs_complete_sets_with_their_latest_message():
+    """Inputs 1 and 3 (CameraInfo) recorded once, stamped 0: every image pair forms a set."""
+    sync = CachedInputSynchronizer(4, (1, 3), policy='exact')
+    assert sync.add(0, 10 * MS, 'L10') is None
+    assert sync.add(1, 0, 'info_l') is None
+    assert sync.add(2, 10 * MS, 'R10') is None  # the pair waits for the right CameraInfo
+    assert sync.add(3, 0, 'info_r') == ['L10', 'info_l', 'R10', 'info_r']
+    for k in (11, 12):
+        assert sync.add(0, k * MS, f'L{k}') is None
+        assert sync.add(2, k * MS, f'R{k}') == [f'L{k}', 'info_l', f'R{k}', 'info_r']
+    assert sync.add(1, 0, 'info_l2') is None  # a new calibration replaces the old
+    assert sync.add(0, 13 * MS, 'L13') is None
+    assert sync.add(2, 13 * MS, 'R13') == ['L13', 'info_l2', 'R13', 'info_r']
+    c = sync.counters
+    assert c.matched == 4 and c.received == [4, 2, 4, 1] and c.dropped == 0
+    assert sync.pending() == [0, 0, 0, 0]
+
+
+def test_cached_inputs_drop_older_sets_while_waiting_and_map_resets():
+    resets = []
+    sync = CachedInputSynchronizer(4, (1, 3), policy='exact',
+                                   on_reset=lambda *a: resets.append(a))
+    for k in (1, 2):  # no CameraInfo yet: the newer pair replaces the older one
+        sync.add(0, k * MS, f'L{k}')
+        sync.add(2, k * MS, f'R{k}')
+    sync.add(1, 0, 'il')
+    assert sync.add(3, 0, 'ir') == ['L2', 'il', 'R2', 'ir']
+    assert sync.counters.dropped == 2 and sync.counters.matched == 1
+    sync.add(0, 5 * MS, 'L5')
+    sync.add(2, 1 * MS, 'R1')  # right image goes back: reported with the full numbering
+    assert resets == [(2, 2 * MS, 1 * MS, [1, 0, 0, 0])]

@@ -13,17 +13,19 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import cv2
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
+from foundation_stereo_ros.ros_main import exit_on_interrupt, run_node
 
-from foundation_stereo_ros import conversions, ros_params
-from foundation_stereo_ros.camera import StereoCamera
-from foundation_stereo_ros.ros_main import run_node
-from foundation_stereo_ros.settings import Setting
-from foundation_stereo_ros.synthetic.scenes import StereoScene, make_scene
+with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and torch
+    import cv2
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+
+    from foundation_stereo_ros import conversions, ros_params
+    from foundation_stereo_ros.camera import StereoCamera
+    from foundation_stereo_ros.settings import Setting
+    from foundation_stereo_ros.synthetic.scenes import StereoScene, make_scene
 
 ENCODINGS = ('rgb8', 'bgr8', 'mono8')
 QOS_CHOICES = ('sensor_data', 'reliable')
