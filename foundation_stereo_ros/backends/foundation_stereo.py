@@ -63,7 +63,10 @@ class FoundationStereoBackend(DisparityBackend):
 
     def compute(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """(3,H,W) RGB 0..255 on self.device -> (H,W) float32 disparity in pixels."""
-        left, right = left[None], right[None]
+        return self.compute_batch(left[None], right[None])[0]
+
+    def compute_batch(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) RGB 0..255 on self.device -> (B,H,W) float32 disparities, in one pass."""
         with torch.inference_mode():
             if self.hierarchical:
                 disp = self.model.run_hierarchical(
@@ -73,7 +76,7 @@ class FoundationStereoBackend(DisparityBackend):
                 left_p, right_p = padder.pad(left, right)
                 disp = padder.unpad(
                     self.model(left_p, right_p, iters=self.valid_iters, test_mode=True))
-        return disp[0, 0].float()
+        return disp[:, 0].float()
 
     def describe(self) -> dict[str, str]:
         """Model identity for diagnostics."""
