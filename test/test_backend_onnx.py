@@ -220,6 +220,10 @@ def test_bad_options_and_files(tmp_path):
         make_backend('onnx', model=str(junk), provider='cpu')
     with pytest.raises(ValueError, match='provider must be one of'):
         make_backend('onnx', model=str(junk), provider='gpu')
+    with pytest.raises(ValueError, match="device 'cpu' contradicts provider 'cuda'"):
+        make_backend('onnx', model=str(junk), provider='cuda', device='cpu')
+    with pytest.raises(ValueError, match="'cuda:N'"):
+        make_backend('onnx', model=str(junk), device='gpu0')
     import onnxruntime
     if 'TensorrtExecutionProvider' not in onnxruntime.get_available_providers():
         with pytest.raises(ValueError, match='onnxruntime-gpu'):

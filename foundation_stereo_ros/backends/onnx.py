@@ -98,7 +98,8 @@ class OnnxBackend(DisparityBackend):
       :func:`default_trt_cache_dir`). The first start with a model builds its engine, which can
       take minutes; later starts load it in seconds.
     - ``trt_fp16``: let TensorRT run layers in fp16 (the official deployment's setting).
-    - ``device_id``: GPU index for the TensorRT and CUDA providers.
+    - ``device``: ``'auto'``, ``'cuda'`` or ``'cuda:N'`` (GPU N for the TensorRT and CUDA
+      providers), or ``'cpu'`` (the CPU provider), as for the PyTorch backend.
     """
 
     name = 'onnx'
@@ -111,7 +112,7 @@ class OnnxBackend(DisparityBackend):
         provider: str = 'auto',
         trt_cache_dir: str = '',
         trt_fp16: bool = True,
-        device_id: int = 0,
+        device: str = 'auto',
     ) -> None:
         import onnxruntime as ort  # heavy; only when this backend is asked for
 
@@ -123,10 +124,16 @@ class OnnxBackend(DisparityBackend):
         if provider not in PROVIDER_CHOICES:
             raise ValueError(f'provider must be one of {", ".join(PROVIDER_CHOICES)}, got '
                              f'{provider!r}')
+        device_id = _gpu_index(device)
+        if device == 'cpu':
+            if provider not in ('auto', 'cpu'):
+                raise ValueError(f"device 'cpu' contradicts provider {provider!r}: use device "
+                                 "'auto' or 'cuda:N' with a GPU provider, or provider 'cpu'")
+            provider = 'cpu'
         self.model_path = path
         self.device = torch.device('cpu')   # inputs and outputs travel through host memory
         cache_dir = Path(trt_cache_dir) if trt_cache_dir else default_trt_cache_dir()
-        providers = _provider_list(ort, provider, cache_dir, bool(trt_fp16), int(device_id))
+        providers = _provider_list(ort, provider, cache_dir, bool(trt_fp16), device_id)
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -164,7 +171,10 @@ class OnnxBackend(DisparityBackend):
             self._build_engine()
 
     def compute(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) RGB 0..255 CPU tensors -> (H, W) float32 disparity in pixels."""
+        """(3, H, W) RGB 0..255 CPU tensors -> (H, W) float32 disparity in pixels.
+
+        The iteration count and the rest were fixed at export: nothing to set per pair.
+        """
         self.check_pair(left, right)
         return self.compute_batch(left[None], right[None])[0]
 
@@ -220,6 +230,16 @@ class OnnxBackend(DisparityBackend):
 
 
 _NUMPY_TYPES = {'tensor(float)': np.float32, 'tensor(float16)': np.float16}
+
+
+def _gpu_index(device: str) -> int:
+    """GPU index of 'auto', 'cuda', 'cuda:N' (0 unless N is given); 'cpu' gives 0 too."""
+    if device in ('auto', 'cuda', 'cpu'):
+        return 0
+    head, _, index = device.partition(':')
+    if head != 'cuda' or not index.isdigit():
+        raise ValueError(f"device must be 'auto', 'cuda', 'cuda:N' or 'cpu', got {device!r}")
+    return int(index)
 
 
 def _provider_list(ort, provider: str, cache_dir: Path, fp16: bool,
