@@ -18,7 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from foundation_stereo_ros.backends import make_backend
+from foundation_stereo_ros.backends import BACKENDS, make_backend
+from foundation_stereo_ros.backends.onnx import PROVIDER_CHOICES
 from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline, StereoResult
 from foundation_stereo_ros.ply import write_ply
@@ -41,9 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help='K.txt: 9 numbers (row-major K), then the baseline in metres')
     cam.add_argument('--camera-info', type=Path, nargs=2, metavar=('LEFT_YAML', 'RIGHT_YAML'),
                      help='camera_calibration YAML files of the rectified left/right cameras')
-    p.add_argument('--backend', choices=('sgbm', 'foundation_stereo'), default='sgbm')
+    add_pipeline_arguments(p)
+    p.add_argument('--out', type=Path, default=Path('out/demo'), help='output folder')
+    return p
+
+
+def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the backend and pipeline options (shared by the demo, batch and sweep tools)."""
+    p.add_argument('--backend', choices=tuple(BACKENDS), default='sgbm')
     p.add_argument('--checkpoint', type=Path,
                    help='model_best_bp2.pth (with its cfg.yaml in the same folder)')
+    p.add_argument('--model', type=Path, help='exported .onnx file (backend onnx)')
+    p.add_argument('--provider', default='auto', choices=PROVIDER_CHOICES,
+                   help='ONNX Runtime provider (backend onnx); auto: TensorRT, CUDA, CPU')
+    p.add_argument('--trt-cache-dir', default='',
+                   help='TensorRT engine cache (backend onnx; default ~/.cache/...)')
     p.add_argument('--device', default='auto', choices=('auto', 'cuda', 'cpu'))
     p.add_argument('--precision', default='fp32', choices=('fp32', 'fp16', 'bf16'))
     p.add_argument('--valid-iters', type=int, default=32, help='GRU refinement iterations')
@@ -55,8 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--z-near', type=float, default=0.0, help='drop points nearer than (m)')
     p.add_argument('--keep-invisible', action='store_true',
                    help='keep disparities whose match falls outside the right image')
-    p.add_argument('--out', type=Path, default=Path('out/demo'), help='output folder')
-    return p
+
+
+def pipeline_from_args(args: argparse.Namespace) -> StereoPipeline:
+    """Build the backend and the pipeline the command line asks for (DemoError if it can't)."""
+    try:
+        backend = make_backend(args.backend, **backend_options(args))
+        config = PipelineConfig(scale=args.scale, z_near=args.z_near, z_far=args.z_far,
+                                remove_invisible=not args.keep_invisible)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DemoError(str(exc)) from exc
+    return StereoPipeline(backend, config)
 
 
 def load_pair(left: Path, right: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +117,11 @@ def backend_options(args: argparse.Namespace) -> dict:
     """Options for ``make_backend`` from the command line."""
     if args.backend == 'sgbm':
         return {}
+    if args.backend == 'onnx':
+        if args.model is None:
+            raise DemoError('--backend onnx needs --model PATH.onnx (an exported network)')
+        return {'model': str(args.model), 'provider': args.provider,
+                'trt_cache_dir': args.trt_cache_dir, 'device': args.device}
     if args.checkpoint is None:
         raise DemoError(
             '--backend foundation_stereo needs --checkpoint PATH/model_best_bp2.pth (download '
@@ -136,13 +163,7 @@ def run(args: argparse.Namespace) -> dict:
         left, right = load_pair(args.left, args.right)
         camera = load_camera(args, left.shape[1], left.shape[0])
 
-    try:
-        backend = make_backend(args.backend, **backend_options(args))
-        config = PipelineConfig(scale=args.scale, z_near=args.z_near, z_far=args.z_far,
-                                remove_invisible=not args.keep_invisible)
-    except (FileNotFoundError, ValueError) as exc:
-        raise DemoError(str(exc)) from exc
-    pipeline = StereoPipeline(backend, config)
+    pipeline = pipeline_from_args(args)
     start = time.perf_counter()
     result = pipeline.process(left, right, camera)
     elapsed = time.perf_counter() - start
