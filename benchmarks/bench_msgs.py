@@ -67,7 +67,6 @@ def main() -> None:
     bgr_msg = conversions.array_to_image(bgr, 'bgr8', header)
     mono16_msg = conversions.array_to_image(mono16, 'mono16', header)
     padded_bgr_msg = padded_message(bgr, 'bgr8', 64)
-    cloud_msg = conversions.make_point_cloud(points, rgb, header)
 
     print(f'{width}x{height}, median of {n} calls')
     timed('image_to_array rgb8 (zero-copy view)', lambda: conversions.image_to_array(rgb_msg), n)
@@ -83,7 +82,6 @@ def main() -> None:
     make_cloud = conversions.make_point_cloud
     timed('make_point_cloud xyz + rgb', lambda: make_cloud(points, rgb, header), n)
     timed('make_point_cloud xyz only', lambda: make_cloud(points, None, header), n)
-    timed('read_points (view)', lambda: conversions.read_points(cloud_msg), n)
     timed('geometry: disparity_to_depth (numpy)', lambda: disparity_to_depth(disparity, camera),
           n)
     timed('geometry: depth_to_points (numpy)', lambda: depth_to_points(depth, camera), n)

@@ -38,6 +38,8 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
+from foundation_stereo_ros.stereo_io import INPUT_TOPICS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 OUTPUT_TYPES = {'disparity': DisparityImage, 'depth/image_rect': Image, 'points': PointCloud2,
@@ -159,8 +161,10 @@ def main() -> int:
                    '-p', f'qos:={args.qos}')
     node_args = ['--params-file', str(ROOT / 'config' / 'foundation_stereo.yaml'),
                  '-p', f'backend:={args.backend}',
-                 '-p', f'num_disparities:={args.num_disparities}',
-                 '-p', f'input_qos:={args.qos}']
+                 '-p', f'num_disparities:={args.num_disparities}']
+    for topic in INPUT_TOPICS:  # the node's inputs take the camera's QoS (standard overrides)
+        node_args += ['-p', f'qos_overrides.{namespace}/{topic}.subscription.reliability:='
+                      + ('best_effort' if args.qos == 'sensor_data' else 'reliable')]
     if args.checkpoint:
         node_args += ['-p', f'checkpoint:={args.checkpoint}']
     stereo = start('foundation_stereo_ros.node', namespace, *node_args)

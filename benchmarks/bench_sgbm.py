@@ -25,8 +25,7 @@ from foundation_stereo_ros.synthetic.scenes import StereoScene, make_scene
 OPTION_SETS = {
     'default': {},
     'lr_check': {'lr_check': True},
-    'color': {'color': True},
-    'no_pad': {'pad_left': False},
+    'hh4': {'sgbm_mode': 'hh4'},
 }
 
 

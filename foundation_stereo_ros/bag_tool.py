@@ -1,11 +1,11 @@
 r"""Offline: a rosbag2 of a stereo camera in; the same bag plus disparity, depth and points out.
 
     python -m foundation_stereo_ros.bag_tool IN_BAG OUT_BAG \
-        [--topics LEFT RIGHT LEFT_INFO RIGHT_INFO] [--backend sgbm|foundation_stereo] \
+        [--topics LEFT LEFT_INFO RIGHT RIGHT_INFO] [--backend sgbm|foundation_stereo] \
         [--checkpoint model_best_bp2.pth] [--storage mcap|sqlite3]
 
 Reads .mcap and .db3 bags (a bag folder or the file itself) with ``rosbags``, synchronises the
-four stereo topics with the node's synchroniser, runs the node's pipeline on every set and
+four stereo topics with the node's synchroniser, runs the node's stereo-set step on every set and
 writes every input message (copied byte for byte) plus the outputs to OUT_BAG. Outputs are
 stamped like their input and written at the log time of the message that completed the set,
 on ``<ns>/disparity``, ``<ns>/depth/image_rect``, ``<ns>/depth/camera_info`` and
@@ -23,35 +23,35 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import torch
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
-from sensor_msgs.msg import CameraInfo, Image
 from tqdm import tqdm
 
+from foundation_stereo_ros import settings
 from foundation_stereo_ros.backends import make_backend
-from foundation_stereo_ros.node_params import DEFAULTS, NodeSettings
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
+from foundation_stereo_ros.settings import Settings
 from foundation_stereo_ros.stereo_io import (
+    INPUT_TOPICS,
+    INPUT_TYPES,
     OUTPUT_TOPICS,
     OUTPUT_TYPES,
-    PairDecoder,
     PairError,
-    output_header,
-    output_messages,
+    StereoSetProcessor,
+    stamp_ns,
 )
 from foundation_stereo_ros.sync import StereoSynchronizer
 
 LOG = logging.getLogger('foundation_stereo_bag')
 
-DEFAULT_TOPICS = ('/left/image_rect', '/right/image_rect', '/left/camera_info',
-                  '/right/camera_info')
+DEFAULT_TOPICS = tuple('/' + topic for topic in INPUT_TOPICS)
 DEFAULT_OUTPUTS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points')
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
-# ROS type names of the outputs, for the bag's connection records.
+# ROS type names of the inputs and outputs, for the bag's connection records.
 ROS_TYPE_NAMES = {msg_type: f'{msg_type.__module__.split(".")[0]}/msg/{msg_type.__name__}'
-                  for msg_type in OUTPUT_TYPES}
+                  for msg_type in (*INPUT_TYPES, *OUTPUT_TYPES)}
+BAG_SETTINGS = (settings.BACKEND, settings.PIPELINE, settings.SYNC)
 
 
 class BagToolError(RuntimeError):
@@ -66,56 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('in_bag', type=Path, help='input bag: folder, .mcap or .db3 file')
     p.add_argument('out_bag', type=Path, help='output bag folder (must not exist)')
     p.add_argument('--topics', nargs=4, default=list(DEFAULT_TOPICS),
-                   metavar=('LEFT', 'RIGHT', 'LEFT_INFO', 'RIGHT_INFO'),
-                   help='rectified image and CameraInfo topics (default: %(default)s)')
+                   metavar=tuple(t.replace('/', '_').upper() for t in INPUT_TOPICS),
+                   help='the stereo image and CameraInfo topics, in this order '
+                        '(default: %(default)s)')
     p.add_argument('--output-namespace', help='namespace of the output topics (default: '
                    'that of the left camera, e.g. /stereo for /stereo/left/image_rect)')
     p.add_argument('--outputs', nargs='+', choices=OUTPUT_TOPICS, default=list(DEFAULT_OUTPUTS),
                    help='outputs to write (default: %(default)s)')
     p.add_argument('--storage', choices=sorted(STORAGES),
                    help='storage of the output bag (default: that of the input)')
-    p.add_argument('--backend', choices=('foundation_stereo', 'sgbm'),
-                   default=DEFAULTS['backend'])
-    p.add_argument('--checkpoint', default='',
-                   help='model_best_bp2.pth with its cfg.yaml beside it (foundation_stereo)')
-    p.add_argument('--device', default=DEFAULTS['device'], help='auto, cuda, cuda:N or cpu')
-    p.add_argument('--precision', default=DEFAULTS['precision'], choices=('fp32', 'fp16', 'bf16'))
-    p.add_argument('--valid-iters', type=int, default=DEFAULTS['valid_iters'])
-    p.add_argument('--hierarchical', action='store_true')
-    p.add_argument('--small-ratio', type=float, default=DEFAULTS['small_ratio'])
-    p.add_argument('--scale', type=float, default=DEFAULTS['scale'],
-                   help='run the backend on images resized by this factor (0, 1]')
-    p.add_argument('--z-near', type=float, default=DEFAULTS['z_near'])
-    p.add_argument('--z-far', type=float, default=DEFAULTS['z_far'])
-    p.add_argument('--keep-invisible', action='store_true',
-                   help='keep disparities whose match falls outside the right image')
-    p.add_argument('--num-disparities', type=int, default=DEFAULTS['num_disparities'],
-                   help='sgbm search range (multiple of 16)')
-    p.add_argument('--block-size', type=int, default=DEFAULTS['block_size'], help='sgbm, odd')
-    p.add_argument('--sync', choices=('exact', 'approximate'), default=DEFAULTS['sync_policy'])
-    p.add_argument('--slop', type=float, default=DEFAULTS['slop'],
-                   help='approximate sync: largest stamp spread of a set (seconds)')
+    settings.add_arguments(p, BAG_SETTINGS)
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
 
 
-def settings_from_args(args: argparse.Namespace) -> NodeSettings:
+def settings_from_args(args: argparse.Namespace) -> Settings:
     """Validate the command line with the node's rules and defaults."""
-    if args.backend == 'foundation_stereo' and not args.checkpoint:
-        raise BagToolError('--backend foundation_stereo needs --checkpoint '
-                           'PATH/model_best_bp2.pth (cfg.yaml beside it), or use --backend sgbm')
-    values = {
-        'backend': args.backend, 'checkpoint': args.checkpoint, 'device': args.device,
-        'precision': args.precision, 'valid_iters': args.valid_iters,
-        'hierarchical': args.hierarchical, 'small_ratio': args.small_ratio,
-        'scale': args.scale, 'z_near': args.z_near, 'z_far': args.z_far,
-        'remove_invisible': not args.keep_invisible, 'num_disparities': args.num_disparities,
-        'block_size': args.block_size, 'sync_policy': args.sync, 'slop': args.slop,
-    }
     try:
-        return NodeSettings.from_values(values)
-    except ValueError as exc:
-        raise BagToolError(str(exc).replace('_', '-')) from exc
+        return settings.from_args(args, BAG_SETTINGS)
+    except settings.SettingsError as exc:
+        raise BagToolError(str(exc)) from exc
 
 
 def input_storage(path: Path) -> str:
@@ -146,27 +116,26 @@ def _copy_connection(writer: Writer, conn: Any, typestore: Any) -> Any:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Process the bag; returns the summary (also printed)."""
-    settings = settings_from_args(args)
+    chosen = settings_from_args(args)
     if not args.in_bag.exists():
         raise BagToolError(f'input bag not found: {args.in_bag}')
     if args.out_bag.exists():
         raise BagToolError(f'output bag {args.out_bag} exists: remove it or choose another name')
     storage = args.storage or input_storage(args.in_bag)
-    left_topic, right_topic, left_info_topic, right_info_topic = args.topics
-    # Synchroniser inputs in the node's order: left image, left info, right image, right info.
-    stereo_topics = {left_topic: (0, Image), left_info_topic: (1, CameraInfo),
-                     right_topic: (2, Image), right_info_topic: (3, CameraInfo)}
+    # Synchroniser slot of each topic: the INPUT_TOPICS order, as everywhere.
+    stereo_topics = {topic: (index, msg_type)
+                     for index, (topic, msg_type) in enumerate(zip(args.topics, INPUT_TYPES))}
     namespace = (args.output_namespace if args.output_namespace is not None
-                 else output_namespace(left_topic)).rstrip('/')
+                 else output_namespace(args.topics[0])).rstrip('/')
 
-    backend = make_backend(settings.backend, **settings.backend_options())
-    pipeline = StereoPipeline(backend, PipelineConfig(**settings.pipeline_options()))
-    decoder = PairDecoder(LOG)
-    sync = StereoSynchronizer(4, policy=settings.sync_policy, queue_size=settings.queue_size,
-                              slop=settings.slop, on_reset=lambda i, a, b: LOG.warning(
+    backend = make_backend(chosen.backend, **chosen.backend_options())
+    processor = StereoSetProcessor(
+        StereoPipeline(backend, PipelineConfig(**chosen.pipeline_options())), LOG)
+    sync = StereoSynchronizer(len(INPUT_TOPICS), policy=chosen.sync_policy,
+                              queue_size=chosen.queue_size, slop=chosen.slop,
+                              on_reset=lambda i, a, b: LOG.warning(
                                   'stamps went backwards on %s (%.3f s -> %.3f s): '
-                                  'synchronising afresh', args.topics[[0, 2, 1, 3][i]],
-                                  a / 1e9, b / 1e9))
+                                  'synchronising afresh', args.topics[i], a / 1e9, b / 1e9))
     typestore = get_typestore(Stores.ROS2_JAZZY)
     events: Counter[str] = Counter()
     seconds: list[float] = []
@@ -178,10 +147,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         missing = [t for t in stereo_topics if t not in present]
         if missing:
             candidates = sorted(t for t, m in present.items()
-                                if m in ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CameraInfo'))
+                                if m in {ROS_TYPE_NAMES[t] for t in INPUT_TYPES})
             raise BagToolError(f'topics {missing} are not in {args.in_bag}; image and camera '
-                               f'info topics there: {candidates}. Pass --topics LEFT RIGHT '
-                               'LEFT_INFO RIGHT_INFO')
+                               f'info topics there: {candidates}. Pass --topics '
+                               + ' '.join(t.replace('/', '_').upper() for t in INPUT_TOPICS))
         for topic, (_, msg_type) in stereo_topics.items():
             if present[topic] != ROS_TYPE_NAMES.get(msg_type, ''):
                 raise BagToolError(f'{topic} holds {present[topic]}, expected '
@@ -207,12 +176,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     continue
                 index, msg_type = stereo_topics[conn.topic]
                 msg = deserialize_message(bytes(raw), msg_type)
-                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                matched = sync.add(index, stamp, msg)
+                matched = sync.add(index, stamp_ns(msg), msg)
                 if matched is None:
                     continue
                 start = time.perf_counter()
-                produced = _process(matched, pipeline, decoder, args.outputs, events)
+                produced = _process(matched, processor, args.outputs, events)
                 seconds.append(time.perf_counter() - start)
                 for topic, out in produced.items():
                     writer.write(outputs[topic], timestamp, serialize_message(out))
@@ -237,27 +205,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _process(matched: list, pipeline: StereoPipeline, decoder: PairDecoder,
-             wanted: list[str], events: Counter) -> dict[str, Any]:
-    left_msg, left_info, right_msg, right_info = matched
+def _process(matched: list, processor: StereoSetProcessor, wanted: list[str],
+             events: Counter) -> dict[str, Any]:
     try:
-        left, right, camera = decoder.decode(left_msg, left_info, right_msg, right_info)
-        result = pipeline.process(left, right, camera, want_depth='depth/image_rect' in wanted,
-                                  want_points='points' in wanted)
+        return processor.process(matched, wanted).messages
     except PairError as exc:
         if not events[exc.event]:
             LOG.warning('%s', exc)
         events[exc.event] += 1
         return {}
-    except torch.cuda.OutOfMemoryError as exc:
-        if not events['out_of_memory']:
-            LOG.warning('CUDA out of memory, pair skipped (%s): try --scale 0.5, --precision '
-                        'fp16 or --hierarchical', exc)
-        events['out_of_memory'] += 1
-        torch.cuda.empty_cache()
-        return {}
-    return output_messages(result, camera, output_header(left_msg, left_info), left,
-                           left_info, wanted)
 
 
 def main(argv: list[str] | None = None) -> int:

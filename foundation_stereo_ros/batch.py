@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from foundation_stereo_ros import settings
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.demo import (
     DemoError,
-    add_pipeline_arguments,
     load_camera,
     load_pair,
     pipeline_from_args,
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help='K.txt for every pair (default: a K.txt beside each left image)')
     cam.add_argument('--camera-info', type=Path, nargs=2, metavar=('LEFT_YAML', 'RIGHT_YAML'),
                      help='camera_calibration YAML files of the rectified cameras')
-    add_pipeline_arguments(p)
+    settings.add_arguments(p)
     p.add_argument('--batch-size', type=int, default=1,
                    help='pairs of one size run through the backend at once (default 1; see '
                         'benchmarks/bench_batch.py for whether more is faster on your machine)')
@@ -264,7 +264,7 @@ def run(args: argparse.Namespace) -> list[PairJob]:
     if args.batch_size < 1:
         raise DemoError(f'--batch-size must be at least 1, got {args.batch_size}')
     jobs = find_pairs(args)
-    pipeline = pipeline_from_args(args)
+    pipeline, _ = pipeline_from_args(args)
     run_batches(pipeline, jobs, args, args.batch_size)
     print(summary_table(jobs))
     write_summary_csv(args.out / 'summary.csv', jobs)

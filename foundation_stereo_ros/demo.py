@@ -10,7 +10,6 @@ disparity.png (colour map) and cloud.ply (coloured points).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -18,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from foundation_stereo_ros.backends import BACKENDS, make_backend
-from foundation_stereo_ros.backends.onnx import PROVIDER_CHOICES
+from foundation_stereo_ros import settings
+from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline, StereoResult
 from foundation_stereo_ros.ply import write_ply
@@ -42,43 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help='K.txt: 9 numbers (row-major K), then the baseline in metres')
     cam.add_argument('--camera-info', type=Path, nargs=2, metavar=('LEFT_YAML', 'RIGHT_YAML'),
                      help='camera_calibration YAML files of the rectified left/right cameras')
-    add_pipeline_arguments(p)
+    settings.add_arguments(p)
     p.add_argument('--out', type=Path, default=Path('out/demo'), help='output folder')
     return p
-
-
-def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the backend and pipeline options (shared by the demo, batch and sweep tools)."""
-    p.add_argument('--backend', choices=tuple(BACKENDS), default='sgbm')
-    p.add_argument('--checkpoint', type=Path,
-                   help='model_best_bp2.pth (with its cfg.yaml in the same folder)')
-    p.add_argument('--model', type=Path, help='exported .onnx file (backend onnx)')
-    p.add_argument('--provider', default='auto', choices=PROVIDER_CHOICES,
-                   help='ONNX Runtime provider (backend onnx); auto: TensorRT, CUDA, CPU')
-    p.add_argument('--trt-cache-dir', default='',
-                   help='TensorRT engine cache (backend onnx; default ~/.cache/...)')
-    p.add_argument('--device', default='auto', choices=('auto', 'cuda', 'cpu'))
-    p.add_argument('--precision', default='fp32', choices=('fp32', 'fp16', 'bf16'))
-    p.add_argument('--valid-iters', type=int, default=32, help='GRU refinement iterations')
-    p.add_argument('--hierarchical', action='store_true',
-                   help='coarse-to-fine inference (better on large images)')
-    p.add_argument('--scale', type=float, default=1.0,
-                   help='run on the pair resized by this factor (0-1]; outputs at full size')
-    p.add_argument('--z-far', type=float, default=math.inf, help='drop points beyond (m)')
-    p.add_argument('--z-near', type=float, default=0.0, help='drop points nearer than (m)')
-    p.add_argument('--keep-invisible', action='store_true',
-                   help='keep disparities whose match falls outside the right image')
-
-
-def pipeline_from_args(args: argparse.Namespace) -> StereoPipeline:
-    """Build the backend and the pipeline the command line asks for (DemoError if it can't)."""
-    try:
-        backend = make_backend(args.backend, **backend_options(args))
-        config = PipelineConfig(scale=args.scale, z_near=args.z_near, z_far=args.z_far,
-                                remove_invisible=not args.keep_invisible)
-    except (FileNotFoundError, ValueError) as exc:
-        raise DemoError(str(exc)) from exc
-    return StereoPipeline(backend, config)
 
 
 def load_pair(left: Path, right: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -113,28 +78,36 @@ def load_camera(args: argparse.Namespace, width: int, height: int) -> StereoCame
         raise DemoError(str(exc)) from exc
 
 
-def backend_options(args: argparse.Namespace) -> dict:
-    """Options for ``make_backend`` from the command line."""
-    if args.backend == 'sgbm':
-        return {}
-    if args.backend == 'onnx':
-        if args.model is None:
-            raise DemoError('--backend onnx needs --model PATH.onnx (an exported network)')
-        return {'model': str(args.model), 'provider': args.provider,
-                'trt_cache_dir': args.trt_cache_dir, 'device': args.device}
-    if args.checkpoint is None:
+def check_checkpoint(checkpoint: str) -> None:
+    """Refuse a missing checkpoint file or a missing cfg.yaml beside it, saying what to do."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise DemoError(f'checkpoint not found: {path}')
+    if not (path.parent / 'cfg.yaml').is_file():
         raise DemoError(
-            '--backend foundation_stereo needs --checkpoint PATH/model_best_bp2.pth (download '
-            'the official weights folder, which holds cfg.yaml too), or use --backend sgbm')
-    if not args.checkpoint.is_file():
-        raise DemoError(f'checkpoint not found: {args.checkpoint}')
-    if not (args.checkpoint.parent / 'cfg.yaml').is_file():
-        raise DemoError(
-            f'cfg.yaml not found next to {args.checkpoint}: copy the whole checkpoint folder '
+            f'cfg.yaml not found next to {path}: copy the whole checkpoint folder '
             '(model_best_bp2.pth and its cfg.yaml), not only the .pth file')
-    return {'checkpoint': str(args.checkpoint), 'device': args.device,
-            'precision': args.precision, 'valid_iters': args.valid_iters,
-            'hierarchical': args.hierarchical}
+
+
+def pipeline_from_args(args: argparse.Namespace, **overrides: settings.Value
+                       ) -> tuple[StereoPipeline, settings.Settings]:
+    """Build the pipeline the command line's settings ask for (shared with batch and sweep).
+
+    ``overrides`` replace command-line values (the sweep's single starting values). Raises
+    DemoError with what to do when the settings, checkpoint or model cannot be used.
+    """
+    try:
+        chosen = settings.from_args(args, **overrides)
+    except settings.SettingsError as exc:
+        raise DemoError(str(exc)) from exc
+    if chosen.backend == 'foundation_stereo':
+        check_checkpoint(chosen.checkpoint)
+    try:
+        backend = make_backend(chosen.backend, **chosen.backend_options())
+        config = PipelineConfig(**chosen.pipeline_options())
+    except (FileNotFoundError, ValueError) as exc:
+        raise DemoError(str(exc)) from exc
+    return StereoPipeline(backend, config), chosen
 
 
 def write_outputs(out: Path, result: StereoResult, left: np.ndarray) -> int:
@@ -163,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
         left, right = load_pair(args.left, args.right)
         camera = load_camera(args, left.shape[1], left.shape[0])
 
-    pipeline = pipeline_from_args(args)
+    pipeline, chosen = pipeline_from_args(args)
     start = time.perf_counter()
     result = pipeline.process(left, right, camera)
     elapsed = time.perf_counter() - start
@@ -171,7 +144,7 @@ def run(args: argparse.Namespace) -> dict:
 
     valid = np.isfinite(result.disparity)
     summary = {
-        'backend': args.backend,
+        'backend': chosen.backend,
         'size': f'{camera.width}x{camera.height}',
         'seconds': round(elapsed, 3),
         'valid_share': round(float(valid.mean()), 4),

@@ -8,9 +8,12 @@ Publishes ``disparity`` (stereo_msgs/DisparityImage), ``depth/image_rect`` (32FC
 ``depth/camera_info``, ``points`` (organized PointCloud2, xyz + rgb), ``disparity/image_color``
 (rgb8 colour map) and ``/diagnostics``. Outputs carry the input stamp and the left frame.
 
-The subscription callbacks only synchronise and drop the newest complete set into a one-item
-slot; a worker thread runs the pipeline on whatever is newest, so latency stays bounded when the
-camera is faster than the model, and outputs nobody subscribes to are not computed.
+Wiring only: the subscription callbacks synchronise and drop the newest complete set into a
+one-item slot; a worker thread hands whatever is newest to the shared stereo-set step
+(:class:`~foundation_stereo_ros.stereo_io.StereoSetProcessor`) and publishes what it returns,
+so latency stays bounded when the camera is faster than the model, and outputs nobody
+subscribes to are not computed. Parameters come from :mod:`.settings`; warnings and
+watchdogs from :mod:`.monitor`.
 
     python -m foundation_stereo_ros.node --ros-args -p backend:=sgbm
 """
@@ -19,24 +22,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    SetParametersResult,
-)
-from rclpy.exceptions import (
-    InvalidParameterTypeException,
-    InvalidParameterValueException,
-)
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import (
     QoSDurabilityPolicy,
     QoSHistoryPolicy,
@@ -44,66 +34,42 @@ from rclpy.qos import (
     QoSReliabilityPolicy,
     qos_profile_sensor_data,
 )
-from sensor_msgs.msg import CameraInfo, Image
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
+from foundation_stereo_ros import ros_params, settings
 from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.backends.base import DisparityBackend
-from foundation_stereo_ros.diagnostics import (
-    NodeStats,
-    build_diagnostic_array,
-    device_memory,
-)
-from foundation_stereo_ros.node_params import (
-    PARAMS,
-    NodeSettings,
-    ParamSpec,
-    check_changes,
-    split_runtime_changes,
-)
+from foundation_stereo_ros.diagnostics import NodeStats, build_diagnostic_array
+from foundation_stereo_ros.monitor import NodeMonitor, model_info
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.ros_main import run_node
+from foundation_stereo_ros.settings import Settings, SettingsError
 from foundation_stereo_ros.stereo_io import (
     INPUT_TOPICS,
-    LEFT_IMAGE,
-    LEFT_INFO,
+    INPUT_TYPES,
     OUTPUT_TOPICS,
     OUTPUT_TYPES,
-    RIGHT_IMAGE,
-    RIGHT_INFO,
-    PairDecoder,
     PairError,
-    output_header,
-    output_messages,
+    StereoSetProcessor,
     stamp_ns,
 )
 from foundation_stereo_ros.sync import LatestSlot, StereoSynchronizer
 
-WARN_PERIOD = 5.0  # seconds between repeats of one kind of warning
+# Default QoS (users change it with qos_overrides.<topic>.<subscription|publisher>.<policy>):
+# inputs like a camera driver's (best effort), outputs reliable for recording and RViz.
+INPUT_QOS = qos_profile_sensor_data
+OUTPUT_QOS = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE,
+                        durability=QoSDurabilityPolicy.VOLATILE,
+                        history=QoSHistoryPolicy.KEEP_LAST)
 
 
 class StartupError(RuntimeError):
     """The node cannot start (bad parameters, missing checkpoint...): message says what to do."""
 
 
-def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """ROS parameter descriptor of a :class:`~foundation_stereo_ros.node_params.ParamSpec`."""
-    description = spec.description
-    if spec.choices:
-        description += f' Values: {spec.constraints}.'
-    descriptor = ParameterDescriptor(description=description, read_only=not spec.runtime,
-                                     additional_constraints=spec.constraints)
-    if spec.low is not None and spec.type_name == 'int':
-        descriptor.integer_range = [IntegerRange(
-            from_value=int(spec.low), to_value=int(spec.high), step=int(spec.step))]
-    elif spec.low is not None:
-        descriptor.floating_point_range = [FloatingPointRange(
-            from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
-    return descriptor
-
-
 @dataclass
 class _PairJob:
-    msgs: list  # [left image, left info, right image, right info]
+    msgs: list  # in INPUT_TOPICS order
     received: float  # monotonic time the set completed
 
 
@@ -115,60 +81,37 @@ class FoundationStereoNode(Node):
         """Declare parameters, build the backend and the ROS interfaces, start the worker."""
         super().__init__(node_name, **node_kwargs)
         try:
-            for spec in PARAMS:
-                self.declare_parameter(spec.name, spec.default, make_descriptor(spec))
-        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
-            raise StartupError(f'invalid parameter: {exc} (see config/foundation_stereo.yaml '
-                               'for types and ranges; floats need a decimal point)') from exc
-        values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMS}
-        if backend is not None:
-            values['checkpoint'] = values['checkpoint'] or '<injected backend>'
-        try:
-            self.settings = NodeSettings.from_values(values)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from exc
+            self.settings = Settings(ros_params.declare(self, settings.SETTINGS))
+        except (ros_params.ParameterError, SettingsError) as exc:
+            raise StartupError(f'{exc} (config/foundation_stereo.yaml lists every parameter '
+                               'with its default and range)') from exc
         s = self.settings
-        self._param_values = s.as_dict()
+        self._values = dict(s)
 
         self.backend = backend if backend is not None else _build_backend(s)
         self.pipeline = StereoPipeline(self.backend, PipelineConfig(**s.pipeline_options()))
-        self._backend_changes: dict[str, Any] = {}
-        self._changes_lock = threading.Lock()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.add_post_set_parameters_callback(self._on_parameters_set)
+        self.processor = StereoSetProcessor(self.pipeline, self.get_logger())
+        ros_params.on_change(self, settings.SETTINGS, self._check_changes, self._apply_changes)
 
-        out_qos = QoSProfile(depth=s.output_qos_depth, reliability=QoSReliabilityPolicy.RELIABLE,
-                             durability=QoSDurabilityPolicy.VOLATILE,
-                             history=QoSHistoryPolicy.KEEP_LAST)
-        self.outputs = {topic: self.create_publisher(msg_type, topic, out_qos)
+        overrides = QoSOverridingOptions.with_default_policies()
+        self.outputs = {topic: self.create_publisher(msg_type, topic, OUTPUT_QOS,
+                                                     qos_overriding_options=overrides)
                         for topic, msg_type in zip(OUTPUT_TOPICS, OUTPUT_TYPES)}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
         now = time.monotonic()
         self.stats = NodeStats(INPUT_TOPICS, now)
-        self._last_input = [None] * len(INPUT_TOPICS)  # monotonic time of the last message
-        self._last_set = None
-        self._started = now
-        self._warned: dict[str, tuple[float, int]] = {}
-        self._warn_lock = threading.Lock()
-        self.decoder = PairDecoder(self.get_logger())
+        self.monitor = NodeMonitor(
+            self.get_logger().warning, [self.resolve_topic_name(t) for t in INPUT_TOPICS], now,
+            camera_info_timeout=s.camera_info_timeout, sync_policy=s.sync_policy, slop=s.slop)
         self.sync = StereoSynchronizer(
             len(INPUT_TOPICS), policy=s.sync_policy, queue_size=s.queue_size, slop=s.slop,
             on_reset=self._on_sync_reset)
         self.slot: LatestSlot[_PairJob] = LatestSlot()
-
-        if s.input_qos == 'sensor_data':
-            in_qos = QoSProfile(depth=max(s.queue_size, qos_profile_sensor_data.depth),
-                                reliability=QoSReliabilityPolicy.BEST_EFFORT,
-                                durability=QoSDurabilityPolicy.VOLATILE,
-                                history=QoSHistoryPolicy.KEEP_LAST)
-        else:
-            in_qos = QoSProfile(depth=s.queue_size, reliability=QoSReliabilityPolicy.RELIABLE,
-                                history=QoSHistoryPolicy.KEEP_LAST)
-        types = (Image, CameraInfo, Image, CameraInfo)
         self._subscriptions_in = [
-            self.create_subscription(msg_type, topic, self._make_callback(index), in_qos)
-            for index, (msg_type, topic) in enumerate(zip(types, INPUT_TOPICS))]
+            self.create_subscription(msg_type, topic, self._make_callback(index), INPUT_QOS,
+                                     qos_overriding_options=overrides)
+            for index, (msg_type, topic) in enumerate(zip(INPUT_TYPES, INPUT_TOPICS))]
 
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name='stereo_worker', daemon=True)
@@ -176,60 +119,44 @@ class FoundationStereoNode(Node):
         self._diag_timer = self.create_timer(s.diagnostics_period, self._on_diagnostics_timer)
         self.get_logger().info(
             f'{self.backend.name} backend on {self.backend.device}; inputs '
-            f'{", ".join(self.resolve_topic_name(t) for t in INPUT_TOPICS)} '
-            f'({s.input_qos} QoS, {s.sync_policy} sync)')
+            f'{", ".join(self.monitor.topics)} ({s.sync_policy} sync)')
 
     # -- input side (executor thread: never blocks on inference) -----------------------------
 
     def _make_callback(self, index: int):
         def callback(msg: Any) -> None:
-            self._last_input[index] = time.monotonic()
+            now = time.monotonic()
+            self.monitor.input_arrived(index, now)
             self.stats.count_input(index)
             matched = self.sync.add(index, stamp_ns(msg), msg)
             if matched is not None:
-                self._last_set = time.monotonic()
-                self.slot.put(_PairJob(matched, self._last_set))
+                self.monitor.set_matched(now)
+                self.slot.put(_PairJob(matched, now))
         return callback
 
     def _on_sync_reset(self, index: int, previous_ns: int, new_ns: int) -> None:
         self.get_logger().warning(
-            f'stamps went backwards on {self.resolve_topic_name(INPUT_TOPICS[index])} '
+            f'stamps went backwards on {self.monitor.topics[index]} '
             f'({previous_ns / 1e9:.3f} s -> {new_ns / 1e9:.3f} s; a bag played in a loop or a '
             'restarted driver?): pending messages discarded, synchronising afresh')
 
     # -- parameters ------------------------------------------------------------------------------
 
-    def _on_set_parameters(self, parameters: Sequence[Parameter]) -> SetParametersResult:
-        changes = {p.name: p.value for p in parameters}
-        reason = check_changes(self._param_values, changes)
-        if reason:
-            return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
+    def _check_changes(self, changes: dict[str, Any]) -> str | None:
+        return settings.check_changes(self._values, changes)
 
-    def _on_parameters_set(self, parameters: Sequence[Parameter]) -> None:
-        changes = {p.name: p.value for p in parameters if p.name in self._param_values}
-        if not changes:
-            return
-        self._param_values.update(changes)
-        pipeline_changes, backend_changes = split_runtime_changes(changes)
-        if pipeline_changes:
+    def _apply_changes(self, changes: dict[str, Any]) -> None:
+        self._values.update(changes)
+        takes = set(PipelineConfig.__dataclass_fields__) | set(
+            settings.runtime_backend_names(self.backend.name))
+        applied = {k: v for k, v in changes.items() if k in takes}
+        if applied:
             # The pipeline takes one config snapshot per pair: this applies from the next one.
-            self.pipeline.update_config(**pipeline_changes)
-        if backend_changes:
-            with self._changes_lock:
-                self._backend_changes.update(backend_changes)
-        self.get_logger().info(
-            'parameters changed (from the next pair): '
-            + ', '.join(f'{k}={v}' for k, v in changes.items()))
-
-    def _apply_backend_changes(self) -> None:
-        with self._changes_lock:
-            changes, self._backend_changes = self._backend_changes, {}
-        for name, value in changes.items():
-            if hasattr(self.backend, name):
-                setattr(self.backend, name, value)
-            else:
-                self.get_logger().info(f'{name} has no effect on the {self.backend.name} backend')
+            self.pipeline.update_config(**applied)
+            self.get_logger().info('parameters changed (from the next pair): '
+                                   + ', '.join(f'{k}={v}' for k, v in applied.items()))
+        for name in changes.keys() - takes:
+            self.get_logger().info(f'{name} has no effect on the {self.backend.name} backend')
 
     # -- worker thread ---------------------------------------------------------------------------
 
@@ -244,86 +171,32 @@ class FoundationStereoNode(Node):
                 if self._stop.is_set() or not self.context.ok():
                     return  # shutting down: publishers are gone
                 self.stats.count_event('backend_error')
-                self._warn('backend_error', f'pair skipped: {type(exc).__name__}: {exc}')
+                self.monitor.warn('backend_error', f'pair skipped: {type(exc).__name__}: {exc}',
+                                  time.monotonic())
 
     def _process(self, job: _PairJob) -> None:
         wanted = [t for t, pub in self.outputs.items() if pub.get_subscription_count() > 0]
         if not wanted:
             self.stats.count_event('skipped_no_subscribers')
             return
-        left_msg, left_info, right_msg, right_info = job.msgs
-        start = time.perf_counter()
         try:
-            left, right, camera = self.decoder.decode(left_msg, left_info, right_msg, right_info)
+            processed = self.processor.process(job.msgs, wanted)
         except PairError as exc:
             self.stats.count_event(exc.event)
-            self._warn(f'{exc.event}_{exc.kind}', str(exc))
+            self.monitor.warn(f'{exc.event}_{exc.kind}', str(exc), time.monotonic())
             return
-        convert = time.perf_counter() - start
-
-        self._apply_backend_changes()
-        try:
-            result = self.pipeline.process(
-                left, right, camera, want_depth='depth/image_rect' in wanted,
-                want_points='points' in wanted)
-        except torch.cuda.OutOfMemoryError as exc:
-            self.stats.count_event('out_of_memory')
-            if self.backend.device.type == 'cuda':
-                torch.cuda.empty_cache()
-            self._warn('out_of_memory', f'CUDA out of memory on a {camera.width}x'
-                       f'{camera.height} pair, skipped ({exc}); lower scale, use '
-                       'precision fp16/bf16 or hierarchical:=true')
-            return
-
         start = time.perf_counter()
-        header = output_header(left_msg, left_info)
-        for topic, msg in output_messages(result, camera, header, left, left_info,
-                                          wanted).items():
+        for topic, msg in processed.messages.items():
             self.outputs[topic].publish(msg)
-        timings = {'convert': convert, **result.timings,
-                   'publish': time.perf_counter() - start}
-        latency = (self.get_clock().now().nanoseconds - stamp_ns(left_msg)) / 1e9
+        timings = {**processed.timings, 'publish': time.perf_counter() - start}
+        latency = (self.get_clock().now().nanoseconds - stamp_ns(job.msgs[0])) / 1e9
         self.stats.count_processed(latency, timings)
 
-    # -- diagnostics and watchdogs (executor thread) ---------------------------------------------
-
-    def _warn(self, key: str, message: str) -> None:
-        """Log a warning at most once per WARN_PERIOD per kind, with how often it recurred."""
-        now = time.monotonic()
-        with self._warn_lock:  # worker thread and executor thread both warn
-            last, suppressed = self._warned.get(key, (-1e9, 0))
-            if now - last < WARN_PERIOD:
-                self._warned[key] = (last, suppressed + 1)
-                return
-            self._warned[key] = (now, 0)
-        if suppressed:
-            message += f' ({suppressed} more like this in the last {now - last:.0f} s)'
-        self.get_logger().warning(message)
-
-    def _check_inputs(self, now: float) -> None:
-        timeout = self.settings.camera_info_timeout
-        for image, info in ((LEFT_IMAGE, LEFT_INFO), (RIGHT_IMAGE, RIGHT_INFO)):
-            image_time, info_time = self._last_input[image], self._last_input[info]
-            if image_time is None or now - image_time > timeout:
-                continue
-            silent = now - (info_time if info_time is not None else self._started)
-            if silent > timeout:
-                topic = self.resolve_topic_name(INPUT_TOPICS[info])
-                self._warn(f'no_info_{info}',
-                           f'images arrive but no CameraInfo on {topic} for {silent:.1f} s: '
-                           'start the camera_info publisher or remap the topic')
-        if all(t is not None and now - t <= timeout for t in self._last_input):
-            since = now - (self._last_set if self._last_set is not None else self._started)
-            if since > timeout:
-                hint = ('stamps differ: try sync_policy:=approximate' if
-                        self.settings.sync_policy == 'exact' else 'stamps differ by more than '
-                        f'slop={self.settings.slop} s: raise slop')
-                self._warn('no_sets', f'all inputs arrive but no synchronised set for '
-                           f'{since:.1f} s ({hint})')
+    # -- diagnostics (executor thread) -----------------------------------------------------------
 
     def _on_diagnostics_timer(self) -> None:
         now = time.monotonic()
-        self._check_inputs(now)
+        self.monitor.check_inputs(now)
         sync = self.sync.counters
         slot = self.slot.counters
         snap = self.stats.snapshot(now, {
@@ -332,19 +205,9 @@ class FoundationStereoNode(Node):
             'sets dropped (model busy)': slot.overwritten})
         self.pub_diagnostics.publish(build_diagnostic_array(
             snap, prefix=self.get_fully_qualified_name().lstrip('/'),
-            hardware_id=str(self.backend.device), model=self._model_info(),
+            hardware_id=str(self.backend.device),
+            model=model_info(self.backend, self.pipeline.config),
             stamp=self.get_clock().now().to_msg()))
-
-    def _model_info(self) -> dict[str, str]:
-        describe = getattr(self.backend, 'describe', None)
-        info = dict(describe()) if callable(describe) else {'backend': self.backend.name}
-        info.setdefault('backend', self.backend.name)
-        info.setdefault('device', str(self.backend.device))
-        config = self.pipeline.config
-        info.update({'scale': str(config.scale), 'z_near': str(config.z_near),
-                     'z_far': str(config.z_far)})
-        info.update(device_memory(self.backend.device))
-        return info
 
     # -- shutdown --------------------------------------------------------------------------------
 
@@ -356,14 +219,14 @@ class FoundationStereoNode(Node):
         super().destroy_node()
 
 
-def _build_backend(settings: NodeSettings) -> DisparityBackend:
+def _build_backend(s: Settings) -> DisparityBackend:
     try:
-        return make_backend(settings.backend, **settings.backend_options())
+        return make_backend(s.backend, **s.backend_options())
     except Exception as exc:
-        what = (f'check checkpoint:={settings.checkpoint} (a FoundationStereo .pth with its '
-                'cfg.yaml beside it), device and precision, or run with -p backend:=sgbm'
-                if settings.backend == 'foundation_stereo' else 'check the sgbm parameters')
-        raise StartupError(f'cannot start the {settings.backend} backend: '
+        what = (f'check checkpoint:={s.checkpoint} (a FoundationStereo .pth with its '
+                'cfg.yaml beside it), device and precision, or run with backend:=sgbm'
+                if s.backend == 'foundation_stereo' else 'check the sgbm parameters')
+        raise StartupError(f'cannot start the {s.backend} backend: '
                            f'{type(exc).__name__}: {exc}. What to do: {what}') from exc
 
 

@@ -11,16 +11,19 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from foundation_stereo_ros import geometry
+from foundation_stereo_ros import geometry, settings
 from foundation_stereo_ros.backends.base import DisparityBackend
 from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.settings import DEFAULTS
 
 LOG = logging.getLogger(__name__)
 
@@ -29,28 +32,36 @@ LOG = logging.getLogger(__name__)
 class PipelineConfig:
     """Settings that may change between pairs (the node applies them from the next pair).
 
-    scale: run the backend on the pair resized by this factor (0 < scale <= 1); outputs are
-        still at camera resolution, with disparity values rescaled to camera pixels. A backend
-        with a fixed input size (an exported network) is always run at that size instead.
+    scale: run the backend on the pair resized by this factor; outputs are still at camera
+        resolution, with disparity values rescaled to camera pixels. A backend with a fixed
+        input size (an exported network) is always run at that size instead.
     z_near, z_far: depth and points outside [z_near, z_far] metres are NaN (no return).
     remove_invisible: disparities whose match falls left of the right image are invalid.
+    backend_options: the backend's per-pair settings (``valid_iters``...), passed to
+        ``backend.compute``.
+    Defaults and ranges are those of :mod:`foundation_stereo_ros.settings`.
     """
 
-    scale: float = 1.0
-    z_near: float = 0.0
-    z_far: float = math.inf
-    remove_invisible: bool = True
+    scale: float = DEFAULTS['scale']
+    z_near: float = DEFAULTS['z_near']
+    z_far: float = DEFAULTS['z_far']
+    remove_invisible: bool = DEFAULTS['remove_invisible']
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        errors = []
-        if not (0.0 < self.scale <= 1.0):
-            errors.append(f'scale must be in (0, 1], got {self.scale}')
-        if not (self.z_near >= 0.0):
-            errors.append(f'z_near must be >= 0 metres, got {self.z_near}')
-        if not (self.z_far > self.z_near):
-            errors.append(f'z_far ({self.z_far}) must be greater than z_near ({self.z_near})')
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name != 'backend_options'}
+        values.update(self.backend_options)
+        errors = [r for r in (settings.check_value(k, v) for k, v in values.items()) if r]
+        errors.extend(settings.check_together(values))
         if errors:
             raise ValueError('; '.join(errors))
+        # An immutable snapshot: the worker reads it while the node replaces it.
+        object.__setattr__(self, 'backend_options', MappingProxyType(dict(self.backend_options)))
+
+
+class PipelineOutOfMemory(RuntimeError):
+    """The device ran out of memory on one pair; the pipeline is usable for the next."""
 
 
 @dataclass
@@ -90,10 +101,19 @@ class StereoPipeline:
         """Return the settings the next pair will use."""
         return self._config
 
-    def update_config(self, **changes: object) -> PipelineConfig:
-        """Validate and apply changed settings atomically; raises ValueError with the reason."""
+    def update_config(self, **changes: Any) -> PipelineConfig:
+        """Validate and apply changed settings atomically; raises ValueError with the reason.
+
+        Takes pipeline settings (``scale``...) and the backend's per-pair settings
+        (``valid_iters``...) by name; the next :meth:`process` call uses them all.
+        """
         with self._lock:
-            self._config = dataclasses.replace(self._config, **changes)
+            fields = {f.name for f in dataclasses.fields(PipelineConfig)}
+            backend = {k: v for k, v in changes.items() if k not in fields}
+            own = {k: v for k, v in changes.items() if k in fields}
+            if backend:
+                own['backend_options'] = {**self._config.backend_options, **backend}
+            self._config = dataclasses.replace(self._config, **own)
             return self._config
 
     def process(
@@ -136,14 +156,25 @@ class StereoPipeline:
 
         height, width = camera.height, camera.width
         run_h, run_w = self._run_size(height, width, config)
-        lefts = torch.stack([_to_chw_float(left, device) for left, _ in pairs])
-        rights = torch.stack([_to_chw_float(right, device) for _, right in pairs])
+        uploaded = [(_to_chw_float(left, device), _to_chw_float(right, device))
+                    for left, right in pairs]
+        for left_t, right_t in uploaded:
+            self.backend.check_pair(left_t, right_t)
+        lefts = torch.stack([left_t for left_t, _ in uploaded])
+        rights = torch.stack([right_t for _, right_t in uploaded])
         if (run_h, run_w) != (height, width):
             lefts = _resize_images(lefts, run_h, run_w)
             rights = _resize_images(rights, run_h, run_w)
         clock.lap('upload')
 
-        raws = self.backend.compute_batch(lefts, rights)
+        try:
+            raws = self.backend.compute_batch(lefts, rights, **config.backend_options)
+        except torch.cuda.OutOfMemoryError as exc:
+            if device.type == 'cuda':
+                torch.cuda.empty_cache()
+            raise PipelineOutOfMemory(
+                f'{device} out of memory on {len(pairs)} {width}x{height} pair(s) ({exc}); '
+                'lower scale, use precision fp16/bf16 or hierarchical') from exc
         clock.lap('inference')
 
         # Back to camera pixels: disparity is a horizontal length, so it scales with width.
@@ -232,15 +263,13 @@ class _StageClock:
 
 
 def _check_pair(left: np.ndarray, right: np.ndarray, camera: StereoCamera) -> None:
+    # The backend checks the pair itself (backend.check_pair); here: the numpy input contract
+    # and the camera, which the backend does not know.
     for name, image in (('left', left), ('right', right)):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(
                 f'{name} image must be (H, W, 3) uint8 RGB, got shape {image.shape} '
-                f'dtype {image.dtype}; convert it with msgs.image_to_rgb8')
-    if left.shape != right.shape:
-        raise ValueError(
-            f'left image is {left.shape[1]}x{left.shape[0]} but right is '
-            f'{right.shape[1]}x{right.shape[0]}; both must come from one rectified stereo pair')
+                f'dtype {image.dtype}; convert it with conversions.image_to_rgb8')
     if (left.shape[1], left.shape[0]) != (camera.width, camera.height):
         raise ValueError(
             f'images are {left.shape[1]}x{left.shape[0]} but the camera is '

@@ -1,13 +1,18 @@
 """A synchronised stereo set as ROS messages, to and from the pipeline.
 
-Shared by the node and the rosbag tool: :class:`PairDecoder` checks the four input messages
-(left/right Image and CameraInfo) and turns them into the pipeline's inputs;
-:func:`output_messages` turns a :class:`~foundation_stereo_ros.pipeline.StereoResult` into the
-output messages, each carrying the input stamp and the left camera's frame.
+Shared by the node and the rosbag tool. :class:`StereoSetProcessor` is the one step both run:
+four messages in (in :data:`INPUT_TOPICS` order), output messages out. Underneath,
+:class:`PairDecoder` checks the four input messages (left/right Image and CameraInfo) and turns
+them into the pipeline's inputs, and :func:`output_messages` turns a
+:class:`~foundation_stereo_ros.pipeline.StereoResult` into the output messages, each carrying
+the input stamp and the left camera's frame. Every problem with one set (bad input, the device
+out of memory) is a :class:`PairError`: the caller counts it, warns and goes on.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,10 +21,12 @@ from stereo_msgs.msg import DisparityImage
 
 from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
-from foundation_stereo_ros.pipeline import StereoResult
+from foundation_stereo_ros.pipeline import PipelineOutOfMemory, StereoPipeline, StereoResult
 from foundation_stereo_ros.visualize import colorize_disparity
 
+# The one order of the four inputs everywhere (synchroniser slots, bag tool --topics...).
 INPUT_TOPICS = ('left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info')
+INPUT_TYPES = (Image, CameraInfo, Image, CameraInfo)
 LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO = range(4)
 OUTPUT_TOPICS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points',
                  'disparity/image_color')
@@ -127,3 +134,46 @@ def output_messages(result: StereoResult, camera: StereoCamera, header: Any,
         out['disparity/image_color'] = conversions.array_to_image(
             colorize_disparity(result.disparity), 'rgb8', header)
     return out
+
+
+@dataclass
+class ProcessedSet:
+    """The outputs of one stereo set: messages by topic, and seconds per stage."""
+
+    messages: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class StereoSetProcessor:
+    """Four input messages in, output messages out: decode, run the pipeline, build outputs.
+
+    The node and the bag tool both call :meth:`process`; any problem with the set, the device
+    running out of memory included, is a :class:`PairError` the caller counts and skips.
+    """
+
+    def __init__(self, pipeline: StereoPipeline, logger: Any = None) -> None:
+        """``logger`` receives calibration warnings (python logging or rclpy logger)."""
+        self.pipeline = pipeline
+        self.decoder = PairDecoder(logger)
+
+    def process(self, messages: Sequence[Any], wanted: Sequence[str]) -> ProcessedSet:
+        """Build the outputs of the ``wanted`` topics (names of :data:`OUTPUT_TOPICS`) for one set.
+
+        ``messages``: left image, left info, right image, right info (:data:`INPUT_TOPICS`).
+        """
+        left_msg, left_info, right_msg, right_info = messages
+        start = time.perf_counter()
+        left, right, camera = self.decoder.decode(left_msg, left_info, right_msg, right_info)
+        convert = time.perf_counter() - start
+        try:
+            result = self.pipeline.process(
+                left, right, camera, want_depth='depth/image_rect' in wanted,
+                want_points='points' in wanted)
+        except PipelineOutOfMemory as exc:
+            raise PairError('out_of_memory', 'out_of_memory', f'pair skipped: {exc}') from exc
+        start = time.perf_counter()
+        header = output_header(left_msg, left_info)
+        out = output_messages(result, camera, header, left, left_info, wanted)
+        timings = {'convert': convert, **result.timings,
+                   'messages': time.perf_counter() - start}
+        return ProcessedSet(out, timings)

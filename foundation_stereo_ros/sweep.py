@@ -26,14 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from foundation_stereo_ros import settings
 from foundation_stereo_ros.camera import StereoCamera
-from foundation_stereo_ros.demo import (
-    DemoError,
-    add_pipeline_arguments,
-    load_camera,
-    load_pair,
-    pipeline_from_args,
-)
+from foundation_stereo_ros.demo import DemoError, load_camera, load_pair, pipeline_from_args
 from foundation_stereo_ros.pipeline import StereoPipeline
 
 HIERARCHICAL = {'off': False, 'on': True}
@@ -76,14 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help='disparity_gt.npy of the pair (camera pixels; NaN or <= 0: unknown)')
     p.add_argument('--scene-size', default='640x480', help='WxH of the generated scene')
     p.add_argument('--scene-seed', type=int, default=0, help='seed of the generated scene')
-    add_pipeline_arguments(p)
-    # The swept settings replace the demo's single-valued options of the same names.
+    settings.add_arguments(p)
+    # The swept settings replace the single-valued options of the same names.
     p.add_argument('--valid-iters', type=int, nargs='+', default=[4, 8, 16, 32],
                    help='iteration counts to try')
     p.add_argument('--scale', type=float, nargs='+', default=[0.5, 1.0],
-                   help='image scales to try, each in (0, 1]')
+                   help='image scales to try (each within the scale setting\'s range)')
     p.add_argument('--hierarchical', nargs='+', choices=tuple(HIERARCHICAL), default=['off'],
                    help='coarse-to-fine off, on, or both (off on)')
+    p.add_argument('--no-hierarchical', dest='hierarchical', action='store_const',
+                   const=['off'], help=argparse.SUPPRESS)
     p.add_argument('--repeat', type=int, default=2, help='timed runs per setting (fastest kept)')
     p.add_argument('--out', type=Path, default=Path('out/sweep'), help='output folder')
     return p
@@ -126,12 +123,13 @@ def load_input(args: argparse.Namespace
 
 def settings_grid(args: argparse.Namespace) -> list[Row]:
     """Every combination to run; a single iteration count and no hierarchy without a network."""
-    for scale in args.scale:
-        if not 0.0 < scale <= 1.0:
-            raise DemoError(f'--scale values must be in (0, 1], got {scale}')
-    for iters in args.valid_iters:
-        if iters < 1:
-            raise DemoError(f'--valid-iters values must be >= 1, got {iters}')
+    # Each value must be one the node accepts (the settings table's ranges).
+    problems = [settings.check_value(name, value) for name in ('scale', 'valid_iters')
+                for value in getattr(args, name)]
+    problems = [p.replace('valid_iters', '--valid-iters').replace('scale', '--scale')
+                for p in problems if p]
+    if problems:
+        raise DemoError('; '.join(problems))
     if args.repeat < 1:
         raise DemoError(f'--repeat must be at least 1, got {args.repeat}')
     iters = sorted(set(args.valid_iters))
@@ -143,10 +141,11 @@ def settings_grid(args: argparse.Namespace) -> list[Row]:
 
 def apply_setting(pipeline: StereoPipeline, row: Row) -> None:
     """Make the next pair run with ``row``'s settings."""
-    pipeline.update_config(scale=row.scale)
-    if hasattr(pipeline.backend, 'valid_iters'):
-        pipeline.backend.valid_iters = row.valid_iters
-        pipeline.backend.hierarchical = row.hierarchical
+    if row.valid_iters:
+        pipeline.update_config(scale=row.scale, valid_iters=row.valid_iters,
+                               hierarchical=row.hierarchical)
+    else:
+        pipeline.update_config(scale=row.scale)
 
 
 def measure(pipeline: StereoPipeline, rows: list[Row], left: np.ndarray, right: np.ndarray,
@@ -249,9 +248,8 @@ def run(args: argparse.Namespace) -> list[Row]:
     left, right, camera, truth, known = load_input(args)
     rows = settings_grid(args)
     # The pipeline is built once, with single values; apply_setting changes them per row.
-    single = argparse.Namespace(**{**vars(args), 'valid_iters': rows[0].valid_iters,
-                                   'scale': 1.0, 'hierarchical': False})
-    pipeline = pipeline_from_args(single)
+    pipeline, _ = pipeline_from_args(args, valid_iters=rows[0].valid_iters or 1, scale=1.0,
+                                     hierarchical=False)
     print(f'sweep: {len(rows)} settings on a {camera.width}x{camera.height} pair, '
           f'backend {args.backend} on {pipeline.backend.device}', file=sys.stderr)
     measure(pipeline, rows, left, right, camera, args.repeat)

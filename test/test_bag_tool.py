@@ -26,7 +26,7 @@ TOPICS = ('/stereo/left/image_rect', '/stereo/left/camera_info', '/stereo/right/
 TYPES = (Image, CameraInfo, Image, CameraInfo)
 TYPE_NAMES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CameraInfo', 'sensor_msgs/msg/Image',
               'sensor_msgs/msg/CameraInfo')
-CLI_TOPICS = ['--topics', TOPICS[0], TOPICS[2], TOPICS[1], TOPICS[3]]
+CLI_TOPICS = ['--topics', *TOPICS]
 SGBM = ['--backend', 'sgbm', '--num-disparities', '32', '--quiet']
 STORAGE = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 

@@ -11,7 +11,10 @@ from foundation_stereo_ros.synthetic.scenes import make_scene, save_scene
 
 
 def run_batch(*argv):
-    return batch.main([str(a) for a in argv])
+    argv = [str(a) for a in argv]
+    if '--backend' not in argv:
+        argv += ['--backend', 'sgbm']
+    return batch.main(argv)
 
 
 def read_summary(out):
@@ -102,7 +105,7 @@ def test_batches_of_two_give_the_single_pair_results(tmp_path):
         save_scene(make_scene(96, 64, seed=seed), tmp_path / f'scenes/p{seed}')
     common = ['--glob', tmp_path / 'scenes/*/left.png', '--backend', 'foundation_stereo',
               '--checkpoint', checkpoint, '--device', 'cpu', '--valid-iters', 2,
-              '--keep-invisible']
+              '--no-remove-invisible']
     assert run_batch(*common, '--out', tmp_path / 'b1') == 0
     assert run_batch(*common, '--out', tmp_path / 'b2', '--batch-size', 2) == 0
     for name in ('p0', 'p1'):
@@ -117,7 +120,10 @@ def test_batches_of_two_give_the_single_pair_results(tmp_path):
     (['--left-dir', '{tmp}'], 2, '--left-dir needs --right-dir'),
     (['--pairs', '{tmp}/missing.txt'], 2, 'pair list not found'),
     (['--glob', '{tmp}/*/left.png', '--batch-size', '0'], 2, '--batch-size must be'),
-    (['--glob', '{tmp}/*/left.png', '--backend', 'onnx'], 2, '--backend onnx needs --model'),
+    (['--glob', '{tmp}/*/left.png', '--backend', 'onnx'], 2,
+     'backend onnx needs an exported network: pass --model /path/to/exported.onnx'),
+    (['--glob', '{tmp}/*/left.png', '--backend', 'onnx', '--model', '{tmp}/x.onnx'], 2,
+     'ONNX model not found'),
     (['--glob', '{tmp}/*/left.png'], 1, 'no camera: no K.txt'),
 ])
 def test_mistakes_are_reported_without_a_traceback(tmp_path, capsys, argv, code, message):

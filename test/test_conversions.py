@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from cloud_reader import read_points
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
@@ -332,7 +333,7 @@ def test_point_cloud_empty_and_float64():
     assert (msg.height, msg.width, len(msg.data)) == (1, 0, 0)
     points, rgb = organized_points()
     msg = conversions.make_point_cloud(points.astype(np.float64), rgb, header())
-    np.testing.assert_array_equal(conversions.read_points(msg)['y'], points[..., 1])
+    np.testing.assert_array_equal(read_points(msg)['y'], points[..., 1])
 
 
 def test_point_cloud_xyz_only_like_create_cloud_xyz32():
@@ -348,7 +349,7 @@ def test_point_cloud_unorganized_and_errors():
     points, rgb = organized_points()
     msg = conversions.make_point_cloud(points[0], rgb[0], header())
     assert (msg.height, msg.width) == (1, 7)
-    np.testing.assert_array_equal(conversions.read_points(msg)['z'][0], points[0, :, 2])
+    np.testing.assert_array_equal(read_points(msg)['z'][0], points[0, :, 2])
     with pytest.raises(ValueError, match=r'\(H, W, 3\)'):
         conversions.make_point_cloud(np.zeros((2, 2, 4), np.float32), None, header())
     with pytest.raises(ValueError, match='rgb must be uint8'):
@@ -359,7 +360,7 @@ def test_read_points_round_trip_and_serialization():
     points, rgb = organized_points()
     cloud = conversions.make_point_cloud(points, rgb, header())
     msg = deserialize_message(serialize_message(cloud), PointCloud2)
-    cloud = conversions.read_points(msg)
+    cloud = read_points(msg)
     assert cloud.shape == (5, 7) and cloud.dtype.names == ('x', 'y', 'z', 'rgb')
     for axis, name in enumerate('xyz'):
         np.testing.assert_array_equal(cloud[name], points[..., axis])
@@ -385,7 +386,7 @@ def test_read_points_honours_row_step_endianness_count_and_unnamed():
     msg = PointCloud2(height=height, width=width, fields=fields, is_bigendian=True,
                       point_step=point_step, row_step=row_step)
     msg.data = array.array('B', bytes(data))
-    cloud = conversions.read_points(msg)
+    cloud = read_points(msg)
     assert cloud.shape == (3, 4)
     assert cloud.dtype.names == ('x', 'intensity', 'normal', 'unnamed_field_3')
     rows, cols = np.mgrid[0:3, 0:4]
@@ -402,7 +403,7 @@ def test_read_points_errors():
         PointField(name='x', offset=0, datatype=PointField.FLOAT32, count=1)])
     msg.data = array.array('B', bytes(12))
     with pytest.raises(ValueError, match='data has 12 bytes, needs 16'):
-        conversions.read_points(msg)
+        read_points(msg)
     msg.fields[0].datatype = 42
     with pytest.raises(ValueError, match='unknown datatype 42'):
-        conversions.read_points(msg)
+        read_points(msg)

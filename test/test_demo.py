@@ -13,7 +13,7 @@ def run_demo(*argv):
 
 
 def test_bundled_scene_writes_all_outputs_and_matches_ground_truth(tmp_path, capsys):
-    assert run_demo('--out', tmp_path) == 0
+    assert run_demo('--backend', 'sgbm', '--out', tmp_path) == 0
     disparity = np.load(tmp_path / 'disparity.npy')
     depth = np.load(tmp_path / 'depth.npy')
     assert disparity.dtype == np.float32 and disparity.shape == (480, 640)
@@ -36,7 +36,8 @@ def test_files_with_k_txt(tmp_path):
     save_scene(scene, tmp_path / 'scene')
     out = tmp_path / 'out'
     assert run_demo('--left', tmp_path / 'scene/left.png', '--right', tmp_path / 'scene/right.png',
-                    '--intrinsics', tmp_path / 'scene/K.txt', '--out', out, '--z-far', 5) == 0
+                    '--intrinsics', tmp_path / 'scene/K.txt', '--out', out, '--z-far', 5,
+                    '--backend', 'sgbm') == 0
     depth = np.load(out / 'depth.npy')
     assert np.nanmax(depth) <= 5.0
     good = np.isfinite(depth) & ~scene.occluded
@@ -57,7 +58,8 @@ def test_errors_say_what_to_do(tmp_path, capsys, case, message):
     scene = make_scene(160, 96, seed=1)
     save_scene(scene, tmp_path)
     left, right, k = tmp_path / 'left.png', tmp_path / 'right.png', tmp_path / 'K.txt'
-    args = ['--left', left, '--right', right, '--intrinsics', k, '--out', tmp_path / 'o']
+    args = ['--left', left, '--right', right, '--intrinsics', k, '--out', tmp_path / 'o',
+            '--backend', 'sgbm']
     if case == 'missing_left':
         args[1] = tmp_path / 'nope.png'
     elif case == 'size_mismatch':
@@ -73,6 +75,6 @@ def test_errors_say_what_to_do(tmp_path, capsys, case, message):
         args += ['--backend', 'foundation_stereo', '--checkpoint',
                  tmp_path / 'model_best_bp2.pth']
     elif case == 'only_left':
-        args = ['--left', left]
+        args = ['--left', left, '--backend', 'sgbm']
     assert run_demo(*args) == 2
     assert message in capsys.readouterr().err

@@ -8,22 +8,26 @@ input topics). Where launch_ros is installed, the files also build a real Launch
 """
 from __future__ import annotations
 
-import ast
+import importlib
 import importlib.util
+import os
 import py_compile
+import subprocess
 import sys
 import types
 from pathlib import Path
 
 import pytest
 import yaml
+from package_setup import console_scripts
 
-from foundation_stereo_ros import node_params
-from foundation_stereo_ros.synthetic.camera_node import PARAMETERS as CAMERA_PARAMETERS
+from foundation_stereo_ros import settings
+from foundation_stereo_ros.stereo_io import INPUT_TOPICS
+from foundation_stereo_ros.synthetic.camera_node import SETTINGS as CAMERA_TABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_DIR = ROOT / 'launch'
-NODE_INPUTS = ('left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info')
+CAMERA_SETTINGS = {s.name: s for s in CAMERA_TABLE}
 
 
 class Recorded:
@@ -67,17 +71,6 @@ def load_launch_file(name):
     return module
 
 
-def console_scripts():
-    tree = ast.parse((ROOT / 'setup.py').read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values):
-                if isinstance(key, ast.Constant) and key.value == 'console_scripts':
-                    entries = ast.literal_eval(value)
-                    return {e.split('=')[0].strip(): e.split('=')[1].strip() for e in entries}
-    raise AssertionError('setup.py has no console_scripts')
-
-
 def ros_params(path):
     """Read the parameters of a ROS params YAML file for the wildcard node (shape checked)."""
     data = yaml.safe_load(Path(path).read_text())
@@ -96,34 +89,45 @@ def test_launch_files_compile(name):
     py_compile.compile(str(LAUNCH_DIR / name), doraise=True)
 
 
-@pytest.mark.parametrize('script,target', [
-    ('foundation_stereo_node', 'foundation_stereo_ros.node:main'),
-    ('synthetic_stereo_camera', 'foundation_stereo_ros.synthetic.camera_node:main'),
-    ('foundation_stereo_bag', 'foundation_stereo_ros.bag_tool:main'),
+@pytest.mark.parametrize('script,target,argv,code,says', [
+    ('foundation_stereo_node', 'foundation_stereo_ros.node:main',
+     ['--ros-args', '-p', 'backend:=raft'], 1, 'backend must be one of'),
+    ('synthetic_stereo_camera', 'foundation_stereo_ros.synthetic.camera_node:main',
+     ['--ros-args', '-p', 'encoding:=yuv422'], 1, 'encoding must be one of'),
+    ('foundation_stereo_demo', 'foundation_stereo_ros.demo:main', ['--help'], 0, 'usage:'),
+    ('foundation_stereo_bag', 'foundation_stereo_ros.bag_tool:main', ['--help'], 0, 'usage:'),
 ])
-def test_console_scripts_point_at_mains(script, target):
+def test_console_scripts_run_their_mains(script, target, argv, code, says):
+    """Each console script names a main, and ``python -m`` of its module runs that main."""
     assert console_scripts()[script] == target
     module_name, function = target.split(':')
-    assert importlib.util.find_spec(module_name) is not None
-    source = Path(importlib.util.find_spec(module_name).origin).read_text()
-    assert f'def {function}(' in source and "if __name__ == '__main__':" in source
+    assert callable(getattr(importlib.import_module(module_name), function))
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get('PYTHONPATH')) if p)}
+    run = subprocess.run([sys.executable, '-m', module_name, *argv], check=False,
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == code, run.stderr
+    assert says in run.stdout + run.stderr
+    assert 'Traceback' not in run.stderr
 
 
-def test_node_params_file_matches_declared_parameters():
+def test_node_params_file_is_generated_from_the_settings_table():
+    text = (ROOT / 'config' / 'foundation_stereo.yaml').read_text()
+    assert text == settings.params_yaml(), (
+        'regenerate it: python -m foundation_stereo_ros.settings > config/foundation_stereo.yaml')
     params = ros_params(ROOT / 'config' / 'foundation_stereo.yaml')
-    assert set(params) == set(node_params.SPECS), 'every parameter, nothing else'
     for name, value in params.items():
-        assert node_params.check_value(name, value) is None, (name, value)
-        # Same type as declared: rclpy refuses an int for a double parameter.
-        assert type(value) is type(node_params.DEFAULTS[name]), name
-    assert params == node_params.DEFAULTS, 'the file documents the defaults'
+        assert settings.check_value(name, value) is None, (name, value)
+        # Same type as declared: rclpy refuses a string for a double parameter.
+        assert type(value) is type(settings.DEFAULTS[name]), name
+    assert params == settings.DEFAULTS, 'the file documents the defaults'
 
 
 def test_camera_params_file_matches_declared_parameters():
     params = ros_params(ROOT / 'config' / 'synthetic_camera.yaml')
-    assert set(params) <= set(CAMERA_PARAMETERS)
+    assert set(params) <= set(CAMERA_SETTINGS)
     for name, value in params.items():
-        assert type(value) is type(CAMERA_PARAMETERS[name][0]), name
+        assert CAMERA_SETTINGS[name].check(value) is None, (name, value)
 
 
 def test_foundation_stereo_launch(stand_ins):
@@ -150,7 +154,7 @@ def test_foundation_stereo_launch(stand_ins):
     ros_params(params_file)
     assert overrides == {'backend': 'sgbm'}, 'empty launch arguments leave the params file alone'
     remaps = dict(kw['remappings'])
-    assert set(remaps) == set(NODE_INPUTS)
+    assert set(remaps) == set(INPUT_TOPICS)
     assert remaps['left/image_rect'] == 'left/image_rect_color'
     assert remaps['right/camera_info'] == 'right/camera_info'
     assert kw['ros_arguments'] == ['--log-level', args['log_level']]
@@ -169,7 +173,7 @@ def test_synthetic_demo_launch(stand_ins):
     assert params_file.args == ('camera_params_file',)  # LaunchConfiguration of that argument
     camera_params = ros_params(args['camera_params_file'])
     assert camera_params['moving'] is True
-    assert set(overrides) <= set(CAMERA_PARAMETERS)
+    assert set(overrides) <= set(CAMERA_SETTINGS)
     rate = overrides['rate']
     assert rate.kwargs['value_type'] is float
 

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import rclpy
 import torch
+from cloud_reader import read_points
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -39,7 +40,6 @@ from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.backends.base import DisparityBackend
 from foundation_stereo_ros.synthetic.camera_node import scene_to_messages
 from foundation_stereo_ros.synthetic.scenes import make_scene
-from foundation_stereo_ros.visualize import colorize_disparity
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILE = ROOT / 'config' / 'foundation_stereo.yaml'
@@ -301,7 +301,7 @@ def test_outputs_match_ground_truth(rig, stereo_node, subscriptions, scene, fram
     assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
         ('x', 0, 7, 1), ('y', 4, 7, 1), ('z', 8, 7, 1), ('rgb', 12, 7, 1)]
     assert cloud.point_step == 16 and cloud.row_step == 16 * WIDTH
-    points = conversions.read_points(cloud)
+    points = read_points(cloud)
     np.testing.assert_allclose(points['z'][valid], depth[valid], rtol=1e-6)
     assert np.all(np.isnan(points['z'][~valid]))
     u = np.arange(WIDTH)[None, :].repeat(HEIGHT, 0)
@@ -314,8 +314,8 @@ def test_outputs_match_ground_truth(rig, stereo_node, subscriptions, scene, fram
     # Colour map of the disparity, rgb8
     color = out['disparity/image_color']
     assert color.encoding == 'rgb8' and (color.width, color.height) == (WIDTH, HEIGHT)
-    expected = colorize_disparity(np.where(valid, disparity, np.nan))
-    assert np.array_equal(conversions.image_to_array(color), expected)
+    # Its colours are checked against the official vis_disparity in
+    # test_colour_map_matches_the_official_one.
 
 
 def diagnostics_of(array_msg, suffix, namespace=NAMESPACE):
@@ -512,10 +512,13 @@ def test_network_backend_end_to_end(tmp_path, ros_context):
 # ---------------------------------------------------------------------------------------------
 
 class FlakyBackend(DisparityBackend):
-    """SGBM that raises CUDA out-of-memory on the calls it is told to."""
+    """SGBM posing as the network, for tests of the node's handling of its backend.
 
-    name = 'sgbm'
-    valid_iters = 32  # a runtime parameter the node forwards to backends that have it
+    Records the per-pair settings it is given, raises CUDA out-of-memory when told to, and
+    returns a fixed disparity when one is set.
+    """
+
+    name = 'foundation_stereo'  # so the node forwards the network's runtime settings
 
     def __init__(self):
         self.inner = make_backend('sgbm', num_disparities=NUM_DISPARITIES)
@@ -523,12 +526,17 @@ class FlakyBackend(DisparityBackend):
         self.delta_d = self.inner.delta_d
         self.max_disparity = self.inner.max_disparity
         self.fail = threading.Event()
+        self.fixed = None
+        self.options = []
 
-    def compute(self, left, right):
+    def compute(self, left, right, **options):
+        self.options.append(options)
         if self.fail.is_set():
             self.fail.clear()
             raise torch.cuda.OutOfMemoryError(
                 'CUDA out of memory. Tried to allocate 2.00 GiB (injected by the test)')
+        if self.fixed is not None and self.fixed.shape == left.shape[1:]:
+            return self.fixed.clone()
         return self.inner.compute(left, right)
 
 
@@ -540,11 +548,15 @@ def local(ros_context):
     from foundation_stereo_ros.node import FoundationStereoNode
 
     backend = FlakyBackend()
+    # Reliable inputs through the standard QoS overrides (the default is best effort).
+    reliable = [Parameter(f'qos_overrides.{LOCAL_NS}/{topic}.subscription.reliability',
+                          value='reliable') for topic, _ in INPUTS]
     node = FoundationStereoNode(
         backend=backend, context=ros_context, namespace=LOCAL_NS, parameter_overrides=[
-            Parameter('backend', value='sgbm'), Parameter('input_qos', value='reliable'),
+            Parameter('backend', value='foundation_stereo'),
+            Parameter('checkpoint', value='(injected backend)'),
             Parameter('camera_info_timeout', value=0.3),
-            Parameter('diagnostics_period', value=0.1)])
+            Parameter('diagnostics_period', value=0.1), *reliable])
     rig = Rig(ros_context, LOCAL_NS, reliable=True, extra_nodes=[node])
     rig.subscribe('disparity', DisparityImage)
     rig.backend, rig.stereo = backend, node
@@ -701,12 +713,34 @@ def test_runtime_changes_apply_from_the_next_pair(local, frame):
     (result,) = node.set_parameters([Parameter('scale', value=0.5)])
     assert result.successful
     assert node.pipeline.config.scale == 0.5
-    assert local.backend.valid_iters == 32, 'backend settings change between pairs only'
+    local.backend.options.clear()
     good_pair_still_processed(local, frame)
-    assert local.backend.valid_iters == 5
+    assert local.backend.options and local.backend.options[-1]['valid_iters'] == 5
     (result,) = node.set_parameters([Parameter('scale', value=1.0)])
     assert result.successful
     (result,) = node.set_parameters([Parameter('valid_iters', value=0)])
     assert not result.successful and result.reason
     (result,) = node.set_parameters([Parameter('z_near', value=200.0)])
     assert not result.successful and 'z_far (100.0) must be greater' in result.reason
+
+
+def test_colour_map_matches_the_official_one(local):
+    """A backend giving the golden disparity: the node publishes the official colours."""
+    golden = np.load(Path(__file__).parent / 'data' / 'utils_postprocess.npz')
+    height, width = golden['disp'].shape
+    scene = make_scene(width, height, seed=5)  # any images; the camera has doffs 0
+    frame = list(scene_to_messages(scene, 'rgb8', 'left_cam', 'right_cam'))
+    # The golden field dips below 0, which a DisparityImage marks invalid; the colour map
+    # normalises by the valid range, so a shift keeps the official colours and every pixel.
+    local.backend.fixed = torch.from_numpy(golden['disp'] + 2.0)
+    (result,) = local.stereo.set_parameters([Parameter('remove_invisible', value=False)])
+    assert result.successful
+    sub = local.subscribe('disparity/image_color', Image)
+    try:
+        out = play_until_outputs(local, frame, ['disparity/image_color'])
+    finally:
+        local.backend.fixed = None
+        local.stereo.set_parameters([Parameter('remove_invisible', value=True)])
+        local.node.destroy_subscription(sub)
+    np.testing.assert_array_equal(
+        conversions.image_to_array(out['disparity/image_color']), golden['vis'])

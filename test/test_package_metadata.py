@@ -2,6 +2,8 @@
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from package_setup import distribution
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -17,8 +19,16 @@ def test_package_xml_declares_runtime_dependencies():
 
 def test_setup_py_runs_tests_under_colcon():
     # Without the 'test' extra colcon silently collects zero tests.
-    text = (ROOT / 'setup.py').read_text()
-    assert "extras_require={'test': ['pytest']}" in text
+    assert distribution().extras_require == {'test': ['pytest']}
+
+
+def test_setup_py_installs_the_launch_and_config_files():
+    installed = dict(distribution().data_files)
+    share = 'share/foundation_stereo_ros'
+    assert sorted(installed[f'{share}/launch']) == sorted(
+        f'launch/{p.name}' for p in (ROOT / 'launch').glob('*.launch.py'))
+    assert sorted(installed[f'{share}/config']) == sorted(
+        f'config/{p.name}' for p in (ROOT / 'config').glob('*.yaml'))
 
 
 def test_marker_file_for_ament_index():

@@ -1,5 +1,4 @@
 """The pipeline: rescaling, conventions, validity and outputs, with a backend of known output."""
-import math
 
 import numpy as np
 import pytest
@@ -25,9 +24,11 @@ class OracleBackend(DisparityBackend):
     def __init__(self, disparity: np.ndarray) -> None:
         self.disparity = torch.from_numpy(disparity.astype(np.float32))
         self.calls = []
+        self.options = []
 
-    def compute(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    def compute(self, left: torch.Tensor, right: torch.Tensor, **options) -> torch.Tensor:
         self.calls.append(tuple(left.shape))
+        self.options.append(options)
         h, w = left.shape[1:]
         full_h, full_w = self.disparity.shape
         if (h, w) == (full_h, full_w):
@@ -161,15 +162,30 @@ def test_invalid_settings_are_rejected_with_the_reason(change, message):
     with pytest.raises(ValueError, match=message):
         pipeline.update_config(**change)
     assert pipeline.config == PipelineConfig()  # unchanged
-    assert math.isinf(pipeline.config.z_far)
 
 
 def test_bad_pairs_are_rejected_with_what_to_do():
     pipeline = StereoPipeline(OracleBackend(ramp()))
     left, right = images()
-    with pytest.raises(ValueError, match='right is 32x48'):
+    # The backend's own pair check runs first (every backend's, through the pipeline).
+    with pytest.raises(ValueError, match=r'oracle: left and right images differ in size: '
+                       r'\(3, 48, 64\) vs \(3, 48, 32\)'):
         pipeline.process(left, right[:, :32], camera())
     with pytest.raises(ValueError, match='CameraInfo'):
         pipeline.process(left[:40], right[:40], camera())
     with pytest.raises(ValueError, match='uint8 RGB'):
         pipeline.process(left[..., 0], right[..., 0], camera())
+
+
+def test_backend_settings_travel_with_the_per_pair_snapshot():
+    backend = OracleBackend(ramp())
+    pipeline = StereoPipeline(backend, PipelineConfig(backend_options={'valid_iters': 4}))
+    pipeline.process(*images(), camera())
+    config = pipeline.update_config(valid_iters=8, hierarchical=True, scale=0.5)
+    assert dict(config.backend_options) == {'valid_iters': 8, 'hierarchical': True}
+    pipeline.process(*images(), camera())
+    assert backend.options == [{'valid_iters': 4}, {'valid_iters': 8, 'hierarchical': True}]
+    with pytest.raises(ValueError, match='valid_iters must be 1 to 100'):
+        pipeline.update_config(valid_iters=0)
+    with pytest.raises(TypeError):  # the snapshot cannot be edited behind the pipeline's back
+        pipeline.config.backend_options['valid_iters'] = 1

@@ -32,7 +32,6 @@ def results(scenes):
     option_sets = {
         'default': {'num_disparities': 64},
         'lr_check': {'num_disparities': 64, 'lr_check': True},
-        'no_pad': {'num_disparities': 64, 'pad_left': False},
     }
     out = {}
     for key, options in option_sets.items():
@@ -72,13 +71,10 @@ def test_disparity_matches_ground_truth_on_each_scene(results, index):
 
 def test_left_padding_fills_the_band_opencv_leaves_empty(scenes, results):
     band = np.s_[:, 8:64]  # beyond the first columns, whose points leave the right image
-    for scene, (padded, _), (unpadded, _) in zip(scenes, results['default'],
-                                                 results['no_pad']):
+    # OpenCV alone leaves this band (x < num_disparities) empty.
+    for scene, (padded, _) in zip(scenes, results['default']):
         visible = ~scene.occluded[band]
-        assert np.isfinite(unpadded.numpy()[band]).sum() == 0
         assert np.isfinite(padded.numpy()[band])[visible].mean() > 0.85
-    coverage = np.mean([figures['coverage'] for _, figures in results['default']])
-    assert coverage > np.mean([figures['coverage'] for _, figures in results['no_pad']]) + 0.1
 
 
 def test_matches_outside_the_right_image_are_dropped(scenes, results):
@@ -112,16 +108,16 @@ def test_disparity_includes_the_principal_point_offset():
     assert np.mean(np.abs(error) > 1.0) < 0.05
 
 
-def test_colour_matching_and_other_modes_also_work(scenes):
+def test_other_modes_also_work(scenes):
     scene = scenes[0]
-    for options in ({'color': True}, {'mode': 'sgbm', 'block_size': 3}, {'mode': 'hh4'}):
+    for options in ({'sgbm_mode': 'sgbm', 'block_size': 3}, {'sgbm_mode': 'hh4'}):
         disparity = SgbmBackend(num_disparities=64, **options).compute(*tensors(scene))
         figures = scene.score(disparity.numpy())
         assert figures['coverage'] > 0.9 and figures['bad1'] < 0.05, (options, figures)
 
 
 def test_attributes_and_describe():
-    backend = SgbmBackend(num_disparities=96, min_disparity=4, block_size=7, color=True)
+    backend = SgbmBackend(num_disparities=96, min_disparity=4, block_size=7)
     assert isinstance(backend, DisparityBackend)
     assert backend.name == 'sgbm'
     assert backend.delta_d == 1 / 16
@@ -130,7 +126,7 @@ def test_attributes_and_describe():
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in info.items())
     assert info['backend'] == 'sgbm' and info['device'] == 'cpu'
     assert info['num_disparities'] == '96' and info['block_size'] == '7'
-    assert info['P1'] == str(8 * 3 * 49) and info['P2'] == str(32 * 3 * 49)
+    assert info['P1'] == str(8 * 49) and info['P2'] == str(32 * 49)
 
 
 @pytest.mark.parametrize('options, message', [
@@ -139,12 +135,9 @@ def test_attributes_and_describe():
     ({'num_disparities': 64.5}, 'integer'),
     ({'block_size': 4}, 'odd'),
     ({'block_size': -3}, 'odd'),
-    ({'mode': 'fast'}, 'sgbm_3way'),
-    ({'p1': 100, 'p2': 50}, 'p1 < p2'),
+    ({'sgbm_mode': 'fast'}, 'sgbm_3way'),
     ({'uniqueness_ratio': 150}, 'uniqueness_ratio'),
     ({'speckle_range': -1}, 'speckle'),
-    ({'pre_filter_cap': 0}, 'pre_filter_cap'),
-    ({'lr_tolerance': -1.0}, 'lr_tolerance'),
     ({'min_disparity': '0'}, 'min_disparity'),
 ])
 def test_bad_options_raise_clear_errors(options, message):
@@ -160,9 +153,10 @@ def test_bad_options_raise_clear_errors(options, message):
     (np.zeros((3, 8, 16), np.float32), np.zeros((3, 8, 16), np.float32), 'torch.Tensor'),
 ])
 def test_bad_inputs_raise_clear_errors(left, right, message):
+    # The pipeline calls check_pair before compute (test_pipeline checks that it does).
     expected = TypeError if isinstance(left, np.ndarray) else ValueError
     with pytest.raises(expected, match=message):
-        SgbmBackend(num_disparities=16).compute(left, right)
+        SgbmBackend(num_disparities=16).check_pair(left, right)
 
 
 def test_registry_builds_sgbm_with_options():

@@ -25,8 +25,8 @@ def read_csv(path):
 
 def test_sgbm_scale_sweep_on_a_generated_scene_scores_against_ground_truth(tmp_path, capsys):
     out = tmp_path / 'out'
-    assert run_sweep('--scene-size', '160x96', '--scene-seed', '2', '--scale', 0.5, 1.0,
-                     '--repeat', 1, '--out', out) == 0
+    assert run_sweep('--backend', 'sgbm', '--scene-size', '160x96', '--scene-seed', '2',
+                     '--scale', 0.5, 1.0, '--repeat', 1, '--out', out) == 0
     rows = read_csv(out / 'sweep.csv')
     assert [r['scale'] for r in rows] == [0.5, 1.0]
     # The scene and the pipeline run independently here; the sweep's figures must match.
@@ -56,8 +56,8 @@ def test_network_sweep_over_iterations_and_hierarchy(tmp_path, capsys):
     assert run_sweep('--left', tmp_path / 'scene/left.png', '--right',
                      tmp_path / 'scene/right.png', '--intrinsics', tmp_path / 'scene/K.txt',
                      '--backend', 'foundation_stereo', '--checkpoint', checkpoint,
-                     '--device', 'cpu', '--keep-invisible', '--valid-iters', 1, 2,
-                     '--hierarchical', 'off', 'on', '--repeat', 1,
+                     '--device', 'cpu', '--no-remove-invisible', '--valid-iters', 1, 2,
+                     '--scale', 1.0, '--hierarchical', 'off', 'on', '--repeat', 1,
                      '--out', out) == 0
     rows = read_csv(out / 'sweep.csv')
     assert len(rows) == 4 and all(r['seconds'] > 0 for r in rows)
@@ -83,8 +83,8 @@ def test_network_sweep_over_iterations_and_hierarchy(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--scale', '1.5'], '--scale values must be in (0, 1]'),
-    (['--valid-iters', '0'], '--valid-iters values must be >= 1'),
+    (['--scale', '1.5'], '--scale must be 0.05 to 1.0, got 1.5'),
+    (['--valid-iters', '0'], '--valid-iters must be 1 to 100'),
     (['--left', '{tmp}/l.png'], 'both --left and --right'),
     (['--scene-size', 'big'], '--scene-size must be WxH'),
     (['--left', '{tmp}/left.png', '--right', '{tmp}/right.png', '--intrinsics', '{tmp}/K.txt',
@@ -93,7 +93,8 @@ def test_network_sweep_over_iterations_and_hierarchy(tmp_path, capsys):
 def test_mistakes_are_reported_without_a_traceback(tmp_path, capsys, argv, message):
     save_scene(make_scene(64, 48, seed=0), tmp_path)
     np.save(tmp_path / 'small.npy', np.ones((10, 10), np.float32))
-    argv = [a.replace('{tmp}', str(tmp_path)) for a in argv] + ['--out', tmp_path / 'out']
+    argv = [a.replace('{tmp}', str(tmp_path)) for a in argv] + ['--out', tmp_path / 'out',
+                                                                '--backend', 'sgbm']
     assert run_sweep(*argv) == 2
     captured = capsys.readouterr()
     assert message in captured.err and 'Traceback' not in captured.err

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import torch
 
@@ -12,7 +13,11 @@ class DisparityBackend(abc.ABC):
     """Turns a rectified stereo pair into a disparity map for the left image.
 
     Subclasses set the attributes (as class or instance attributes) and implement
-    :meth:`compute`:
+    :meth:`compute`. Per-pair settings (the network's ``valid_iters``...) arrive as keyword
+    arguments of :meth:`compute`: the pipeline passes its per-pair snapshot, so a setting
+    changed at runtime applies from the next pair. Which settings a backend takes is declared
+    once, in :mod:`foundation_stereo_ros.settings`. The pipeline calls :meth:`check_pair`
+    before :meth:`compute`.
 
     - ``name``: registry name, e.g. ``'sgbm'``.
     - ``device``: where :meth:`compute` expects its inputs and returns its output.
@@ -32,25 +37,27 @@ class DisparityBackend(abc.ABC):
     input_size: tuple[int, int] | None = None
 
     @abc.abstractmethod
-    def compute(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    def compute(self, left: torch.Tensor, right: torch.Tensor, **options: Any) -> torch.Tensor:
         """Disparity of the left image.
 
-        ``left``, ``right``: (3, H, W) float32 RGB 0..255 tensors on ``self.device``. Returns an
+        ``left``, ``right``: (3, H, W) float32 RGB 0..255 tensors on ``self.device``;
+        ``options``: this pair's settings, for backends that take any. Returns an
         (H, W) float32 tensor on ``self.device`` of disparities in pixels, ``x_left - x_right``
         (the principal point offset is not removed), NaN where there is no estimate.
         """
 
-    def compute_batch(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    def compute_batch(self, left: torch.Tensor, right: torch.Tensor,
+                      **options: Any) -> torch.Tensor:
         """Disparities of a batch: (B, 3, H, W) pairs in, (B, H, W) float32 out.
 
         Same conventions as :meth:`compute`. This default runs the pairs one by one; backends
         that gain from batching (a network) override it.
         """
-        return torch.stack([self.compute(lft, rgt) for lft, rgt in zip(left, right)])
+        return torch.stack([self.compute(lft, rgt, **options) for lft, rgt in zip(left, right)])
 
     def describe(self) -> dict[str, str]:
         """Backend identity and settings, as strings for diagnostics."""
-        max_disparity = getattr(self, 'max_disparity', None)
+        max_disparity = self.max_disparity
         return {
             'backend': self.name,
             'device': str(self.device),

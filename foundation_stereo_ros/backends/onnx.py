@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ import torch
 import yaml
 
 from foundation_stereo_ros.backends.base import DisparityBackend
+from foundation_stereo_ros.backends.device import CUDA_INDEX, DEVICES
 
 __all__ = ['FORMATS', 'PROVIDERS', 'OnnxBackend', 'OnnxFormat', 'default_trt_cache_dir']
 
@@ -234,12 +236,11 @@ _NUMPY_TYPES = {'tensor(float)': np.float32, 'tensor(float16)': np.float16}
 
 def _gpu_index(device: str) -> int:
     """GPU index of 'auto', 'cuda', 'cuda:N' (0 unless N is given); 'cpu' gives 0 too."""
-    if device in ('auto', 'cuda', 'cpu'):
+    if device in DEVICES:
         return 0
-    head, _, index = device.partition(':')
-    if head != 'cuda' or not index.isdigit():
+    if not re.fullmatch(CUDA_INDEX, device):
         raise ValueError(f"device must be 'auto', 'cuda', 'cuda:N' or 'cpu', got {device!r}")
-    return int(index)
+    return int(device.partition(':')[2])
 
 
 def _provider_list(ort, provider: str, cache_dir: Path, fp16: bool,

@@ -18,30 +18,31 @@ SGBM_MODES = {
 
 # OpenCV returns fixed-point disparities with 4 fractional bits.
 _SUBPIXEL = 16
+# Largest left/right disagreement (pixels) that lr_check keeps.
+LR_TOLERANCE = 1.0
 
 
 class SgbmBackend(DisparityBackend):
-    """``cv2.StereoSGBM`` with sensible defaults, on uint8 images on the CPU.
+    """``cv2.StereoSGBM`` with sensible defaults, on uint8 grey images on the CPU.
 
-    Options (all keyword-compatible with :func:`make_backend`):
+    Options (the settings of the same names, see :mod:`foundation_stereo_ros.settings`):
 
     - ``num_disparities``: size of the search range, a positive multiple of 16. The disparity
       range is ``[min_disparity, min_disparity + num_disparities)``.
     - ``block_size``: odd matching window size (3 to 11 is usual).
     - ``min_disparity``: smallest disparity searched (may be negative with a shifted principal
       point).
-    - ``mode``: one of :data:`SGBM_MODES`.
-    - ``p1``, ``p2``: smoothness penalties; default ``8 * cn * block_size**2`` and
-      ``32 * cn * block_size**2`` (cn = 1 grey, 3 colour).
-    - ``uniqueness_ratio``, ``speckle_window_size``, ``speckle_range``, ``disp12_max_diff``,
-      ``pre_filter_cap``: passed to OpenCV (speckle filter on by default).
-    - ``color``: match the RGB images instead of their grey levels (slower, a bit more exact).
-    - ``pad_left``: pad the pair on the left so the leftmost ``num_disparities`` columns get
-      estimates too (OpenCV leaves that band empty); matches that land outside the right image
-      are then dropped.
+    - ``sgbm_mode``: one of :data:`SGBM_MODES`.
+    - ``uniqueness_ratio``, ``speckle_window_size``, ``speckle_range``: passed to OpenCV
+      (speckle filter on by default).
     - ``lr_check``: also match right-to-left (on the mirrored pair) and drop pixels whose two
-      disparities differ by more than ``lr_tolerance`` pixels; removes most estimates in
+      disparities differ by more than :data:`LR_TOLERANCE` pixels; removes most estimates in
       occluded areas at twice the cost.
+
+    Fixed choices: smoothness penalties ``8 * block_size**2`` and ``32 * block_size**2``
+    (OpenCV's recommendation), and the pair is padded on the left so the leftmost
+    ``num_disparities`` columns get estimates too (OpenCV leaves that band empty); matches
+    that land outside the right image are then dropped.
     """
 
     name = 'sgbm'
@@ -53,18 +54,11 @@ class SgbmBackend(DisparityBackend):
         block_size: int = 5,
         *,
         min_disparity: int = 0,
-        mode: str = 'sgbm_3way',
-        p1: int | None = None,
-        p2: int | None = None,
+        sgbm_mode: str = 'sgbm_3way',
         uniqueness_ratio: int = 10,
         speckle_window_size: int = 100,
         speckle_range: int = 2,
-        disp12_max_diff: int = 1,
-        pre_filter_cap: int = 63,
-        color: bool = False,
-        pad_left: bool = True,
         lr_check: bool = False,
-        lr_tolerance: float = 1.0,
     ) -> None:
         num_disparities = _integer('num_disparities', num_disparities)
         if num_disparities <= 0 or num_disparities % 16:
@@ -75,15 +69,9 @@ class SgbmBackend(DisparityBackend):
             raise ValueError(f'block_size must be an odd number >= 1 (3 to 11 is usual), got '
                              f'{block_size}')
         min_disparity = _integer('min_disparity', min_disparity)
-        if mode not in SGBM_MODES:
-            raise ValueError(f'unknown SGBM mode {mode!r}; valid modes: '
+        if sgbm_mode not in SGBM_MODES:
+            raise ValueError(f'unknown SGBM mode {sgbm_mode!r}; valid modes: '
                              f'{", ".join(sorted(SGBM_MODES))}')
-        channels = 3 if color else 1
-        p1 = 8 * channels * block_size ** 2 if p1 is None else _integer('p1', p1)
-        p2 = 32 * channels * block_size ** 2 if p2 is None else _integer('p2', p2)
-        if not 0 <= p1 < p2:
-            raise ValueError(f'SGBM needs 0 <= p1 < p2 (penalties for disparity changes of 1 '
-                             f'and of more than 1), got p1={p1}, p2={p2}')
         uniqueness_ratio = _integer('uniqueness_ratio', uniqueness_ratio)
         if not 0 <= uniqueness_ratio <= 100:
             raise ValueError(f'uniqueness_ratio is a percentage margin (5 to 15 is usual), got '
@@ -93,34 +81,23 @@ class SgbmBackend(DisparityBackend):
         if speckle_window_size < 0 or speckle_range < 0:
             raise ValueError('speckle_window_size and speckle_range must be >= 0 (0 disables '
                              'the speckle filter)')
-        pre_filter_cap = _integer('pre_filter_cap', pre_filter_cap)
-        if not 1 <= pre_filter_cap <= 63:
-            raise ValueError(f'pre_filter_cap must be in 1..63, got {pre_filter_cap}')
-        lr_tolerance = float(lr_tolerance)
-        if not lr_tolerance >= 0.0:
-            raise ValueError(f'lr_tolerance must be >= 0 pixels, got {lr_tolerance}')
 
         self.device = torch.device('cpu')
         self.num_disparities = num_disparities
         self.block_size = block_size
         self.min_disparity = float(min_disparity)
         self.max_disparity = float(min_disparity + num_disparities)
-        self.mode = mode
-        self.color = bool(color)
-        self.pad_left = bool(pad_left)
+        self.sgbm_mode = sgbm_mode
         self.lr_check = bool(lr_check)
-        self.lr_tolerance = lr_tolerance
         self._settings = {
             'minDisparity': min_disparity, 'numDisparities': num_disparities,
-            'blockSize': block_size,
-            'P1': p1, 'P2': p2, 'disp12MaxDiff': _integer('disp12_max_diff', disp12_max_diff),
-            'preFilterCap': pre_filter_cap, 'uniquenessRatio': uniqueness_ratio,
+            'blockSize': block_size, 'P1': 8 * block_size ** 2, 'P2': 32 * block_size ** 2,
+            'disp12MaxDiff': 1, 'preFilterCap': 63, 'uniquenessRatio': uniqueness_ratio,
             'speckleWindowSize': speckle_window_size, 'speckleRange': speckle_range}
-        self._matcher = cv2.StereoSGBM_create(mode=SGBM_MODES[mode], **self._settings)
+        self._matcher = cv2.StereoSGBM_create(mode=SGBM_MODES[sgbm_mode], **self._settings)
 
     def compute(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """(3, H, W) float32 RGB 0..255 CPU tensors -> (H, W) float32 disparity, NaN invalid."""
-        self.check_pair(left, right)
         left_np = self._to_uint8(left)
         right_np = self._to_uint8(right)
         disparity = self._match(left_np, right_np)
@@ -129,20 +106,18 @@ class SgbmBackend(DisparityBackend):
             # left-right problem whose answer, mirrored back, belongs to the right image.
             mirrored = self._match(np.ascontiguousarray(right_np[:, ::-1]),
                                    np.ascontiguousarray(left_np[:, ::-1]))
-            disparity = _left_right_consistent(disparity, mirrored[:, ::-1], self.lr_tolerance)
+            disparity = _left_right_consistent(disparity, mirrored[:, ::-1], LR_TOLERANCE)
         return torch.from_numpy(disparity)
 
     def describe(self) -> dict[str, str]:
         """Backend identity and matcher settings for diagnostics."""
         info = super().describe()
         info.update({
-            'mode': self.mode,
+            'sgbm_mode': self.sgbm_mode,
             'min_disparity': f'{self.min_disparity:g}',
             'num_disparities': str(self.num_disparities),
             'block_size': str(self.block_size),
-            'color': str(self.color),
-            'pad_left': str(self.pad_left),
-            'lr_check': f'{self.lr_check} (tolerance {self.lr_tolerance:g} px)',
+            'lr_check': f'{self.lr_check} (tolerance {LR_TOLERANCE:g} px)',
         })
         info.update({name: str(value) for name, value in self._settings.items()
                      if name not in ('minDisparity', 'numDisparities', 'blockSize')})
@@ -150,30 +125,23 @@ class SgbmBackend(DisparityBackend):
 
     def _to_uint8(self, image: torch.Tensor) -> np.ndarray:
         hwc = image.clamp(0.0, 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous()
-        array = hwc.numpy()
-        if self.color:
-            return array  # channel order does not matter to the matcher
-        return cv2.cvtColor(array, cv2.COLOR_RGB2GRAY)
+        return cv2.cvtColor(hwc.numpy(), cv2.COLOR_RGB2GRAY)
 
     def _match(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """Disparity (H, W) float32 of ``left`` against ``right``, NaN where invalid."""
         width = left.shape[1]
-        pad = 0
-        if self.pad_left:
-            # OpenCV skips the first min_disparity + num_disparities columns; padding shifts
-            # them into the image so the whole search range fits beside every real pixel.
-            pad = max(int(self.max_disparity), 0)
-            left = cv2.copyMakeBorder(left, 0, 0, pad, 0, cv2.BORDER_REPLICATE)
-            right = cv2.copyMakeBorder(right, 0, 0, pad, 0, cv2.BORDER_REPLICATE)
+        # OpenCV skips the first min_disparity + num_disparities columns; padding shifts them
+        # into the image so the whole search range fits beside every real pixel.
+        pad = max(int(self.max_disparity), 0)
+        left = cv2.copyMakeBorder(left, 0, 0, pad, 0, cv2.BORDER_REPLICATE)
+        right = cv2.copyMakeBorder(right, 0, 0, pad, 0, cv2.BORDER_REPLICATE)
         fixed = self._matcher.compute(left, right)[:, pad:]
         disparity = fixed.astype(np.float32) / _SUBPIXEL
         # Invalid pixels come back as (min_disparity - 1) * 16.
         invalid = fixed < int(self.min_disparity) * _SUBPIXEL
-        if self.pad_left:
-            # A match in the padding is a match with nothing: the point is outside the right
-            # image.
-            x_right = np.arange(width, dtype=np.float32)[None, :] - disparity
-            invalid |= (x_right < -0.5) | (x_right > width - 0.5)
+        # A match in the padding is a match with nothing: the point is outside the right image.
+        x_right = np.arange(width, dtype=np.float32)[None, :] - disparity
+        invalid |= (x_right < -0.5) | (x_right > width - 0.5)
         disparity[invalid] = np.nan
         return disparity
 

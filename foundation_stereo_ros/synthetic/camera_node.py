@@ -14,61 +14,37 @@ import sys
 from typing import Any
 
 import cv2
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from foundation_stereo_ros import conversions
+from foundation_stereo_ros import conversions, ros_params
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.ros_main import run_node
+from foundation_stereo_ros.settings import Setting
 from foundation_stereo_ros.synthetic.scenes import StereoScene, make_scene
 
 ENCODINGS = ('rgb8', 'bgr8', 'mono8')
 QOS_CHOICES = ('sensor_data', 'reliable')
 
-
-def _float_range(low: float, high: float) -> list[FloatingPointRange]:
-    return [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
-
-
-def _int_range(low: int, high: int) -> list[IntegerRange]:
-    return [IntegerRange(from_value=low, to_value=high, step=1)]
-
-
-# name: (default, descriptor); all read-only: the scenes are generated once at start.
-PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
-    'width': (640, ParameterDescriptor(description='Image width (pixels).', read_only=True,
-                                       integer_range=_int_range(16, 8192))),
-    'height': (480, ParameterDescriptor(description='Image height (pixels).', read_only=True,
-                                        integer_range=_int_range(16, 8192))),
-    'rate': (10.0, ParameterDescriptor(description='Frames per second.', read_only=True,
-                                       floating_point_range=_float_range(0.1, 1000.0))),
-    'seed': (0, ParameterDescriptor(description='Scene seed (scene k uses seed + k).',
-                                    read_only=True, integer_range=_int_range(0, 2**31 - 1))),
-    'frame_id': ('left_camera_optical_frame', ParameterDescriptor(
-        description='Frame of the left camera (REP 103 optical frame); outputs use it.',
-        read_only=True)),
-    'right_frame_id': ('right_camera_optical_frame', ParameterDescriptor(
-        description='Frame of the right camera.', read_only=True)),
-    'encoding': ('rgb8', ParameterDescriptor(description='Image encoding: rgb8, bgr8 or mono8.',
-                                             read_only=True,
-                                             additional_constraints='rgb8, bgr8 or mono8')),
-    'moving': (False, ParameterDescriptor(
-        description='Cycle through num_scenes scenes, one per frame.', read_only=True)),
-    'num_scenes': (4, ParameterDescriptor(description='Scenes generated when moving.',
-                                          read_only=True, integer_range=_int_range(1, 64))),
-    'baseline': (0.12, ParameterDescriptor(description='Stereo baseline (metres).',
-                                           read_only=True,
-                                           floating_point_range=_float_range(0.001, 10.0))),
-    'noise': (0.0, ParameterDescriptor(description='Gaussian image noise (grey levels).',
-                                       read_only=True,
-                                       floating_point_range=_float_range(0.0, 50.0))),
-    'qos': ('sensor_data', ParameterDescriptor(
-        description='Publisher QoS: sensor_data (best effort) or reliable.', read_only=True,
-        additional_constraints='sensor_data or reliable')),
-}
+# All read-only: the scenes are generated once at start.
+SETTINGS: tuple[Setting, ...] = (
+    Setting('width', 640, 'Image width (pixels).', low=16, high=8192, step=1),
+    Setting('height', 480, 'Image height (pixels).', low=16, high=8192, step=1),
+    Setting('rate', 10.0, 'Frames per second.', low=0.1, high=1000.0),
+    Setting('seed', 0, 'Scene seed (scene k uses seed + k).', low=0, high=2**31 - 1, step=1),
+    Setting('frame_id', 'left_camera_optical_frame',
+            'Frame of the left camera (REP 103 optical frame); outputs use it.'),
+    Setting('right_frame_id', 'right_camera_optical_frame', 'Frame of the right camera.'),
+    Setting('encoding', 'rgb8', 'Image encoding.', choices=ENCODINGS),
+    Setting('moving', False, 'Cycle through num_scenes scenes, one per frame.'),
+    Setting('num_scenes', 4, 'Scenes generated when moving.', low=1, high=64, step=1),
+    Setting('baseline', 0.12, 'Stereo baseline (metres).', low=0.001, high=10.0),
+    Setting('noise', 0.0, 'Gaussian image noise (grey levels).', low=0.0, high=50.0),
+    Setting('qos', 'sensor_data', 'Publisher QoS: sensor_data (best effort) or reliable.',
+            choices=QOS_CHOICES),
+)
 
 
 def scene_to_messages(scene: StereoScene, encoding: str, frame_id: str,
@@ -111,12 +87,7 @@ class SyntheticStereoCamera(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         """Declare parameters, generate the scenes and start the publishing timer."""
         super().__init__('synthetic_stereo_camera', **node_kwargs)
-        p = {name: self.declare_parameter(name, default, descriptor).value
-             for name, (default, descriptor) in PARAMETERS.items()}
-        if p['encoding'] not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, got {p['encoding']!r}")
-        if p['qos'] not in QOS_CHOICES:
-            raise ValueError(f"qos must be one of {QOS_CHOICES}, got {p['qos']!r}")
+        p = ros_params.declare(self, SETTINGS)
         count = p['num_scenes'] if p['moving'] else 1
         self.get_logger().info(f"generating {count} {p['width']}x{p['height']} scene(s)...")
         self.frames = []
@@ -151,7 +122,8 @@ class SyntheticStereoCamera(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the synthetic camera until SIGINT/SIGTERM; returns the process exit code."""
-    return run_node(SyntheticStereoCamera, 'synthetic_stereo_camera', (ValueError,), args)
+    return run_node(SyntheticStereoCamera, 'synthetic_stereo_camera',
+                    (ros_params.ParameterError,), args)
 
 
 if __name__ == '__main__':

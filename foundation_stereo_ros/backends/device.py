@@ -1,0 +1,33 @@
+"""Where and at what precision a torch backend runs: the names users give and what they mean."""
+from __future__ import annotations
+
+import torch
+
+DEVICES = ('auto', 'cuda', 'cpu')
+CUDA_INDEX = r'cuda:\d+'  # also accepted: a GPU by index
+# Precision name -> autocast dtype (None: plain fp32).
+PRECISIONS: dict[str, torch.dtype | None] = {
+    'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when available; 'cuda' without a GPU is an error that says so."""
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError(
+            f"device '{device}' requested but torch sees no CUDA GPU (torch "
+            f"{torch.__version__}); install a CUDA build of torch or use device 'cpu'")
+    if device != 'cpu' and not device.startswith('cuda'):
+        raise ValueError(f"device must be 'auto', 'cuda', 'cuda:N' or 'cpu', got '{device}'")
+    return torch.device(device)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Return the autocast dtype of ``precision`` on ``device``; ValueError if it cannot run."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    if precision != 'fp32' and device.type != 'cuda':
+        raise ValueError(
+            f"precision '{precision}' needs a CUDA device; on CPU use precision 'fp32'")
+    return PRECISIONS[precision]

@@ -1,0 +1,405 @@
+"""Every setting of the stereo pipeline, declared once.
+
+:data:`SETTINGS` holds each setting's name, default (which fixes its type), range or choices,
+whether it may change at runtime, where it goes and its description. Everything else derives
+from it:
+
+* the node's ROS parameters and their descriptors (:mod:`.ros_params`),
+* ``config/foundation_stereo.yaml`` (:func:`params_yaml` writes it; a test keeps them equal),
+* the command lines of the demo, the bag tool and the other offline tools
+  (:func:`add_arguments` / :func:`from_args`: same names, same defaults),
+* the ranges :class:`~foundation_stereo_ros.pipeline.PipelineConfig` checks, and the backend
+  options :func:`make_backend` receives.
+
+Enumerations live beside their owner and are imported here: backend names from the backend
+registry, precisions and devices from :mod:`.backends.device`, sync policies from :mod:`.sync`.
+Pure Python plus those imports (no rclpy), so the rules are unit-tested alone.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from foundation_stereo_ros.backends import BACKENDS
+from foundation_stereo_ros.backends.device import CUDA_INDEX, DEVICES, PRECISIONS
+from foundation_stereo_ros.backends.onnx import PROVIDER_CHOICES
+from foundation_stereo_ros.backends.sgbm import SGBM_MODES
+from foundation_stereo_ros.sync import SYNC_POLICIES
+
+Value = bool | int | float | str
+
+# Where a setting's value goes. BACKEND: the backend constructor (``backends`` says which);
+# PIPELINE: PipelineConfig; SYNC: the stereo synchroniser; NODE: the node's own plumbing.
+BACKEND, PIPELINE, SYNC, NODE = 'backend', 'pipeline', 'sync', 'node'
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its default (which fixes its type) and what values it accepts.
+
+    ``low``/``high`` bound numbers (inclusive); ``step`` (integers only) restricts them to
+    ``low + k * step``; ``choices`` lists the accepted strings (``pattern`` may accept more,
+    e.g. ``cuda:N``); ``runtime`` says whether it may change while the node runs; ``target``
+    says where the value goes and ``backends`` which backends take it (BACKEND target only);
+    ``tools`` says whether the offline command lines expose it.
+    """
+
+    name: str
+    default: Value
+    description: str
+    target: str = 'node'
+    low: float | None = None
+    high: float | None = None
+    step: int = 0
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+    runtime: bool = False
+    backends: tuple[str, ...] = ()
+    tools: bool = True
+
+    @property
+    def type_name(self) -> str:
+        """'bool', 'int', 'float' or 'str'."""
+        return type(self.default).__name__
+
+    @property
+    def constraints(self) -> str:
+        """Describe the accepted values in words, for descriptors and error messages."""
+        if self.choices:
+            return 'one of ' + ', '.join(self.choices) + (
+                f' (or {self.pattern_hint})' if self.pattern else '')
+        if self.low is not None:
+            text = f'{self.low} to {self.high}'
+            if self.step:
+                text += f' in steps of {self.step}'
+            return text
+        return ''
+
+    @property
+    def pattern_hint(self) -> str:
+        """Describe the extra accepted strings ('cuda:N' for the device)."""
+        return self.pattern.replace(r'\d+', 'N') if self.pattern else ''
+
+    @property
+    def option(self) -> str:
+        """Return the command-line option: ``--valid-iters`` for ``valid_iters``."""
+        return '--' + self.name.replace('_', '-')
+
+    def check(self, value: Any) -> str | None:
+        """Return why ``value`` is not acceptable, or None if it is."""
+        expected = type(self.default)
+        if not (type(value) is expected or (expected is float and type(value) is int)):
+            return (f'{self.name} must be a {self.type_name}, got {type(value).__name__} '
+                    f'{value!r}')
+        if self.choices:
+            if value in self.choices or (self.pattern and re.fullmatch(self.pattern, value)):
+                return None
+            return f'{self.name} must be {self.constraints}, got {value!r}'
+        if self.low is not None:
+            if isinstance(value, float) and not math.isfinite(value):
+                return f'{self.name} must be a finite number ({self.constraints}), got {value}'
+            if not self.low <= value <= self.high or (
+                    self.step and (value - self.low) % self.step):
+                return f'{self.name} must be {self.constraints}, got {value}'
+        return None
+
+    def coerce(self, value: Value) -> Value:
+        """``value`` in the declared type (an integer given for a float becomes a float)."""
+        return float(value) if self.type_name == 'float' else value
+
+
+_FS = ('foundation_stereo',)
+_SGBM = ('sgbm',)
+_ONNX = ('onnx',)
+
+SETTINGS: tuple[Setting, ...] = (
+    # -- the backend (read-only: it selects the model, the device or the matcher) ------------
+    Setting('backend', 'foundation_stereo',
+            'Disparity backend: foundation_stereo (the network), onnx (an exported network '
+            'on ONNX Runtime / TensorRT) or sgbm (OpenCV, CPU).',
+            BACKEND, choices=tuple(BACKENDS)),
+    Setting('checkpoint', '',
+            'FoundationStereo checkpoint (.pth) with its cfg.yaml beside it; needed by the '
+            'foundation_stereo backend.', BACKEND, backends=_FS),
+    Setting('model', '',
+            'Exported network (.onnx) for the onnx backend: this package\'s export, '
+            'FoundationStereo scripts/make_onnx.py or Fast-FoundationStereo '
+            'scripts/make_single_onnx.py.', BACKEND, backends=_ONNX),
+    Setting('provider', 'auto',
+            'ONNX Runtime provider of the onnx backend: auto (TensorRT, else CUDA, else CPU) '
+            'or one forced.', BACKEND, choices=PROVIDER_CHOICES, backends=_ONNX),
+    Setting('trt_cache_dir', '',
+            'Where the onnx backend keeps built TensorRT engines (empty: '
+            '~/.cache/foundation_stereo_ros/tensorrt); the first build can take minutes.',
+            BACKEND, backends=_ONNX),
+    Setting('trt_fp16', True, 'Let TensorRT run the onnx backend\'s layers in fp16.',
+            BACKEND, backends=_ONNX),
+    Setting('device', 'auto', 'Device: auto (CUDA when available), cuda, cuda:N or cpu.',
+            BACKEND, choices=DEVICES, pattern=CUDA_INDEX, backends=_FS + _ONNX),
+    Setting('precision', 'fp32', 'Network precision: fp32, or fp16/bf16 autocast (CUDA only).',
+            BACKEND, choices=tuple(PRECISIONS), backends=_FS),
+    Setting('valid_iters', 32, 'GRU refinement iterations of the network (more: finer, slower).',
+            BACKEND, low=1, high=100, step=1, runtime=True, backends=_FS),
+    Setting('hierarchical', False,
+            'Coarse-to-fine inference: a low-resolution pass initialises the full one.',
+            BACKEND, runtime=True, backends=_FS),
+    Setting('small_ratio', 0.5, 'Resolution ratio of the coarse pass when hierarchical.',
+            BACKEND, low=0.1, high=0.9, runtime=True, backends=_FS),
+    Setting('num_disparities', 128,
+            'SGBM disparity search range in pixels (multiple of 16; at least the largest '
+            'disparity, fx * baseline / nearest depth).', BACKEND, low=16, high=1024, step=16,
+            backends=_SGBM),
+    Setting('block_size', 5, 'SGBM matching block size in pixels (odd; 3 to 11 is usual).',
+            BACKEND, low=1, high=31, step=2, backends=_SGBM),
+    Setting('min_disparity', 0,
+            'SGBM smallest disparity searched (negative with a shifted principal point).',
+            BACKEND, low=-1024, high=1024, step=1, backends=_SGBM),
+    Setting('sgbm_mode', 'sgbm_3way',
+            'SGBM path directions: sgbm_3way (fastest), sgbm (5), hh4 (4), hh (8, slow).',
+            BACKEND, choices=tuple(SGBM_MODES), backends=_SGBM),
+    Setting('uniqueness_ratio', 10,
+            'SGBM: percent by which the best match must beat the second best.',
+            BACKEND, low=0, high=100, step=1, backends=_SGBM),
+    Setting('speckle_window_size', 100,
+            'SGBM speckle filter: largest blob (pixels) removed as noise; 0 disables it.',
+            BACKEND, low=0, high=10000, step=1, backends=_SGBM),
+    Setting('speckle_range', 2, 'SGBM speckle filter: disparity spread within one blob.',
+            BACKEND, low=0, high=64, step=1, backends=_SGBM),
+    Setting('lr_check', False,
+            'SGBM: also match right to left and drop disagreeing pixels (occlusions; twice '
+            'the cost).', BACKEND, backends=_SGBM),
+    # -- the pipeline (may change at runtime) -----------------------------------------------
+    Setting('scale', 1.0,
+            'Run the backend on images resized by this factor; outputs stay at camera '
+            'resolution.', PIPELINE, low=0.05, high=1.0, runtime=True),
+    Setting('z_near', 0.0, 'Depth and points nearer than this (metres) are NaN.',
+            PIPELINE, low=0.0, high=1000.0, runtime=True),
+    Setting('z_far', 100.0, 'Depth and points farther than this (metres) are NaN.',
+            PIPELINE, low=0.01, high=10000.0, runtime=True),
+    Setting('remove_invisible', True,
+            'Invalidate disparities whose match falls outside the right image.',
+            PIPELINE, runtime=True),
+    # -- input synchronisation (read-only) ---------------------------------------------------
+    Setting('sync_policy', 'exact',
+            'Input synchronisation: exact (equal stamps) or approximate (within slop).',
+            SYNC, choices=SYNC_POLICIES),
+    Setting('slop', 0.01, 'Largest stamp spread (seconds) of a set with approximate sync.',
+            SYNC, low=0.0, high=1.0),
+    Setting('queue_size', 10, 'Pending messages kept per input while waiting for a set.',
+            SYNC, low=1, high=100, step=1),
+    # -- the node's monitoring (read-only) ---------------------------------------------------
+    Setting('camera_info_timeout', 2.0,
+            'Warn (throttled) when images arrive but no CameraInfo did for this long (seconds).',
+            NODE, low=0.1, high=60.0, tools=False),
+    Setting('diagnostics_period', 1.0, 'Period of /diagnostics messages (seconds).',
+            NODE, low=0.1, high=60.0, tools=False),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+DEFAULTS: dict[str, Value] = {s.name: s.default for s in SETTINGS}
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message lists every problem."""
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Return why ``value`` is not acceptable for setting ``name``, or None if it is."""
+    setting = BY_NAME.get(name)
+    if setting is None:
+        return f'unknown setting {name!r}; known: {", ".join(BY_NAME)}'
+    return setting.check(value)
+
+
+def check_together(values: Mapping[str, Any]) -> list[str]:
+    """Problems between settings (each alone valid)."""
+    errors = []
+    if 'z_far' in values and values['z_far'] <= values.get('z_near', DEFAULTS['z_near']):
+        errors.append(f'z_far ({values["z_far"]}) must be greater than z_near '
+                      f'({values.get("z_near", DEFAULTS["z_near"])})')
+    return errors
+
+
+def check_changes(current: Mapping[str, Any], changes: Mapping[str, Any]) -> str | None:
+    """Return why the runtime ``changes`` must be rejected, or None to accept them all.
+
+    ``current`` holds every setting's value now; the changes are judged together (so
+    ``z_near`` and ``z_far`` may move past each other in one call). Names that are not ours
+    (``use_sim_time``...) are left to whoever owns them.
+    """
+    errors = []
+    for name, value in changes.items():
+        setting = BY_NAME.get(name)
+        if setting is None:
+            continue
+        if not setting.runtime and value != current.get(name):
+            errors.append(f'{name} cannot change while the node runs (it selects the model, '
+                          f'device or ROS plumbing): restart with -p {name}:={value}')
+            continue
+        reason = setting.check(value)
+        if reason:
+            errors.append(reason)
+    if not errors:
+        errors.extend(check_together({**current, **changes}))
+    return '; '.join(errors) or None
+
+
+class Settings(Mapping[str, Value]):
+    """Validated values of every setting (missing names take their defaults).
+
+    Read them as a mapping or as attributes (``settings.valid_iters``). Raises
+    :class:`SettingsError` listing every problem.
+    """
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        """Validate ``values`` against :data:`SETTINGS`."""
+        merged = {**DEFAULTS, **(values or {})}
+        errors = [r for r in (check_value(k, v) for k, v in merged.items()) if r]
+        if not errors:
+            errors.extend(check_together(merged))
+            if merged['backend'] == 'foundation_stereo' and not merged['checkpoint']:
+                errors.append(
+                    'backend foundation_stereo needs a checkpoint: pass checkpoint:='
+                    '/path/to/model_best_bp2.pth (its cfg.yaml beside it), or use '
+                    'backend:=sgbm')
+            if merged['backend'] == 'onnx' and not merged['model']:
+                errors.append('backend onnx needs an exported network: pass '
+                              'model:=/path/to/exported.onnx')
+        if errors:
+            raise SettingsError('invalid settings: ' + '; '.join(errors))
+        self._values = {k: BY_NAME[k].coerce(v) for k, v in merged.items()}
+
+    def __getitem__(self, name: str) -> Value:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Value:
+        try:
+            return self.__dict__['_values'][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        return f'Settings({self._values!r})'
+
+    def backend_options(self) -> dict[str, Value]:
+        """Keyword arguments of the chosen backend's constructor."""
+        return backend_options(self._values)
+
+    def pipeline_options(self) -> dict[str, Value]:
+        """Keyword arguments of ``PipelineConfig``: pipeline and runtime backend settings."""
+        return pipeline_options(self._values)
+
+
+def backend_options(values: Mapping[str, Value]) -> dict[str, Value]:
+    """Return the constructor keywords of the backend ``values['backend']`` names."""
+    backend = values['backend']
+    return {s.name: values[s.name] for s in SETTINGS
+            if s.target == BACKEND and backend in s.backends}
+
+
+def runtime_backend_names(backend: str) -> tuple[str, ...]:
+    """Names of the settings ``backend`` takes per pair (they may change at runtime)."""
+    return tuple(s.name for s in SETTINGS
+                 if s.target == BACKEND and s.runtime and backend in s.backends)
+
+
+def pipeline_options(values: Mapping[str, Value]) -> dict[str, Any]:
+    """``PipelineConfig`` keywords: its own settings plus the backend's runtime ones."""
+    options: dict[str, Any] = {s.name: values[s.name] for s in SETTINGS
+                               if s.target == PIPELINE and s.name in values}
+    options['backend_options'] = {name: values[name]
+                                  for name in runtime_backend_names(values['backend'])
+                                  if name in values}
+    return options
+
+
+# -- command lines ------------------------------------------------------------------------------
+
+def tool_settings(targets: Iterable[str] = (BACKEND, PIPELINE)) -> tuple[Setting, ...]:
+    """Return the settings an offline tool exposes for ``targets``."""
+    wanted = set(targets)
+    return tuple(s for s in SETTINGS if s.tools and s.target in wanted)
+
+
+def add_arguments(parser: argparse.ArgumentParser,
+                  targets: Iterable[str] = (BACKEND, PIPELINE)) -> None:
+    """Add one option per setting of ``targets``: ``--valid-iters`` for ``valid_iters``.
+
+    Same names and defaults as the node's parameters; booleans get ``--x/--no-x``. Values are
+    checked by :func:`from_args`, so the messages are the node's.
+    """
+    group = parser.add_argument_group('pipeline settings (the node\'s parameters)')
+    for s in tool_settings(targets):
+        help_text = s.description + (f' ({s.constraints})' if s.constraints else '')
+        help_text = help_text.replace('%', '%%') + ' Default: %(default)s.'
+        if s.type_name == 'bool':
+            group.add_argument(s.option, dest=s.name, default=s.default,
+                               action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            group.add_argument(s.option, dest=s.name, default=s.default,
+                               type=type(s.default), metavar=s.name.upper(), help=help_text)
+
+
+def from_args(args: argparse.Namespace, targets: Iterable[str] = (BACKEND, PIPELINE),
+              **overrides: Value) -> Settings:
+    """Validate a command line built with :func:`add_arguments` into :class:`Settings`.
+
+    Messages name the options (``--valid-iters``), not the parameters.
+    """
+    values = {s.name: getattr(args, s.name) for s in tool_settings(targets)}
+    values.update(overrides)
+    try:
+        return Settings(values)
+    except SettingsError as exc:
+        message = str(exc)
+        for s in SETTINGS:
+            # Whole words only: 'model' must not rewrite 'model_best_bp2.pth'.
+            message = re.sub(rf'\b{s.name}\b(:=)?', lambda m, s=s: s.option + (
+                ' ' if m.group(1) else ''), message)
+        raise SettingsError(message) from None
+
+
+# -- the parameters file ------------------------------------------------------------------------
+
+_YAML_HEADER = """\
+# Parameters of foundation_stereo_node, with their defaults. Generated from
+# foundation_stereo_ros/settings.py (python -m foundation_stereo_ros.settings > this file);
+# a test keeps the two equal.
+# Use: ros2 run foundation_stereo_ros foundation_stereo_node --ros-args --params-file THIS_FILE
+# "/**" matches the node whatever its name and namespace. QoS: see the README (qos_overrides).
+/**:
+  ros__parameters:
+"""
+
+
+def _yaml_value(value: Value) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, str):
+        return f'"{value}"' if value == '' else value
+    return repr(value)
+
+
+def params_yaml() -> str:
+    """Return the text of ``config/foundation_stereo.yaml``: every setting and its default."""
+    lines = [_YAML_HEADER.rstrip('\n')]
+    for s in SETTINGS:
+        when = 'runtime' if s.runtime else 'read-only'
+        extra = f'; {s.constraints}' if s.constraints else ''
+        lines.append(f'    # {s.description} [{when}{extra}]')
+        lines.append(f'    {s.name}: {_yaml_value(s.default)}')
+    return '\n'.join(lines) + '\n'
+
+
+if __name__ == '__main__':
+    print(params_yaml(), end='')
