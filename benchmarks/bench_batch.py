@@ -9,6 +9,17 @@ unless ``--checkpoint``. Prints min and median of ``--repeat`` timed calls after
 
     PYTHONPATH=. python benchmarks/bench_batch.py --size 240x320 --iters 8 --batch 1 2 4
     PYTHONPATH=. python benchmarks/bench_batch.py --size 240x320 --iters 8 --batch 1 --onnx
+
+Measured 2026-12-02 on the shared 2-core development VM (load average 5 to 14 from other jobs,
+so single figures vary by 2x between runs; seeded vits, CPU, seconds per pair, min of 3):
+
+    size     iters  torch B=1      torch B=2     onnx CPU B=1  onnx CPU B=2
+    96x64    2      5.0 / 24.7     3.7 / 9.5     2.9           3.2
+    128x96   4      28.3           23.6          -             -
+
+B=2 was faster than B=1 for the PyTorch backend in every run (0.38x to 0.83x) and not for
+ONNX Runtime (1.08x); the onnx backend on the CPU provider was 1.7x to 8x faster than the
+PyTorch backend. The batch tool's default stays 1 until a quiet machine (or a GPU) confirms.
 """
 from __future__ import annotations
 
