@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-r"""Latency and peak memory of the FoundationStereo network on the present device.
+r"""Latency and peak memory of the FoundationStereo family's networks on the present device.
 
 One row per (implementation, vit size, resolution, iterations, precision, eager/compile).
 Latency: min and median over ``--repeat`` calls after warm-up, in a fresh subprocess per
@@ -12,16 +12,31 @@ high-water mark is reset after setup) and its increase over the resident size af
 ``--checkpoint`` is given.
 
 ``--official /path/to/FoundationStereo`` also times the official code on the same inputs and
-weights and prints our/official latency ratios. The official code needs timm, torchvision and a
-few demo-only packages; where they are missing, stand-ins are injected at run time (EdgeNeXt
-from this package, a Normalize transform, empty modules for point-cloud and I/O libraries, and
-DINOv2 built from the repository's vendored copy instead of torch.hub). Its cost-volume
-attention is the HEAD variant; the printed max |difference| compares it with ours in that mode.
+weights and prints our/official latency ratios. It runs from the project's own environment
+(``scripts/setup.sh``), nothing more to install: the official code imports timm, torchvision,
+huggingface_hub and demo-only packages, and where one is absent or fails to import (PyPI's
+torchvision does not load beside the CPU torch wheel) a stand-in is injected at run time
+(EdgeNeXt from this package, a Normalize transform, an empty hub mixin class, empty modules for
+point-cloud and I/O libraries); DINOv2 is built from the repository's vendored copy instead of
+torch.hub, and timm, when usable, is kept from downloading ImageNet weights. The note column
+names the stand-ins used. Its cost-volume attention is the HEAD variant; the printed
+max |difference| compares it with ours in that mode.
 ``ratio`` = our min latency / official min latency (below 1: ours is faster).
 
+``--checkpoint`` may also be a Fast-FoundationStereo checkpoint (``model_best_bp2_serialize.pth``
+or its converted ``.safetensors``); ``--vit`` is then ignored. With ``--official
+/path/to/Fast-FoundationStereo`` (and the serialized ``.pth``) the official side loads that file
+as ``scripts/run_demo.py`` does (``torch.load(weights_only=False)``, ``max_disp`` from our
+config), with stand-ins injected at run time: timm's EdgeNeXt classes from this package,
+OmegaConf containers as attribute dicts, empty ``imageio`` / ``open3d``, and ``torch.compile``
+as the identity (the official helpers then run eagerly, as ``make_onnx.py`` runs them).
+
     PYTHONPATH=. python benchmarks/bench_model.py                     # CPU defaults
+    PYTHONPATH=. python benchmarks/bench_model.py --official /path/to/FoundationStereo
     PYTHONPATH=. python benchmarks/bench_model.py --vit vits vitl --size 480x640 --iters 16 \
         --precision fp32 fp16 --mode eager compile --device cuda
+    PYTHONPATH=. python benchmarks/bench_model.py --checkpoint ffs/model_best_bp2_serialize.pth \
+        --official ~/Fast-FoundationStereo --size 64x96 224x320 --iters 8 --threads 2
 """
 from __future__ import annotations
 
@@ -69,14 +84,39 @@ class _AttrDict(dict):
             raise AttributeError(name) from err
 
 
-def _import_official(repo: Path) -> Any:
-    """Import the official FoundationStereo class, with stand-ins for absent packages."""
+def _imports_cleanly(name: str, attribute: str = '') -> bool:
+    """Whether ``name`` (and its lazily imported ``attribute``) imports.
+
+    A package that is installed but fails to import counts as absent.
+
+    PyPI's torchvision does not load beside the CPU torch wheel ("operator torchvision::nms
+    does not exist"), and timm imports torchvision, so both can be installed yet unusable.
+    The half-imported modules are dropped so that stand-ins can take their place.
+    """
+    import importlib
+    try:
+        module = importlib.import_module(name)
+        if attribute:
+            getattr(module, attribute)
+        return True
+    except Exception:  # noqa: BLE001 - any import-time failure means "use the stand-in"
+        for key in [k for k in sys.modules if k == name or k.startswith(name + '.')]:
+            del sys.modules[key]
+        return False
+
+
+def _import_official(repo: Path) -> tuple[Any, list[str]]:
+    """Import the official FoundationStereo class, with stand-ins for unusable packages.
+
+    Returns the class and the names of the packages replaced by stand-ins.
+    """
     import importlib
     import importlib.util
 
     import torch
 
     os.environ.setdefault('XFORMERS_DISABLED', '1')
+    replaced: list[str] = []
 
     def missing(name: str) -> bool:
         try:
@@ -90,15 +130,8 @@ def _import_official(repo: Path) -> Any:
         sys.modules[name] = module
         return module
 
-    if missing('timm'):
-        from foundation_stereo_ros.model.edgenext import edgenext_small
-
-        def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
-            if name != 'edgenext_small':
-                raise ValueError(f'timm stand-in only provides edgenext_small, not {name}')
-            return edgenext_small()
-        stub('timm', create_model=create_model)
-    if missing('torchvision'):
+    # torchvision first: timm imports it, so timm is only usable when torchvision is.
+    if not _imports_cleanly('torchvision'):
         class Normalize:
             def __init__(self, mean: Any, std: Any, inplace: bool = False) -> None:
                 self.mean, self.std = mean, std
@@ -109,6 +142,29 @@ def _import_official(repo: Path) -> Any:
                 return (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
         tv = stub('torchvision')
         tv.transforms = stub('torchvision.transforms', Normalize=Normalize)
+        replaced.append('torchvision')
+    if _imports_cleanly('timm'):
+        # The official feature network asks for ImageNet weights (a download); the benchmark
+        # loads its own weights over them, so build the network without.
+        timm = sys.modules['timm']
+        timm_create = timm.create_model
+
+        def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
+            return timm_create(name, pretrained=False, **kwargs)
+        timm.create_model = create_model
+    else:
+        from foundation_stereo_ros.model.edgenext import edgenext_small
+
+        def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
+            if name != 'edgenext_small':
+                raise ValueError(f'timm stand-in only provides edgenext_small, not {name}')
+            return edgenext_small()
+        stub('timm', create_model=create_model)
+        replaced.append('timm (EdgeNeXt from this package)')
+    if not _imports_cleanly('huggingface_hub', 'PyTorchModelHubMixin'):
+        # Only a base class of the official model (hub upload/download helpers).
+        stub('huggingface_hub', PyTorchModelHubMixin=type('PyTorchModelHubMixin', (), {}))
+        replaced.append('huggingface_hub')
     for name in ('einops', 'scipy', 'trimesh', 'imageio', 'joblib', 'pandas', 'open3d'):
         if missing(name):
             stub(name, rearrange=None)
@@ -125,11 +181,95 @@ def _import_official(repo: Path) -> Any:
     torch.hub.load = local_hub_load
 
     sys.path[:0] = [str(repo), str(repo / 'dinov2')]
-    return importlib.import_module('core.foundation_stereo').FoundationStereo
+    return importlib.import_module('core.foundation_stereo').FoundationStereo, replaced
 
 
-def _setup(spec: dict[str, Any], impls: list[str]) -> tuple[dict[str, Any], Any, Any, Any]:
-    """Models (by implementation name), inputs and autocast dtype of one configuration."""
+class _OmegaConfStandIn:
+    """Unpickling target for OmegaConf classes (the official FFS ``args``): keeps the state."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__['state'] = state
+
+
+def _omegaconf_plain(value: Any) -> Any:
+    """Turn an unpickled OmegaConf container into plain data (mappings: :class:`_AttrDict`)."""
+    if not isinstance(value, _OmegaConfStandIn):
+        return value
+    state = value.state if isinstance(value.state, dict) else {}
+    content = state.get('_content')
+    if isinstance(content, dict):
+        return _AttrDict({k: _omegaconf_plain(v) for k, v in content.items()})
+    if isinstance(content, list):
+        return [_omegaconf_plain(v) for v in content]
+    return _omegaconf_plain(state.get('_val'))
+
+
+def _load_official_ffs(repo: Path, checkpoint: str, max_disp: int, amp_dtype: Any,
+                       ) -> tuple[Any, list[str]]:
+    """Load a serialized FFS checkpoint with the official classes (see the module docstring).
+
+    Returns the model and the names of the packages replaced by stand-ins.
+    """
+    import importlib.util
+    import pickle
+
+    import torch
+
+    from foundation_stereo_ros.model import edgenext, layers
+    from foundation_stereo_ros.model.ffs.blocks import EdgeNeXtConvBlock
+
+    def stub(name: str, **attrs: Any) -> types.ModuleType:
+        module = sys.modules.get(name) or types.ModuleType(name)
+        module.__dict__.update(attrs)
+        sys.modules[name] = module
+        return module
+
+    def identity_compile(fn: Any = None, **_kwargs: Any) -> Any:
+        return fn if fn is not None else (lambda f: f)
+    torch.compile = identity_compile
+    replaced = ['omegaconf (attribute dicts)', 'torch.compile (eager)']
+    if importlib.util.find_spec('timm') is None:
+        replaced.append('timm (EdgeNeXt from this package)')
+        stub('timm', models=stub('timm.models', edgenext=stub(
+            'timm.models.edgenext', EdgeNeXtStage=edgenext.EdgeNeXtStage,
+            ConvBlock=EdgeNeXtConvBlock, SplitTransposeBlock=edgenext.SplitTransposeBlock,
+            CrossCovarianceAttn=edgenext.CrossCovarianceAttention,
+            PositionalEncodingFourier=edgenext.FourierPositionalEncoding)),
+            layers=stub('timm.layers', mlp=stub('timm.layers.mlp', Mlp=layers.Mlp),
+                        norm=stub('timm.layers.norm', LayerNorm2d=layers.LayerNorm2d)))
+    for name in ('imageio', 'open3d'):
+        if importlib.util.find_spec(name) is None:
+            stub(name)
+            replaced.append(name)
+    sys.path[:0] = [str(repo)]
+
+    stand_ins: dict[str, type] = {}
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if module.startswith('omegaconf.'):
+                return stand_ins.setdefault(name, type(name, (_OmegaConfStandIn,), {}))
+            return super().find_class(module, name)
+    pickle_module = types.SimpleNamespace(Unpickler=Unpickler, load=pickle.load,
+                                          __name__='pickle')
+    model = torch.load(checkpoint, map_location='cpu', weights_only=False,
+                       pickle_module=pickle_module)
+    plain: dict[int, Any] = {}
+    for module in model.modules():
+        for attr in ('args', 'cfg'):
+            value = getattr(module, attr, None)
+            if isinstance(value, _OmegaConfStandIn):
+                setattr(module, attr, plain.setdefault(id(value), _omegaconf_plain(value)))
+    model.args['max_disp'] = max_disp          # as run_demo.py overrides it
+    model.args['mixed_precision'] = amp_dtype is not None
+    if amp_dtype is not None:
+        sys.modules['Utils'].AMP_DTYPE = amp_dtype
+    return model, replaced
+
+
+def _setup(spec: dict[str, Any], impls: list[str]
+           ) -> tuple[dict[str, Any], Any, Any, Any, list[str]]:
+    """Models (by implementation name), inputs, autocast dtype and the official stand-ins."""
     import torch
 
     from foundation_stereo_ros.model import build_model, load_checkpoint
@@ -150,8 +290,13 @@ def _setup(spec: dict[str, Any], impls: list[str]) -> tuple[dict[str, Any], Any,
     if dtype is not None:
         ours.amp_dtype = dtype
     models = {}
-    if 'official' in impls:
-        official_cls = _import_official(Path(spec['official']))
+    stand_ins: list[str] = []
+    if 'official' in impls and getattr(ours, 'family', '') == 'fast_foundation_stereo':
+        official, stand_ins = _load_official_ffs(Path(spec['official']), spec['checkpoint'],
+                                                 ours.max_disp, dtype)
+        models['official'] = official.to(device).eval()
+    elif 'official' in impls:
+        official_cls, stand_ins = _import_official(Path(spec['official']))
         official = official_cls(_AttrDict(dict(ours.cfg, mixed_precision=dtype is not None)))
         official.load_state_dict(ours.state_dict(), strict=True)
         models['official'] = official.to(device).eval()
@@ -166,7 +311,7 @@ def _setup(spec: dict[str, Any], impls: list[str]) -> tuple[dict[str, Any], Any,
     gen = torch.Generator().manual_seed(1)
     left = (torch.rand(1, 3, h, w, generator=gen) * 255).round().to(device)
     right = torch.roll(left, shifts=-8, dims=-1)   # an 8-pixel shift plus a wrapped border
-    return models, left, right, dtype
+    return models, left, right, dtype, stand_ins
 
 
 def _autocast(device: Any, dtype: Any) -> Any:
@@ -185,7 +330,7 @@ def _time_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     impls = ['ours'] + (['official'] if spec['official'] else [])
-    models, left, right, dtype = _setup(spec, impls)
+    models, left, right, dtype, stand_ins = _setup(spec, impls)
     device = left.device
 
     def call(name: str) -> tuple[float, Any]:
@@ -223,6 +368,7 @@ def _time_worker(spec: dict[str, Any]) -> dict[str, Any]:
             heads = models['ours'](left, right, iters=spec['iters'], test_mode=True)
             results['official']['max_abs_diff'] = float(
                 (heads.float() - outputs['official'].float()).abs().max())
+            results['official']['stand_ins'] = stand_ins
     return results
 
 
@@ -234,7 +380,7 @@ def _memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    models, left, right, dtype = _setup(spec, [spec['impl']])
+    models, left, right, dtype, _ = _setup(spec, [spec['impl']])
     model = models[spec['impl']]
     device = left.device
     result: dict[str, Any] = {}
@@ -333,7 +479,8 @@ def main() -> None:
                                 'repeat': args.repeat, 'warmup': args.warmup,
                                 'threads': args.threads, 'checkpoint': args.checkpoint,
                                 'official': args.official}
-                        row = f'{vit:4} {size[0]:>4}x{size[1]:<4} {iters:>3} {precision:4} ' \
+                        label = 'ffs' if _is_ffs(args.checkpoint) else vit
+                        row = f'{label:4} {size[0]:>4}x{size[1]:<4} {iters:>3} {precision:4} ' \
                               f'{mode:7}'
                         results = _run_worker(spec, env, args.timeout)
                         if 'error' in results:
@@ -347,6 +494,8 @@ def main() -> None:
                             note = '' if res['finite'] else 'NON-FINITE OUTPUT '
                             if 'max_abs_diff' in res:
                                 note += f'max|ours(heads)-official| {res["max_abs_diff"]:.2e}'
+                            if res.get('stand_ins'):
+                                note += f'; stand-ins: {", ".join(res["stand_ins"])}'
                             if 'error' in memory:
                                 note += f' memory: {memory["error"]}'
                             print(f'{impl:8} {row} {res["median_ms"]:>10.1f} '
@@ -354,6 +503,13 @@ def main() -> None:
                                   f'{memory.get("peak_mb", 0):>8.0f} '
                                   f'{memory.get("extra_mb", 0):>7.0f} {ratio:>6}  {note}',
                                   flush=True)
+
+
+def _is_ffs(checkpoint: str) -> bool:
+    if not checkpoint:
+        return False
+    from foundation_stereo_ros.model.ffs.loader import is_ffs_checkpoint
+    return is_ffs_checkpoint(checkpoint)
 
 
 def _run_worker(spec: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:

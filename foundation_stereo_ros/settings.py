@@ -123,8 +123,9 @@ SETTINGS: tuple[Setting, ...] = (
             'on ONNX Runtime / TensorRT) or sgbm (OpenCV, CPU).',
             BACKEND, choices=tuple(BACKENDS)),
     Setting('checkpoint', '',
-            'FoundationStereo checkpoint (.pth) with its cfg.yaml beside it; needed by the '
-            'foundation_stereo backend.', BACKEND, backends=_FS),
+            'Network checkpoint: FoundationStereo model_best_bp2.pth (its cfg.yaml beside it) '
+            'or Fast-FoundationStereo model_best_bp2_serialize.pth / converted .safetensors; '
+            'needed by the foundation_stereo backend.', BACKEND, backends=_FS),
     Setting('model', '',
             'Exported network (.onnx) for the onnx backend: this package\'s export, '
             'FoundationStereo scripts/make_onnx.py or Fast-FoundationStereo '
@@ -142,7 +143,8 @@ SETTINGS: tuple[Setting, ...] = (
             BACKEND, choices=DEVICES, pattern=CUDA_INDEX, backends=_FS + _ONNX),
     Setting('precision', 'fp32', 'Network precision: fp32, or fp16/bf16 autocast (CUDA only).',
             BACKEND, choices=tuple(PRECISIONS), backends=_FS),
-    Setting('valid_iters', 32, 'GRU refinement iterations of the network (more: finer, slower).',
+    Setting('valid_iters', 32, 'GRU refinement iterations of the network (more: finer, '
+            'slower; Fast-FoundationStereo checkpoints are run with 8 officially).',
             BACKEND, low=1, high=100, step=1, runtime=True, backends=_FS),
     Setting('hierarchical', False,
             'Coarse-to-fine inference: a low-resolution pass initialises the full one.',

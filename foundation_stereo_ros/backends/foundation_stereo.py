@@ -1,4 +1,8 @@
-"""The FoundationStereo network as a disparity backend (PyTorch, CUDA or CPU)."""
+"""The FoundationStereo family as a disparity backend (PyTorch, CUDA or CPU).
+
+Either network: FoundationStereo (``model_best_bp2.pth``) or Fast-FoundationStereo / C-FFS
+(``model_best_bp2_serialize.pth`` or its converted ``.safetensors``); the checkpoint decides.
+"""
 from __future__ import annotations
 
 import torch
@@ -9,10 +13,11 @@ from foundation_stereo_ros.model import InputPadder, load_checkpoint
 
 
 class FoundationStereoBackend(DisparityBackend):
-    """Runs a FoundationStereo checkpoint on a pair of any size (padded to /32 inside).
+    """Runs a FoundationStereo-family checkpoint on a pair of any size (padded to /32 inside).
 
-    ``valid_iters``, ``hierarchical`` and ``small_ratio`` given to the constructor are the
-    defaults; :meth:`compute` takes them per pair too (the pipeline passes its snapshot).
+    ``valid_iters`` (None: the family's default), ``hierarchical`` and ``small_ratio`` given
+    to the constructor are the defaults; :meth:`compute` takes them per pair too (the
+    pipeline passes its snapshot).
     """
 
     name = 'foundation_stereo'
@@ -25,7 +30,7 @@ class FoundationStereoBackend(DisparityBackend):
         checkpoint: str,
         device: str = 'auto',
         precision: str = 'fp32',
-        valid_iters: int = 32,
+        valid_iters: int | None = None,
         hierarchical: bool = False,
         small_ratio: float = 0.5,
     ) -> None:
@@ -39,7 +44,7 @@ class FoundationStereoBackend(DisparityBackend):
             self.model.amp_dtype = amp_dtype
         self.checkpoint = checkpoint
         self.precision = precision
-        self.valid_iters = int(valid_iters)
+        self.valid_iters = int(self.model.default_iters if valid_iters is None else valid_iters)
         self.hierarchical = bool(hierarchical)
         self.small_ratio = float(small_ratio)
         self.max_disparity = float(self.cfg['max_disp'])
@@ -76,6 +81,8 @@ class FoundationStereoBackend(DisparityBackend):
         """Model identity for diagnostics."""
         return {
             'backend': self.name,
+            'family': self.model.family,
+            'architecture': self.model.architecture_summary(),
             'device': str(self.device),
             'checkpoint': self.checkpoint,
             'vit_size': str(self.cfg.get('vit_size', 'vitl')),

@@ -202,7 +202,7 @@ class OnnxBackend(DisparityBackend):
             'input_size': ('any' if self.input_size is None
                            else f'{self.input_size[1]}x{self.input_size[0]}'),
         })
-        for key in ('producer', 'valid_iters', 'vit_size'):
+        for key in ('producer', 'family', 'valid_iters', 'vit_size'):
             if key in self.metadata:
                 info[key] = str(self.metadata[key])
         return info
