@@ -29,6 +29,8 @@ setup(
             'synthetic_stereo_camera = foundation_stereo_ros.synthetic.camera_node:main',
             'foundation_stereo_demo = foundation_stereo_ros.demo:main',
             'foundation_stereo_bag = foundation_stereo_ros.bag_tool:main',
+            'foundation_stereo_batch = foundation_stereo_ros.batch:main',
+            'foundation_stereo_sweep = foundation_stereo_ros.sweep:main',
         ],
     },
 )

@@ -100,6 +100,36 @@ def check_out(out: Path) -> None:
                         'a folder')
 
 
+def pipeline_from_args(args: argparse.Namespace, **overrides: settings.Value
+                       ) -> tuple[StereoPipeline, settings.Settings]:
+    """Build the pipeline the command line's settings ask for (shared with batch and sweep).
+
+    ``overrides`` replace command-line values (the sweep's single starting values). Raises
+    DemoError with what to do when the settings, checkpoint or model cannot be used.
+    """
+    try:
+        chosen = settings.from_args(args, **overrides)
+    except settings.SettingsError as exc:
+        raise DemoError(str(exc)) from exc
+    if chosen.backend == 'foundation_stereo':
+        check_checkpoint(chosen.checkpoint)
+    try:
+        config = PipelineConfig(**chosen.pipeline_options())
+    except ValueError as exc:
+        raise DemoError(str(exc)) from exc
+    try:
+        backend = make_backend(chosen.backend, **chosen.backend_options())
+    except Exception as exc:  # the checkpoint, model or device: the user's to fix
+        what = {'foundation_stereo': '--checkpoint (a FoundationStereo .pth with its cfg.yaml '
+                                     'beside it, or a Fast-FoundationStereo file), --device and '
+                                     '--precision, or use --backend sgbm',
+                'onnx': '--model (an exported .onnx), --provider and --device'}.get(
+                    chosen.backend, 'the backend options')
+        raise DemoError(f'cannot start the {chosen.backend} backend: {type(exc).__name__}: '
+                        f'{exc}. Check {what}') from exc
+    return StereoPipeline(backend, config), chosen
+
+
 def write_outputs(out: Path, result: StereoResult, left: np.ndarray) -> int:
     """Write the four demo files; returns the number of points in cloud.ply."""
     out.mkdir(parents=True, exist_ok=True)
@@ -126,26 +156,8 @@ def run(args: argparse.Namespace) -> dict:
         left, right = load_pair(args.left, args.right)
         camera = load_camera(args, left.shape[1], left.shape[0])
 
-    try:
-        chosen = settings.from_args(args)
-    except settings.SettingsError as exc:
-        raise DemoError(str(exc)) from exc
-    if chosen.backend == 'foundation_stereo':
-        check_checkpoint(chosen.checkpoint)
     check_out(args.out)
-    try:
-        config = PipelineConfig(**chosen.pipeline_options())
-    except ValueError as exc:
-        raise DemoError(str(exc)) from exc
-    try:
-        backend = make_backend(chosen.backend, **chosen.backend_options())
-    except Exception as exc:  # the checkpoint or device: any failure is the user's to fix
-        what = ('--checkpoint (a FoundationStereo .pth with its cfg.yaml beside it), --device '
-                'and --precision, or use --backend sgbm' if chosen.backend == 'foundation_stereo'
-                else 'the backend options')
-        raise DemoError(f'cannot start the {chosen.backend} backend: {type(exc).__name__}: '
-                        f'{exc}. Check {what}') from exc
-    pipeline = StereoPipeline(backend, config)
+    pipeline, chosen = pipeline_from_args(args)
     start = time.perf_counter()
     result = pipeline.process(left, right, camera)
     elapsed = time.perf_counter() - start

@@ -337,11 +337,14 @@ def _build_backend(s: Settings) -> DisparityBackend:
     try:
         return make_backend(s.backend, **s.backend_options())
     except Exception as exc:
-        what = (f'check checkpoint:={s.checkpoint} (a FoundationStereo .pth with its '
-                'cfg.yaml beside it; ros2 launch foundation_stereo_ros '
+        what = {
+            'foundation_stereo': (
+                f'check checkpoint:={s.checkpoint} (a FoundationStereo .pth with its cfg.yaml '
+                'beside it, or a Fast-FoundationStereo file; ros2 launch foundation_stereo_ros '
                 'foundation_stereo.launch.py checkpoint:=/path/to/model_best_bp2.pth), device '
-                'and precision, or run with backend:=sgbm'
-                if s.backend == 'foundation_stereo' else 'check the sgbm parameters')
+                'and precision, or run with backend:=sgbm'),
+            'onnx': f'check model:={s.model} (an exported .onnx), provider and device',
+        }.get(s.backend, f'check the {s.backend} parameters')
         raise StartupError(f'cannot start the {s.backend} backend: '
                            f'{type(exc).__name__}: {exc}. What to do: {what}') from exc
 

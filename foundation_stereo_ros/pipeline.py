@@ -7,10 +7,11 @@ are the final outputs someone asked for.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -24,13 +25,16 @@ from foundation_stereo_ros.backends.base import DisparityBackend
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.settings import DEFAULTS
 
+LOG = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
     """Settings that may change between pairs (the node applies them from the next pair).
 
     scale: run the backend on the pair resized by this factor; outputs are still at camera
-        resolution, with disparity values rescaled to camera pixels.
+        resolution, with disparity values rescaled to camera pixels. A backend with a fixed
+        input size (an exported network) is always run at that size instead.
     z_near, z_far: depth and points outside [z_near, z_far] metres are NaN (no return).
     remove_invisible: disparities whose match falls left of the right image are invalid.
     backend_options: the backend's per-pair settings (``valid_iters``...), passed to
@@ -90,6 +94,7 @@ class StereoPipeline:
         self.backend = backend
         self._config = config or PipelineConfig()
         self._lock = threading.Lock()
+        self._size_warned: set[tuple[int, int]] = set()  # camera sizes warned about
 
     @property
     def config(self) -> PipelineConfig:
@@ -126,38 +131,108 @@ class StereoPipeline:
         numpy arrays or torch tensors (e.g. rectified on the device by
         :class:`~foundation_stereo_ros.rectification.StereoRectifier`).
         """
-        config = self._config  # one consistent snapshot for the whole pair
-        _check_pair(left, right, camera)
+        return self.process_batch([(left, right)], camera, want_depth=want_depth,
+                                  want_points=want_points)[0]
+
+    def process_batch(
+        self,
+        pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+        camera: StereoCamera,
+        *,
+        want_depth: bool = True,
+        want_points: bool = True,
+    ) -> list[StereoResult]:
+        """:meth:`process` for several pairs of one camera, run through the backend at once.
+
+        The backend sees one (B, 3, h, w) batch (see ``DisparityBackend.compute_batch``);
+        each result's timings are the batch's stage times divided by B.
+        """
+        config = self._config  # one consistent snapshot for the whole batch
+        if not pairs:
+            return []
+        for left, right in pairs:
+            _check_pair(left, right, camera)
         device = self.backend.device
         timings: dict[str, float] = {}
         clock = _StageClock(device, timings)
 
-        left_t = _to_chw_float(left, device)
-        right_t = _to_chw_float(right, device)
-        self.backend.check_pair(left_t, right_t)
-        height, width = left.shape[:2]
-        run_w, run_h = width, height
-        if config.scale != 1.0:
-            run_w = max(1, round(width * config.scale))
-            run_h = max(1, round(height * config.scale))
-            left_t = _resize_image(left_t, run_h, run_w)
-            right_t = _resize_image(right_t, run_h, run_w)
+        height, width = camera.height, camera.width
+        run_h, run_w = self._run_size(height, width, config)
+        uploaded = [(_to_chw_float(left, device), _to_chw_float(right, device))
+                    for left, right in pairs]
+        for left_t, right_t in uploaded:
+            self.backend.check_pair(left_t, right_t)
+        lefts = torch.stack([left_t for left_t, _ in uploaded])
+        rights = torch.stack([right_t for _, right_t in uploaded])
+        if (run_h, run_w) != (height, width):
+            lefts = _resize_images(lefts, run_h, run_w)
+            rights = _resize_images(rights, run_h, run_w)
         clock.lap('upload')
 
         try:
-            raw = self.backend.compute(left_t, right_t, **config.backend_options)
+            raws = self.backend.compute_batch(lefts, rights, **config.backend_options)
         except torch.cuda.OutOfMemoryError as exc:
             if device.type == 'cuda':
                 torch.cuda.empty_cache()
             raise PipelineOutOfMemory(
-                f'{device} out of memory on a {width}x{height} pair ({exc}); lower scale, use '
-                'precision fp16/bf16 or hierarchical') from exc
+                f'{device} out of memory on {len(pairs)} {width}x{height} pair(s) ({exc}); '
+                'lower scale, use precision fp16/bf16 or hierarchical') from exc
         clock.lap('inference')
 
         # Back to camera pixels: disparity is a horizontal length, so it scales with width.
         x_scale = width / run_w
-        if (run_h, run_w) != (height, width):
-            raw = _resize_disparity(raw, height, width) * x_scale
+        outputs = [self._geometry(raw, camera, config, x_scale, want_depth, want_points)
+                   for raw in raws]
+        clock.lap('postprocess')
+
+        results = [
+            StereoResult(
+                disparity=disparity.cpu().numpy(),
+                depth=depth.cpu().numpy() if (want_depth and depth is not None) else None,
+                points=points.cpu().numpy() if points is not None else None,
+                min_disparity=float(self.backend.min_disparity) * x_scale,
+                max_disparity=(
+                    float(self.backend.max_disparity) * x_scale
+                    if self.backend.max_disparity is not None else math.inf),
+                delta_d=float(self.backend.delta_d) * x_scale,
+                timings=timings,
+            )
+            for disparity, depth, points in outputs]
+        clock.lap('download')
+        share = {stage: seconds / len(results) for stage, seconds in timings.items()}
+        for result in results:
+            result.timings = dict(share)
+        return results
+
+    def _run_size(self, height: int, width: int, config: PipelineConfig) -> tuple[int, int]:
+        """(h, w) the backend runs at: its fixed input size, else the camera size x scale."""
+        fixed = self.backend.input_size
+        if fixed is None:
+            if config.scale == 1.0:
+                return height, width
+            return max(1, round(height * config.scale)), max(1, round(width * config.scale))
+        run_h, run_w = fixed
+        if (height, width) not in self._size_warned and (run_h, run_w) != (height, width):
+            self._size_warned.add((height, width))
+            # Resizing to another aspect ratio stretches the scene: disparities are rescaled
+            # with the width, which is exact, but the network sees distorted shapes.
+            if abs((run_w / width) / (run_h / height) - 1.0) > 0.01:
+                LOG.warning(
+                    'the %s model runs at %dx%d but the camera is %dx%d (another aspect '
+                    'ratio): images are stretched to fit, which can cost accuracy; export the '
+                    'model at a size with the camera\'s aspect ratio', self.backend.name,
+                    run_w, run_h, width, height)
+            if config.scale != 1.0:
+                LOG.warning('scale %g is ignored: the %s model has a fixed input size %dx%d',
+                            config.scale, self.backend.name, run_w, run_h)
+        return run_h, run_w
+
+    def _geometry(self, raw: torch.Tensor, camera: StereoCamera, config: PipelineConfig,
+                  x_scale: float, want_depth: bool, want_points: bool,
+                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Backend disparity at run size -> (disparity, depth, points) at camera size."""
+        if tuple(raw.shape) != (camera.height, camera.width):
+            raw = _resize_disparity(raw, camera.height, camera.width) * x_scale
         disparity = raw.float() - camera.doffs  # DisparityImage convention
         invalid = ~(disparity > 0)  # also catches NaN
         if config.remove_invisible:
@@ -170,21 +245,7 @@ class StereoPipeline:
             depth = geometry.apply_z_range(depth, config.z_near, config.z_far)
             if want_points:
                 points = geometry.depth_to_points(depth, camera)
-        clock.lap('postprocess')
-
-        result = StereoResult(
-            disparity=disparity.cpu().numpy(),
-            depth=depth.cpu().numpy() if (want_depth and depth is not None) else None,
-            points=points.cpu().numpy() if points is not None else None,
-            min_disparity=float(self.backend.min_disparity) * x_scale,
-            max_disparity=(
-                float(self.backend.max_disparity) * x_scale
-                if self.backend.max_disparity is not None else math.inf),
-            delta_d=float(self.backend.delta_d) * x_scale,
-            timings=timings,
-        )
-        clock.lap('download')
-        return result
+        return disparity, depth, points
 
 
 class _StageClock:
@@ -226,10 +287,9 @@ def _to_chw_float(image: np.ndarray | torch.Tensor, device: torch.device) -> tor
     return tensor.permute(2, 0, 1).float()
 
 
-def _resize_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def _resize_images(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     # Bilinear like the official demo's cv2.resize(INTER_LINEAR) downscale.
-    return F.interpolate(image[None], size=(height, width), mode='bilinear',
-                         align_corners=False)[0]
+    return F.interpolate(images, size=(height, width), mode='bilinear', align_corners=False)
 
 
 def _resize_disparity(disparity: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ from typing import Any
 
 from foundation_stereo_ros.backends import BACKENDS
 from foundation_stereo_ros.backends.device import CUDA_INDEX, DEVICES, PRECISIONS
+from foundation_stereo_ros.backends.onnx import PROVIDER_CHOICES
 from foundation_stereo_ros.backends.sgbm import SGBM_MODES
 from foundation_stereo_ros.sync import SYNC_POLICIES
 
@@ -120,18 +121,33 @@ class Setting:
 
 _FS = ('foundation_stereo',)
 _SGBM = ('sgbm',)
+_ONNX = ('onnx',)
 
 SETTINGS: tuple[Setting, ...] = (
     # -- the backend (read-only: it selects the model, the device or the matcher) ------------
     Setting('backend', 'foundation_stereo',
-            'Disparity backend: foundation_stereo (the network) or sgbm (OpenCV, CPU).',
+            'Disparity backend: foundation_stereo (the network), onnx (an exported network '
+            'on ONNX Runtime / TensorRT) or sgbm (OpenCV, CPU).',
             BACKEND, choices=tuple(BACKENDS)),
     Setting('checkpoint', '',
             'Network checkpoint: FoundationStereo model_best_bp2.pth (its cfg.yaml beside it) '
             'or Fast-FoundationStereo model_best_bp2_serialize.pth / converted .safetensors; '
             'needed by the foundation_stereo backend.', BACKEND, backends=_FS),
-    Setting('device', 'auto', 'Torch device: auto (CUDA when available), cuda, cuda:N or cpu.',
-            BACKEND, choices=DEVICES, pattern=CUDA_INDEX, backends=_FS),
+    Setting('model', '',
+            'Exported network (.onnx) for the onnx backend: this package\'s export, '
+            'FoundationStereo scripts/make_onnx.py or Fast-FoundationStereo '
+            'scripts/make_single_onnx.py.', BACKEND, backends=_ONNX),
+    Setting('provider', 'auto',
+            'ONNX Runtime provider of the onnx backend: auto (TensorRT, else CUDA, else CPU) '
+            'or one forced.', BACKEND, choices=PROVIDER_CHOICES, backends=_ONNX),
+    Setting('trt_cache_dir', '',
+            'Where the onnx backend keeps built TensorRT engines (empty: '
+            '~/.cache/foundation_stereo_ros/tensorrt); the first build can take minutes.',
+            BACKEND, backends=_ONNX),
+    Setting('trt_fp16', True, 'Let TensorRT run the onnx backend\'s layers in fp16.',
+            BACKEND, backends=_ONNX),
+    Setting('device', 'auto', 'Device: auto (CUDA when available), cuda, cuda:N or cpu.',
+            BACKEND, choices=DEVICES, pattern=CUDA_INDEX, backends=_FS + _ONNX),
     Setting('precision', 'fp32', 'Network precision: fp32, or fp16/bf16 autocast (CUDA only).',
             BACKEND, choices=tuple(PRECISIONS), backends=_FS),
     Setting('valid_iters', 0, 'GRU refinement iterations of the network (more: finer, '
@@ -275,6 +291,9 @@ class Settings(Mapping[str, Value]):
                     'backend foundation_stereo needs a checkpoint: pass checkpoint:='
                     '/path/to/model_best_bp2.pth (its cfg.yaml beside it), or use '
                     'backend:=sgbm')
+            if merged['backend'] == 'onnx' and not merged['model']:
+                errors.append('backend onnx needs an exported network: pass '
+                              'model:=/path/to/exported.onnx')
         if errors:
             raise SettingsError('invalid settings: ' + '; '.join(errors))
         self._values = {k: BY_NAME[k].coerce(v) for k, v in merged.items()}
@@ -369,7 +388,8 @@ def from_args(args: argparse.Namespace, targets: Iterable[str] = (BACKEND, PIPEL
     except SettingsError as exc:
         message = str(exc)
         for s in SETTINGS:
-            message = re.sub(rf'\b{s.name}(:=)?', lambda m, s=s: s.option + (
+            # Whole words only: 'model' must not rewrite 'model_best_bp2.pth'.
+            message = re.sub(rf'\b{s.name}\b(:=)?', lambda m, s=s: s.option + (
                 ' ' if m.group(1) else ''), message)
         raise SettingsError(message) from None
 

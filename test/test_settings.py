@@ -69,10 +69,11 @@ def test_node_demo_and_bag_tool_accept_the_same_choices(declared, name):
                                   (bag_tool.build_parser(), bag_tool, ['in', 'out'])):
         if name not in tool_defaults(parser):
             continue  # sync_policy: the demo has a single pair, nothing to synchronise
+        models = ['--checkpoint', 'x.pth', '--model', 'x.onnx']   # what each backend needs
         for choice in setting.choices:
-            args = parser.parse_args([*extra, setting.option, choice, '--checkpoint', 'x.pth'])
+            args = parser.parse_args([*extra, setting.option, choice, *models])
             assert S.from_args(args, module_targets(module))[name] == choice
-        args = parser.parse_args([*extra, setting.option, 'bogus', '--checkpoint', 'x.pth'])
+        args = parser.parse_args([*extra, setting.option, 'bogus', *models])
         with pytest.raises(S.SettingsError, match=f'{setting.option} must be one of'):
             S.from_args(args, module_targets(module))
 

@@ -163,11 +163,11 @@ def test_registry_builds_sgbm_with_options():
     backend = make_backend('sgbm', num_disparities=32, block_size=3)
     assert isinstance(backend, SgbmBackend)
     assert backend.num_disparities == 32 and backend.block_size == 3
-    assert set(BACKENDS) == {'sgbm', 'foundation_stereo'}
+    assert set(BACKENDS) == {'sgbm', 'foundation_stereo', 'onnx'}
 
 
 def test_registry_rejects_unknown_names_and_lists_valid_ones():
-    with pytest.raises(ValueError, match='foundation_stereo, sgbm'):
+    with pytest.raises(ValueError, match='foundation_stereo, onnx, sgbm'):
         make_backend('raft')
 
 

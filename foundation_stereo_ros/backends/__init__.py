@@ -17,6 +17,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
     'sgbm': ('foundation_stereo_ros.backends.sgbm', 'SgbmBackend'),
     'foundation_stereo': ('foundation_stereo_ros.backends.foundation_stereo',
                           'FoundationStereoBackend'),
+    'onnx': ('foundation_stereo_ros.backends.onnx', 'OnnxBackend'),
 }
 
 

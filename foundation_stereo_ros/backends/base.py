@@ -25,6 +25,8 @@ class DisparityBackend(abc.ABC):
     - ``max_disparity``: largest disparity it can output (pixels), ``None`` if unbounded.
     - ``min_disparity``: smallest disparity it searches (pixels), 0 unless the backend shifts
       its search range.
+    - ``input_size``: ``(height, width)`` the backend must be run at (a network exported at a
+      fixed size), ``None`` when it takes any size. The pipeline resizes pairs to it.
     """
 
     name: str
@@ -32,6 +34,7 @@ class DisparityBackend(abc.ABC):
     delta_d: float
     max_disparity: float | None
     min_disparity: float = 0.0
+    input_size: tuple[int, int] | None = None
 
     @abc.abstractmethod
     def compute(self, left: torch.Tensor, right: torch.Tensor, **options: Any) -> torch.Tensor:
@@ -42,6 +45,15 @@ class DisparityBackend(abc.ABC):
         (H, W) float32 tensor on ``self.device`` of disparities in pixels, ``x_left - x_right``
         (the principal point offset is not removed), NaN where there is no estimate.
         """
+
+    def compute_batch(self, left: torch.Tensor, right: torch.Tensor,
+                      **options: Any) -> torch.Tensor:
+        """Disparities of a batch: (B, 3, H, W) pairs in, (B, H, W) float32 out.
+
+        Same conventions as :meth:`compute`. This default runs the pairs one by one; backends
+        that gain from batching (a network) override it.
+        """
+        return torch.stack([self.compute(lft, rgt, **options) for lft, rgt in zip(left, right)])
 
     def describe(self) -> dict[str, str]:
         """Backend identity and settings, as strings for diagnostics."""

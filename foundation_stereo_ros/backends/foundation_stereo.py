@@ -57,10 +57,16 @@ class FoundationStereoBackend(DisparityBackend):
         ``valid_iters``, ``hierarchical``, ``small_ratio``: this pair's settings (None, and 0
         iterations, mean the constructor's).
         """
+        return self.compute_batch(left[None], right[None], valid_iters=valid_iters,
+                                  hierarchical=hierarchical, small_ratio=small_ratio)[0]
+
+    def compute_batch(self, left: torch.Tensor, right: torch.Tensor, *,
+                      valid_iters: int | None = None, hierarchical: bool | None = None,
+                      small_ratio: float | None = None) -> torch.Tensor:
+        """(B,3,H,W) RGB 0..255 on self.device -> (B,H,W) float32 disparities, in one pass."""
         iters = int(valid_iters or self.valid_iters)
         hierarchical = self.hierarchical if hierarchical is None else hierarchical
         small_ratio = self.small_ratio if small_ratio is None else float(small_ratio)
-        left, right = left[None], right[None]
         with torch.inference_mode():
             if hierarchical:
                 disp = self.model.run_hierarchical(
@@ -69,7 +75,7 @@ class FoundationStereoBackend(DisparityBackend):
                 padder = InputPadder(left.shape, divis_by=32)
                 left_p, right_p = padder.pad(left, right)
                 disp = padder.unpad(self.model(left_p, right_p, iters=iters, test_mode=True))
-        return disp[0, 0].float()
+        return disp[:, 0].float()
 
     def describe(self) -> dict[str, str]:
         """Model identity for diagnostics."""

@@ -5,7 +5,9 @@ The graph takes ``left`` and ``right`` (B, 3, H, W) RGB float images with values
 ``forward(iters=N, test_mode=True)``; only the batch axis is dynamic, as in upstream's
 ``scripts/make_onnx.py``. There is no padding inside: resize (or pad) inputs to the exported
 size. The graph is float32 even when the checkpoint's cfg asks for mixed precision (a
-TensorRT build can still use fp16, e.g. ``trtexec --fp16``). Usage::
+TensorRT build can still use fp16, e.g. ``trtexec --fp16``). The file's metadata records
+``producer: foundation_stereo_ros``, ``max_disp``, ``valid_iters``, ``family`` (the network
+class) and, for FoundationStereo, ``vit_size``, which the ``onnx`` backend reports. Usage::
 
     python -m foundation_stereo_ros.model.onnx_export --checkpoint run/model_best_bp2.pth \
         --height 448 --width 672 --iters 16 --out foundation_stereo.onnx
@@ -18,6 +20,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import onnx
 import torch
 from torch import nn
 
@@ -79,7 +82,22 @@ def export_onnx(model: StereoModel, path: str | Path, height: int, width: int,
                               dynamic_axes=axes if dynamic_batch else None)
     finally:
         model.mixed_precision = mixed
+    metadata = {'producer': 'foundation_stereo_ros', 'max_disp': model.max_disp,
+                'valid_iters': iters, 'family': getattr(model, 'family', type(model).__name__)}
+    vit_size = getattr(model, 'cfg', {}).get('vit_size')   # FoundationStereo only
+    if vit_size:
+        metadata['vit_size'] = vit_size
+    _write_metadata(path, metadata)
     return path
+
+
+def _write_metadata(path: Path, values: dict[str, object]) -> None:
+    """Add ``values`` as the model's metadata_props (what the onnx backend reads back)."""
+    graph = onnx.load(str(path))
+    for key, value in values.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.save(graph, str(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
