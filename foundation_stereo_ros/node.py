@@ -40,6 +40,7 @@ from foundation_stereo_ros import ros_params, settings
 from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.backends.base import DisparityBackend
 from foundation_stereo_ros.diagnostics import NodeStats, build_diagnostic_array
+from foundation_stereo_ros.log_bridge import forward_package_logs, stop_forwarding
 from foundation_stereo_ros.monitor import NodeMonitor, model_info
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.ros_main import run_node
@@ -88,7 +89,12 @@ class FoundationStereoNode(Node):
         s = self.settings
         self._values = dict(s)
 
-        self.backend = backend if backend is not None else _build_backend(s)
+        self._log_handler = forward_package_logs(self.get_logger())  # backend warm-up lines
+        try:
+            self.backend = backend if backend is not None else _build_backend(s)
+        except StartupError:
+            stop_forwarding(self._log_handler)
+            raise
         self.pipeline = StereoPipeline(self.backend, PipelineConfig(**s.pipeline_options()))
         self.processor = StereoSetProcessor(self.pipeline, self.get_logger())
         ros_params.on_change(self, settings.SETTINGS, self._check_changes, self._apply_changes)
@@ -216,6 +222,7 @@ class FoundationStereoNode(Node):
         self._stop.set()
         self.slot.close()
         self._worker.join(timeout=30.0)
+        stop_forwarding(self._log_handler)
         super().destroy_node()
 
 
