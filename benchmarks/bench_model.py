@@ -163,11 +163,11 @@ def _setup(spec: dict[str, Any], impls: list[str]) -> tuple[dict[str, Any], Any,
         # Ours as the backend compiles it (per part, CUDA graphs for the update step on CUDA);
         # the official model as a whole.
         from foundation_stereo_ros.backends.compiled import compile_model
-        for name in models:
+        for name, model in models.items():
             if name == 'ours':
-                compile_model(models[name], device)
+                compile_model(model, device)
             else:
-                models[name] = torch.compile(models[name])
+                models[name] = torch.compile(model)
 
     h, w = spec['size']
     gen = torch.Generator().manual_seed(1)

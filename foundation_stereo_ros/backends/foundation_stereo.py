@@ -44,7 +44,7 @@ class FoundationStereoBackend(DisparityBackend):
         valid_iters: int = 32,
         hierarchical: bool = False,
         small_ratio: float = 0.5,
-        compile: bool = False,  # noqa: A002 - the setting's name
+        compile: bool = False,  # the setting's name (shadows the builtin here only)
         warmup_width: int = 0,
         warmup_height: int = 0,
     ) -> None:
