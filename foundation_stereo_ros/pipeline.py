@@ -221,44 +221,43 @@ class _Uploader:
 
     The uint8 bytes travel (4x less traffic than float) and are converted on the device. On
     CUDA they go through a page-locked host buffer per slot, so the copy is a real
-    asynchronous DMA (pinning memory per pair would cost more than the copy). Each slot's
-    float buffer is reused while the size stays, so a steady camera allocates nothing per
-    pair. A slot's tensor is valid until that slot's next upload: one pipeline processes one
-    pair at a time.
+    asynchronous DMA (pinning memory per pair would cost more than the copy). Every buffer is
+    kept while the size stays, so a steady camera allocates nothing per pair. A slot's tensor
+    is valid until that slot's next upload: one pipeline processes one pair at a time.
     """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self._pinned: dict[str, torch.Tensor] = {}
+        self._buffers: dict[tuple[str, str], torch.Tensor] = {}
         self._copied: dict[str, torch.cuda.Event] = {}
-        self._float: dict[str, torch.Tensor] = {}
 
     def __call__(self, slot: str, image: np.ndarray) -> torch.Tensor:
         host = torch.from_numpy(np.ascontiguousarray(image))
         if self.device.type == 'cuda':
-            host = self._stage(slot, host)
+            host = self._to_cuda(slot, host)
         chw = host.permute(2, 0, 1)
-        out = self._float.get(slot)
-        if out is None or out.shape != chw.shape:
-            out = torch.empty(chw.shape, dtype=torch.float32, device=self.device)
-            self._float[slot] = out
-        if self.device.type == 'cuda':
-            out.copy_(chw.to(self.device, non_blocking=True))
-            self._copied[slot].record()
-        else:
-            out.copy_(chw)
+        out = self._buffer(slot, 'float', chw.shape, torch.float32, self.device)
+        out.copy_(chw)
         return out
 
-    def _stage(self, slot: str, host: torch.Tensor) -> torch.Tensor:
-        pinned = self._pinned.get(slot)
-        if pinned is None or pinned.shape != host.shape:
-            pinned = torch.empty(host.shape, dtype=torch.uint8, pin_memory=True)
-            self._pinned[slot] = pinned
-            self._copied[slot] = torch.cuda.Event()
-        else:
-            self._copied[slot].synchronize()  # the previous pair's DMA has left the buffer
+    def _to_cuda(self, slot: str, host: torch.Tensor) -> torch.Tensor:
+        if slot in self._copied:
+            self._copied[slot].synchronize()   # the previous pair's DMA has left the buffer
+        pinned = self._buffer(slot, 'pinned', host.shape, torch.uint8, torch.device('cpu'),
+                              pin_memory=True)
         pinned.copy_(host)
-        return pinned
+        on_device = self._buffer(slot, 'uint8', host.shape, torch.uint8, self.device)
+        on_device.copy_(pinned, non_blocking=True)
+        self._copied.setdefault(slot, torch.cuda.Event()).record()
+        return on_device
+
+    def _buffer(self, slot: str, kind: str, shape: torch.Size, dtype: torch.dtype,
+                device: torch.device, pin_memory: bool = False) -> torch.Tensor:
+        buffer = self._buffers.get((slot, kind))
+        if buffer is None or buffer.shape != shape:
+            buffer = torch.empty(shape, dtype=dtype, device=device, pin_memory=pin_memory)
+            self._buffers[(slot, kind)] = buffer
+        return buffer
 
 
 def _resize_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
