@@ -90,8 +90,8 @@ class FoundationStereoBackend(DisparityBackend):
         small_ratio = self.small_ratio if small_ratio is None else float(small_ratio)
         height, width = left.shape[-2:]
         if self.compiled and self._key(height, width, hierarchical, small_ratio) not in self._warm:
-            LOG.info('input size changed to %dx%d: compiling the network for it (this pair '
-                     'is slow)', width, height)
+            LOG.info('%s %dx%d: compiling the network for it (this pair is slow)',
+                     'input size changed to' if self._warm else 'first pair,', width, height)
             self.warm_up(height, width, valid_iters=iters, hierarchical=hierarchical,
                          small_ratio=small_ratio)
         return self._run(left, right, iters, hierarchical, small_ratio)
