@@ -141,7 +141,7 @@ def worker_checkpoints(spec: dict[str, Any]) -> None:
 
 
 def worker_parity(spec: dict[str, Any]) -> None:
-    """Same seeded model, same pair: ``spec['device']`` fp32 against CPU fp32."""
+    """Compare ``spec['device']`` fp32 with CPU fp32: same seeded model, same pair."""
     import torch
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -216,7 +216,7 @@ def worker_latency(spec: dict[str, Any]) -> None:
 
 
 def worker_onnx(spec: dict[str, Any]) -> None:
-    """The package's ``onnx`` backend on an export of the seeded ViT-S model, per provider."""
+    """Time the package's ``onnx`` backend on an export of the seeded ViT-S, per provider."""
     import onnxruntime
     import torch
 
@@ -477,7 +477,7 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The report as markdown tables (what goes into the issue note)."""
+    """Return the report as markdown tables (what goes into the issue note)."""
     meta = report['meta']
     steps = report['steps']
     lines = [f'## gpu_check{" (dry run, CPU)" if meta["dry_run"] else ""}', '',
