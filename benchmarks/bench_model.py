@@ -12,14 +12,19 @@ high-water mark is reset after setup) and its increase over the resident size af
 ``--checkpoint`` is given.
 
 ``--official /path/to/FoundationStereo`` also times the official code on the same inputs and
-weights and prints our/official latency ratios. The official code needs timm, torchvision and a
-few demo-only packages; where they are missing, stand-ins are injected at run time (EdgeNeXt
-from this package, a Normalize transform, empty modules for point-cloud and I/O libraries, and
-DINOv2 built from the repository's vendored copy instead of torch.hub). Its cost-volume
-attention is the HEAD variant; the printed max |difference| compares it with ours in that mode.
+weights and prints our/official latency ratios. It runs from the project's own environment
+(``scripts/setup.sh``), nothing more to install: the official code imports timm, torchvision,
+huggingface_hub and demo-only packages, and where one is absent or fails to import (PyPI's
+torchvision does not load beside the CPU torch wheel) a stand-in is injected at run time
+(EdgeNeXt from this package, a Normalize transform, an empty hub mixin class, empty modules for
+point-cloud and I/O libraries); DINOv2 is built from the repository's vendored copy instead of
+torch.hub, and timm, when usable, is kept from downloading ImageNet weights. The note column
+names the stand-ins used. Its cost-volume attention is the HEAD variant; the printed
+max |difference| compares it with ours in that mode.
 ``ratio`` = our min latency / official min latency (below 1: ours is faster).
 
     PYTHONPATH=. python benchmarks/bench_model.py                     # CPU defaults
+    PYTHONPATH=. python benchmarks/bench_model.py --official /path/to/FoundationStereo
     PYTHONPATH=. python benchmarks/bench_model.py --vit vits vitl --size 480x640 --iters 16 \
         --precision fp32 fp16 --mode eager compile --device cuda
 """
@@ -69,14 +74,39 @@ class _AttrDict(dict):
             raise AttributeError(name) from err
 
 
-def _import_official(repo: Path) -> Any:
-    """Import the official FoundationStereo class, with stand-ins for absent packages."""
+def _imports_cleanly(name: str, attribute: str = '') -> bool:
+    """Whether ``name`` (and its lazily imported ``attribute``) imports.
+
+    A package that is installed but fails to import counts as absent.
+
+    PyPI's torchvision does not load beside the CPU torch wheel ("operator torchvision::nms
+    does not exist"), and timm imports torchvision, so both can be installed yet unusable.
+    The half-imported modules are dropped so that stand-ins can take their place.
+    """
+    import importlib
+    try:
+        module = importlib.import_module(name)
+        if attribute:
+            getattr(module, attribute)
+        return True
+    except Exception:  # noqa: BLE001 - any import-time failure means "use the stand-in"
+        for key in [k for k in sys.modules if k == name or k.startswith(name + '.')]:
+            del sys.modules[key]
+        return False
+
+
+def _import_official(repo: Path) -> tuple[Any, list[str]]:
+    """Import the official FoundationStereo class, with stand-ins for unusable packages.
+
+    Returns the class and the names of the packages replaced by stand-ins.
+    """
     import importlib
     import importlib.util
 
     import torch
 
     os.environ.setdefault('XFORMERS_DISABLED', '1')
+    replaced: list[str] = []
 
     def missing(name: str) -> bool:
         try:
@@ -90,15 +120,8 @@ def _import_official(repo: Path) -> Any:
         sys.modules[name] = module
         return module
 
-    if missing('timm'):
-        from foundation_stereo_ros.model.edgenext import edgenext_small
-
-        def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
-            if name != 'edgenext_small':
-                raise ValueError(f'timm stand-in only provides edgenext_small, not {name}')
-            return edgenext_small()
-        stub('timm', create_model=create_model)
-    if missing('torchvision'):
+    # torchvision first: timm imports it, so timm is only usable when torchvision is.
+    if not _imports_cleanly('torchvision'):
         class Normalize:
             def __init__(self, mean: Any, std: Any, inplace: bool = False) -> None:
                 self.mean, self.std = mean, std
@@ -109,6 +132,29 @@ def _import_official(repo: Path) -> Any:
                 return (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
         tv = stub('torchvision')
         tv.transforms = stub('torchvision.transforms', Normalize=Normalize)
+        replaced.append('torchvision')
+    if _imports_cleanly('timm'):
+        # The official feature network asks for ImageNet weights (a download); the benchmark
+        # loads its own weights over them, so build the network without.
+        timm = sys.modules['timm']
+        timm_create = timm.create_model
+
+        def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
+            return timm_create(name, pretrained=False, **kwargs)
+        timm.create_model = create_model
+    else:
+        from foundation_stereo_ros.model.edgenext import edgenext_small
+
+        def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
+            if name != 'edgenext_small':
+                raise ValueError(f'timm stand-in only provides edgenext_small, not {name}')
+            return edgenext_small()
+        stub('timm', create_model=create_model)
+        replaced.append('timm (EdgeNeXt from this package)')
+    if not _imports_cleanly('huggingface_hub', 'PyTorchModelHubMixin'):
+        # Only a base class of the official model (hub upload/download helpers).
+        stub('huggingface_hub', PyTorchModelHubMixin=type('PyTorchModelHubMixin', (), {}))
+        replaced.append('huggingface_hub')
     for name in ('einops', 'scipy', 'trimesh', 'imageio', 'joblib', 'pandas', 'open3d'):
         if missing(name):
             stub(name, rearrange=None)
@@ -125,11 +171,12 @@ def _import_official(repo: Path) -> Any:
     torch.hub.load = local_hub_load
 
     sys.path[:0] = [str(repo), str(repo / 'dinov2')]
-    return importlib.import_module('core.foundation_stereo').FoundationStereo
+    return importlib.import_module('core.foundation_stereo').FoundationStereo, replaced
 
 
-def _setup(spec: dict[str, Any], impls: list[str]) -> tuple[dict[str, Any], Any, Any, Any]:
-    """Models (by implementation name), inputs and autocast dtype of one configuration."""
+def _setup(spec: dict[str, Any], impls: list[str]
+           ) -> tuple[dict[str, Any], Any, Any, Any, list[str]]:
+    """Models (by implementation name), inputs, autocast dtype and the official stand-ins."""
     import torch
 
     from foundation_stereo_ros.model import build_model, load_checkpoint
@@ -150,8 +197,9 @@ def _setup(spec: dict[str, Any], impls: list[str]) -> tuple[dict[str, Any], Any,
     if dtype is not None:
         ours.amp_dtype = dtype
     models = {}
+    stand_ins: list[str] = []
     if 'official' in impls:
-        official_cls = _import_official(Path(spec['official']))
+        official_cls, stand_ins = _import_official(Path(spec['official']))
         official = official_cls(_AttrDict(dict(ours.cfg, mixed_precision=dtype is not None)))
         official.load_state_dict(ours.state_dict(), strict=True)
         models['official'] = official.to(device).eval()
@@ -173,7 +221,7 @@ def _setup(spec: dict[str, Any], impls: list[str]) -> tuple[dict[str, Any], Any,
     gen = torch.Generator().manual_seed(1)
     left = (torch.rand(1, 3, h, w, generator=gen) * 255).round().to(device)
     right = torch.roll(left, shifts=-8, dims=-1)   # an 8-pixel shift plus a wrapped border
-    return models, left, right, dtype
+    return models, left, right, dtype, stand_ins
 
 
 def _autocast(device: Any, dtype: Any) -> Any:
@@ -192,7 +240,7 @@ def _time_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     impls = ['ours'] + (['official'] if spec['official'] else [])
-    models, left, right, dtype = _setup(spec, impls)
+    models, left, right, dtype, stand_ins = _setup(spec, impls)
     device = left.device
 
     from foundation_stereo_ros.backends.compiled import mark_step
@@ -234,6 +282,7 @@ def _time_worker(spec: dict[str, Any]) -> dict[str, Any]:
             heads = models['ours'](left, right, iters=spec['iters'], test_mode=True)
             results['official']['max_abs_diff'] = float(
                 (heads.float() - outputs['official'].float()).abs().max())
+            results['official']['stand_ins'] = stand_ins
     return results
 
 
@@ -245,7 +294,7 @@ def _memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    models, left, right, dtype = _setup(spec, [spec['impl']])
+    models, left, right, dtype, _ = _setup(spec, [spec['impl']])
     model = models[spec['impl']]
     device = left.device
     result: dict[str, Any] = {}
@@ -358,6 +407,8 @@ def main() -> None:
                             note = '' if res['finite'] else 'NON-FINITE OUTPUT '
                             if 'max_abs_diff' in res:
                                 note += f'max|ours(heads)-official| {res["max_abs_diff"]:.2e}'
+                            if res.get('stand_ins'):
+                                note += f'; stand-ins: {", ".join(res["stand_ins"])}'
                             if 'error' in memory:
                                 note += f' memory: {memory["error"]}'
                             print(f'{impl:8} {row} {res["median_ms"]:>10.1f} '

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from std_msgs.msg import Header
 
 from foundation_stereo_ros import conversions
@@ -60,8 +61,10 @@ def main() -> None:
     mono16 = rng.integers(0, 65536, (height, width), dtype=np.uint16)
     disparity = rng.uniform(1.0, 200.0, (height, width)).astype(np.float32)
     disparity[rng.random((height, width)) < 0.1] = np.nan
-    depth = disparity_to_depth(disparity, camera)
-    points = depth_to_points(depth, camera)
+    disparity_t = torch.from_numpy(disparity)
+    depth_t = disparity_to_depth(disparity_t, camera)
+    depth = depth_t.numpy()
+    points = depth_to_points(depth_t, camera).numpy()
 
     rgb_msg = conversions.array_to_image(rgb, 'rgb8', header)
     bgr_msg = conversions.array_to_image(bgr, 'bgr8', header)
@@ -82,9 +85,9 @@ def main() -> None:
     make_cloud = conversions.make_point_cloud
     timed('make_point_cloud xyz + rgb', lambda: make_cloud(points, rgb, header), n)
     timed('make_point_cloud xyz only', lambda: make_cloud(points, None, header), n)
-    timed('geometry: disparity_to_depth (numpy)', lambda: disparity_to_depth(disparity, camera),
-          n)
-    timed('geometry: depth_to_points (numpy)', lambda: depth_to_points(depth, camera), n)
+    timed('geometry: disparity_to_depth (torch, CPU)',
+          lambda: disparity_to_depth(disparity_t, camera), n)
+    timed('geometry: depth_to_points (torch, CPU)', lambda: depth_to_points(depth_t, camera), n)
 
 
 if __name__ == '__main__':

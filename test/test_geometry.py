@@ -1,4 +1,8 @@
-"""Disparity / depth / points against the official post-processing and an analytic plane."""
+"""Disparity / depth / points against the official post-processing and an analytic plane.
+
+The geometry works on tensors; the expected values are numpy arrays, so the helpers below
+wrap each call (numpy in, numpy out).
+"""
 import math
 
 import numpy as np
@@ -10,6 +14,22 @@ from foundation_stereo_ros import geometry
 from foundation_stereo_ros.camera import StereoCamera
 
 GOLDEN = np.load(DATA_DIR / 'utils_postprocess.npz')
+
+
+def invisible_mask(disp, doffs=0.0):
+    return geometry.invisible_mask(torch.from_numpy(disp), doffs).numpy()
+
+
+def disparity_to_depth(disp, camera):
+    return geometry.disparity_to_depth(torch.from_numpy(disp), camera).numpy()
+
+
+def depth_to_points(depth, camera):
+    return geometry.depth_to_points(torch.from_numpy(depth), camera).numpy()
+
+
+def apply_z_range(depth, z_near, z_far):
+    return geometry.apply_z_range(torch.from_numpy(depth), z_near, z_far).numpy()
 
 
 @pytest.fixture(scope='module')
@@ -25,12 +45,12 @@ def golden_camera():
 
 def our_depth(camera):
     disp = GOLDEN['disp'].copy()
-    disp[geometry.invisible_mask(disp)] = np.nan  # the pipeline's remove_invisible step
-    return geometry.disparity_to_depth(disp, camera)
+    disp[invisible_mask(disp)] = np.nan  # the pipeline's remove_invisible step
+    return disparity_to_depth(disp, camera)
 
 
 def test_invisible_mask_matches_official():
-    mask = geometry.invisible_mask(GOLDEN['disp'])
+    mask = invisible_mask(GOLDEN['disp'])
     assert mask.dtype == bool
     np.testing.assert_array_equal(mask, GOLDEN['invisible'])
     assert mask.any() and not mask.all()
@@ -50,7 +70,7 @@ def test_depth_matches_official(golden_camera):
 
 
 def test_points_match_official(golden_camera):
-    points = geometry.depth_to_points(our_depth(golden_camera), golden_camera)
+    points = depth_to_points(our_depth(golden_camera), golden_camera)
     official = GOLDEN['xyz_map']
     depth = GOLDEN['depth']
     assert points.dtype == np.float32 and points.shape == (54, 96, 3)
@@ -65,7 +85,7 @@ def test_points_match_official(golden_camera):
 def test_z_range_matches_official_keep_mask(golden_camera):
     depth = our_depth(golden_camera)
     # official: keep 0 < z <= z_far on the xyz map, whose z is 0 below zmin = 0.1
-    kept = geometry.apply_z_range(depth, 0.1, float(GOLDEN['z_far']))
+    kept = apply_z_range(depth, 0.1, float(GOLDEN['z_far']))
     np.testing.assert_array_equal(~np.isnan(kept).ravel(), GOLDEN['keep_mask'])
     assert GOLDEN['keep_mask'].sum() < (~np.isnan(depth)).sum()  # z_far really removes points
 
@@ -84,9 +104,9 @@ def plane_scene():
 
 def test_plane_depth_and_points():
     camera, u, v, z, disp = plane_scene()
-    depth = geometry.disparity_to_depth(disp, camera)
+    depth = disparity_to_depth(disp, camera)
     np.testing.assert_allclose(depth, z, rtol=1e-6)
-    points = geometry.depth_to_points(depth, camera)
+    points = depth_to_points(depth, camera)
     np.testing.assert_allclose(points[..., 0], (u - camera.cx) * z / camera.fx, rtol=1e-5,
                                atol=1e-6)
     np.testing.assert_allclose(points[..., 1], (v - camera.cy) * z / camera.fy, rtol=1e-5,
@@ -101,14 +121,14 @@ def test_invisible_mask_uses_doffs():
     # raw right column x_r = x - d - doffs; with doffs = 4 the first few columns drop out
     x = np.arange(camera.width)
     expected = (x - disp - camera.doffs) < 0
-    np.testing.assert_array_equal(geometry.invisible_mask(disp, camera.doffs), expected)
-    assert geometry.invisible_mask(disp, camera.doffs).sum() > geometry.invisible_mask(disp).sum()
+    np.testing.assert_array_equal(invisible_mask(disp, camera.doffs), expected)
+    assert invisible_mask(disp, camera.doffs).sum() > invisible_mask(disp).sum()
 
 
 def test_invalid_disparities_give_nan_depth():
     camera, _, _, _, _ = plane_scene()
     disp = np.array([[0.0, -1.0, np.nan, np.inf, 1e-45, 10.0]], dtype=np.float32)
-    depth = geometry.disparity_to_depth(disp, camera)
+    depth = disparity_to_depth(disp, camera)
     assert np.isnan(depth[0, :5]).all()
     assert depth[0, 5] == pytest.approx(camera.fx_baseline / 10.0)
 
@@ -116,61 +136,36 @@ def test_invalid_disparities_give_nan_depth():
 def test_depth_to_points_checks_size():
     camera, *_ = plane_scene()
     with pytest.raises(ValueError, match='resize the camera'):
-        geometry.depth_to_points(np.ones((10, 10), np.float32), camera)
+        depth_to_points(np.ones((10, 10), np.float32), camera)
 
 
-def test_valid_disparity_mask():
-    disp = np.array([np.nan, -np.inf, 0.5, 1.0, 5.0, 9.0, 10.0, np.inf], dtype=np.float32)
-    np.testing.assert_array_equal(geometry.valid_disparity_mask(disp, 1.0, 9.0),
-                                  [0, 0, 0, 1, 1, 1, 0, 0])
-    np.testing.assert_array_equal(geometry.valid_disparity_mask(disp, None, None),
-                                  [0, 0, 1, 1, 1, 1, 1, 0])
-    np.testing.assert_array_equal(geometry.valid_disparity_mask(disp, 1.0, None),
-                                  [0, 0, 0, 1, 1, 1, 1, 0])
-
-
-def test_apply_z_range_and_disparity_range():
+def test_apply_z_range():
     camera, _, _, _z, disp = plane_scene()
-    depth = geometry.disparity_to_depth(disp, camera)
-    kept = geometry.apply_z_range(depth, 2.1, 2.3)
+    depth = disparity_to_depth(disp, camera)
+    kept = apply_z_range(depth, 2.1, 2.3)
     inside = (depth >= 2.1) & (depth <= 2.3)
     assert inside.any() and not inside.all()
     np.testing.assert_array_equal(~np.isnan(kept), inside)
     np.testing.assert_array_equal(kept[inside], depth[inside])
     assert kept.dtype == np.float32
-    d_min, d_max = geometry.disparity_range_for_depth(camera, 2.1, 2.3)
-    assert (d_min, d_max) == (camera.fx_baseline / 2.3, camera.fx_baseline / 2.1)
-    assert geometry.disparity_range_for_depth(camera, 0.0, math.inf) == (0.0, math.inf)
-    with pytest.raises(ValueError, match='z_near < z_far'):
-        geometry.disparity_range_for_depth(camera, 3.0, 2.0)
 
 
-# ---------------------------------------------------------------------- torch == numpy
+# ---------------------------------------------------------------------- tensor types
 
-def test_torch_matches_numpy(golden_camera):
-    disp = GOLDEN['disp'].copy()
-    disp[3, 4] = np.nan
-    disp_t = torch.from_numpy(disp)
+def test_output_types_and_batched_input(golden_camera):
+    disp = torch.from_numpy(GOLDEN['disp'].copy())
+    disp[3, 4] = math.nan
+    mask = geometry.invisible_mask(disp)
+    assert mask.dtype == torch.bool and not mask[3, 4]
+    batched = geometry.invisible_mask(torch.stack((disp, disp + 100.0)))
+    assert batched.shape == (2, 54, 96)
+    assert torch.equal(batched[0], mask) and batched[1].sum() > mask.sum()
 
-    mask = geometry.invisible_mask(disp_t)
-    assert isinstance(mask, torch.Tensor) and mask.dtype == torch.bool
-    np.testing.assert_array_equal(mask.numpy(), geometry.invisible_mask(disp))
-
-    valid = geometry.valid_disparity_mask(disp_t, 0.5, 30.0)
-    np.testing.assert_array_equal(valid.numpy(), geometry.valid_disparity_mask(disp, 0.5, 30.0))
-
-    depth_t = geometry.disparity_to_depth(disp_t, golden_camera)
     depth = geometry.disparity_to_depth(disp, golden_camera)
-    assert depth_t.dtype == torch.float32
-    np.testing.assert_array_equal(depth_t.numpy(), depth)
-
-    points_t = geometry.depth_to_points(depth_t, golden_camera)
-    assert points_t.shape == (54, 96, 3) and points_t.dtype == torch.float32
-    np.testing.assert_allclose(points_t.numpy(), geometry.depth_to_points(depth, golden_camera),
-                               rtol=1e-6, atol=1e-7, equal_nan=True)
-
-    kept_t = geometry.apply_z_range(depth_t, 0.2, 5.0)
-    np.testing.assert_array_equal(kept_t.numpy(), geometry.apply_z_range(depth, 0.2, 5.0))
+    assert depth.dtype == torch.float32 and math.isnan(depth[3, 4].item())
+    points = geometry.depth_to_points(depth, golden_camera)
+    assert points.shape == (54, 96, 3) and points.dtype == torch.float32
+    assert torch.isnan(points[3, 4]).all()
 
 
 def test_torch_half_input_gives_float32_depth(golden_camera):

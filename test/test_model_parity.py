@@ -9,7 +9,7 @@ Tolerances are those recommended in the reference README.
 import numpy as np
 import pytest
 import torch
-from conftest import DATA_DIR, SHARED_REFERENCE
+from conftest import DATA_DIR
 from seeded_weights import load_layout, make_state_dict
 
 from foundation_stereo_ros.model import (
@@ -180,16 +180,6 @@ def test_headsdpa_attention_variant(weights, golden):
     _close(disp4, golden['headsdpa_disp_test_iters4'], FULL_RES_DISP)
     # The two semantics really differ on this input (about 2 px per the reference).
     assert (golden['headsdpa_disp_test_iters4'] - golden['disp_test_iters4']).abs().max() > 0.5
-
-
-@pytest.fixture(scope='module')
-def hiera_golden():
-    path = SHARED_REFERENCE / 'golden' / 'vits_hiera_assets_120x200.npz'
-    if not path.is_file():
-        pytest.skip(f'asset-derived goldens are not committed; {path} is absent '
-                    f'(needs the shared reference folder beside the repository)')
-    with np.load(path) as z:
-        return {k: torch.from_numpy(z[k]) for k in z.files}
 
 
 def test_hierarchical_matches_official(model, hiera_golden):

@@ -1,6 +1,8 @@
 """Where and at what precision a torch backend runs: the names users give and what they mean."""
 from __future__ import annotations
 
+import re
+
 import torch
 
 DEVICES = ('auto', 'cuda', 'cpu')
@@ -15,15 +17,23 @@ PRECISION_CHOICES = ('auto', *PRECISIONS)
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto' picks CUDA when available; 'cuda' without a GPU is an error that says so."""
+    """'auto' picks CUDA when available; a CUDA device torch cannot see is an error saying so."""
     if device == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if device.startswith('cuda') and not torch.cuda.is_available():
+    if device == 'cpu':
+        return torch.device('cpu')
+    match = re.fullmatch(rf'cuda|{CUDA_INDEX}', device)
+    if match is None:
+        raise ValueError(f"device must be 'auto', 'cuda', 'cuda:N' or 'cpu', got '{device}'")
+    if not torch.cuda.is_available():
         raise ValueError(
             f"device '{device}' requested but torch sees no CUDA GPU (torch "
             f"{torch.__version__}); install a CUDA build of torch or use device 'cpu'")
-    if device != 'cpu' and not device.startswith('cuda'):
-        raise ValueError(f"device must be 'auto', 'cuda', 'cuda:N' or 'cpu', got '{device}'")
+    count = torch.cuda.device_count()
+    index = int(device.partition(':')[2] or 0)
+    if index >= count:
+        raise ValueError(f"device '{device}' requested but torch sees {count} CUDA GPU(s) "
+                         f"(cuda:0 to cuda:{count - 1}); pick one of those or 'cuda'")
     return torch.device(device)
 
 

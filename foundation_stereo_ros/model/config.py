@@ -26,7 +26,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     'corr_levels': 2,
     'corr_radius': 4,
     'mixed_precision': True,
-    'low_memory': 0,
     # Not an official field: semantics of the cost-volume transformer's attention,
     # 'disparity' (as trained, flash-attention) or 'heads' (upstream code after June 2025).
     'cost_attention': 'disparity',

@@ -17,24 +17,45 @@ from torch import nn
 
 from .layers import LayerNorm2d, Mlp
 
-__all__ = ['EdgeNeXt', 'edgenext_small', 'stage_outputs']
+__all__ = ['ConvBlock', 'EdgeNeXt', 'edgenext_small', 'stage_outputs']
 
 LAYER_SCALE_INIT = 1e-6
 
 
 class ConvBlock(nn.Module):
-    """Depth-wise kxk conv, channel-last LayerNorm, inverted-bottleneck MLP, layer scale."""
+    """Depth-wise kxk conv, optional LayerNorm, inverted-bottleneck MLP, layer scale.
 
-    def __init__(self, dim: int, kernel_size: int, expand_ratio: int = 4) -> None:
+    ``x + gamma * MLP(norm(dwconv(x)))``, the norm and MLP acting per pixel on channels.
+    Two checkpoints use this block under different parameter names, chosen by ``names``:
+    ``'timm'`` (EdgeNeXt backbone: ``conv_dw``, ``norm``, ``mlp.fc1``, ``mlp.fc2``) and
+    ``'flat'`` (FoundationStereo's disparity head: ``dwconv``, ``pwconv1``, ``pwconv2``).
+    """
+
+    def __init__(self, dim: int, kernel_size: int, expand_ratio: int = 4, norm: bool = True,
+                 names: str = 'timm') -> None:
         super().__init__()
+        if names not in ('timm', 'flat'):
+            raise ValueError(f"ConvBlock: names must be 'timm' or 'flat', got {names!r}")
         self.gamma = nn.Parameter(torch.full((dim,), LAYER_SCALE_INIT))
-        self.conv_dw = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, expand_ratio * dim)
+        conv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        mlp = Mlp(dim, expand_ratio * dim)
+        if names == 'timm':
+            self.conv_dw = conv
+        else:
+            self.dwconv = conv
+        self.norm = nn.LayerNorm(dim, eps=1e-6) if norm else nn.Identity()
+        if names == 'timm':
+            self.mlp = mlp
+        else:
+            self.pwconv1, self.pwconv2 = mlp.fc1, mlp.fc2
+        # The same modules, held outside the registry so that forward needs no name switch
+        # (they are shared objects, so .to() and load_state_dict reach them).
+        self.__dict__['_parts'] = (conv, mlp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv_dw(x).permute(0, 2, 3, 1)
-        y = self.gamma * self.mlp(self.norm(y))
+        conv, mlp = self._parts
+        y = conv(x).permute(0, 2, 3, 1)
+        y = self.gamma * mlp(self.norm(y))
         return x + y.permute(0, 3, 1, 2)
 
 

@@ -120,7 +120,6 @@ class Feature(nn.Module):
         self.stem = backbone.stem
         self.stages = backbone.stages
         chans = backbone.dims
-        self.chans = chans
         self.dino = DepthAnythingFeature(vit_size)
         self.dino.requires_grad_(False)  # frozen, as in the official model
         vit_dim = self.dino.out_channels
@@ -133,7 +132,6 @@ class Feature(nn.Module):
             ResidualBlock(fused, fused, norm_fn='instance'),
             ResidualBlock(fused, fused, norm_fn='instance'),
         )
-        self.patch_size = 14
         self.vit_size = vit_size
         self.d_out = [fused, chans[1] * 2, chans[2] * 2, chans[3]]
 

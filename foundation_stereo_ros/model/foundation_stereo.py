@@ -24,7 +24,7 @@ decides the dtype instead; on CPU, as upstream, nothing is autocast unless the c
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -302,8 +302,3 @@ class FoundationStereo(nn.Module):
         if not test_mode:
             raise ValueError('run_hierachical supports test_mode=True only (as upstream)')
         return self.run_hierarchical(image1, image2, iters=iters, small_ratio=small_ratio)
-
-    @staticmethod
-    def padder_for(shape: Sequence[int]) -> InputPadder:
-        """Return an :class:`InputPadder` that makes ``shape`` acceptable to :meth:`forward`."""
-        return InputPadder(shape, divis_by=SIZE_DIVISOR)

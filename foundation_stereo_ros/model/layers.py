@@ -96,7 +96,6 @@ class BasicConv(nn.Module):
         if norm not in ('batch', 'instance'):
             raise ValueError(f"BasicConv: norm must be 'batch' or 'instance', got {norm!r}")
         self.relu = relu
-        self.use_bn = bn
         # 'bn' is registered before 'conv': the official state-dict order lists bn.* first.
         if not bn:
             self.bn: nn.Module = nn.Identity()
@@ -188,7 +187,6 @@ class _ResnetBasicBlockNd(nn.Module):
         if norm_layer is not None:
             self.bn2 = norm_layer(planes)
         self.downsample = downsample
-        self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)
@@ -287,7 +285,6 @@ class Conv2x(nn.Module):
                  bn: bool = True, relu: bool = True, keep_dispc: bool = False) -> None:
         super().__init__()
         self.concat = concat
-        self.is_3d = is_3d
         self.conv1 = BasicConv(in_channels, out_channels, deconv, is_3d, bn=bn, relu=True,
                                **_upsample_geometry(deconv, is_3d, keep_dispc))
         if concat:
@@ -320,7 +317,6 @@ class Conv2xIN(nn.Module):
             raise ValueError('Conv2xIN: keep_concat=False is unsupported with concat=True '
                              '(the residual block needs equal input and output channels)')
         self.concat = concat
-        self.is_3d = is_3d
         self.conv1 = BasicConvIN(in_channels, out_channels, deconv, is_3d, IN=True, relu=True,
                                  **_upsample_geometry(deconv, is_3d, keep_dispc))
         if concat:

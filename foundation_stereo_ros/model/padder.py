@@ -17,45 +17,21 @@ __all__ = ['InputPadder']
 class InputPadder:
     """Pads (…, H, W) tensors so that H and W become multiples of ``divis_by``.
 
-    ``mode='sintel'`` (default) splits the padding evenly between top/bottom and left/right
-    (the extra pixel of an odd amount goes to the bottom/right); any other mode puts all the
-    vertical padding at the bottom. ``force_square=True`` pads both sides to
-    ``(max(H, W) // divis_by + 1) * divis_by`` (always adds padding, as upstream does).
-    Padding replicates the border pixels.
-
-    ``pad_amounts`` (also available as ``_pad``, the upstream name) is
-    ``[left, right, top, bottom]`` in pixels.
+    The padding is split evenly between top/bottom and left/right (the extra pixel of an odd
+    amount goes to the bottom/right: upstream's default 'sintel' mode) and replicates the
+    border pixels. ``pad_amounts`` is ``[left, right, top, bottom]`` in pixels.
     """
 
-    def __init__(self, dims: Sequence[int], mode: str = 'sintel', divis_by: int = 32,
-                 force_square: bool = False) -> None:
+    def __init__(self, dims: Sequence[int], divis_by: int = 32) -> None:
         if len(dims) < 2:
             raise ValueError(f'InputPadder: dims must end with (H, W), got {tuple(dims)}')
         if divis_by < 1:
             raise ValueError(f'InputPadder: divis_by must be >= 1, got {divis_by}')
         self.ht, self.wd = int(dims[-2]), int(dims[-1])
-        if force_square:
-            side = (max(self.ht, self.wd) // divis_by + 1) * divis_by
-            pad_ht, pad_wd = side - self.ht, side - self.wd
-        else:
-            pad_ht = -self.ht % divis_by
-            pad_wd = -self.wd % divis_by
-        if mode == 'sintel':
-            top = pad_ht // 2
-        else:
-            top = 0
-        self.pad_amounts: list[int] = [pad_wd // 2, pad_wd - pad_wd // 2, top, pad_ht - top]
-
-    @property
-    def _pad(self) -> list[int]:
-        """Upstream name of :attr:`pad_amounts`."""
-        return self.pad_amounts
-
-    @property
-    def padded_shape(self) -> tuple[int, int]:
-        """(H, W) after padding."""
-        left, right, top, bottom = self.pad_amounts
-        return self.ht + top + bottom, self.wd + left + right
+        pad_ht = -self.ht % divis_by
+        pad_wd = -self.wd % divis_by
+        self.pad_amounts: list[int] = [pad_wd // 2, pad_wd - pad_wd // 2,
+                                       pad_ht // 2, pad_ht - pad_ht // 2]
 
     def pad(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """Replicate-pad each (B, C, H, W) or (C, H, W) tensor; returns a list."""

@@ -13,65 +13,48 @@ state-dict keys (``update_block.*``) of released checkpoints load unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .edgenext import ConvBlock
+
 __all__ = [
     'ConvGRUCell',
     'DispHead',
-    'EdgeNextConvBlock',
     'MotionEncoder',
     'SelectiveConvGRU',
     'SelectiveMultiUpdateBlock',
 ]
 
 
-class EdgeNextConvBlock(nn.Module):
-    """EdgeNeXt-style conv block: depthwise kxk conv, optional LayerNorm, MLP x4, layer scale.
+def _conv_relu(*channels: int) -> nn.Sequential:
+    """3x3 conv + ReLU per consecutive pair of ``channels`` (convs at indices 0, 2, ...)."""
+    layers: list[nn.Module] = []
+    for c_in, c_out in pairwise(channels):
+        layers += [_same_conv(c_in, c_out, 3), nn.ReLU()]
+    return nn.Sequential(*layers)
 
-    Residual: ``x + gamma * MLP(norm(dwconv(x)))`` with the MLP applied per pixel.
-    """
 
-    def __init__(self, dim: int, layer_scale_init_value: float = 1e-6, expan_ratio: int = 4,
-                 kernel_size: int = 7, norm: str | None = 'layer') -> None:
-        super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, kernel_size=kernel_size, padding=kernel_size // 2,
-                                groups=dim)
-        if norm == 'layer':
-            self.norm: nn.Module = nn.LayerNorm(dim, eps=1e-6)
-        elif norm is None:
-            self.norm = nn.Identity()
-        else:
-            raise ValueError(f"EdgeNextConvBlock: norm must be 'layer' or None, got {norm!r}")
-        self.pwconv1 = nn.Linear(dim, expan_ratio * dim)
-        self.act = nn.GELU()
-        self.pwconv2 = nn.Linear(expan_ratio * dim, dim)
-        self.gamma = (nn.Parameter(layer_scale_init_value * torch.ones(dim))
-                      if layer_scale_init_value > 0 else None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.dwconv(x).permute(0, 2, 3, 1)          # (N, H, W, C): Linear acts on C
-        y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
-        if self.gamma is not None:
-            y = self.gamma * y
-        return x + y.permute(0, 3, 1, 2)
+def _same_conv(c_in: int, c_out: int, kernel_size: int) -> nn.Conv2d:
+    """Conv with bias whose zero padding keeps the spatial size (odd ``kernel_size``)."""
+    return nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2)
 
 
 class DispHead(nn.Module):
-    """Hidden state (B, C, H, W) -> disparity increment (B, 1, H, W)."""
+    """Hidden state (B, C, H, W) -> disparity increment (B, 1, H, W).
+
+    conv + ReLU, two 7x7 EdgeNeXt conv blocks without norm, then a 3x3 conv to one channel.
+    """
 
     def __init__(self, input_dim: int = 128, hidden_dim: int = 256, output_dim: int = 1) -> None:
         super().__init__()
         # hidden_dim is unused (as upstream); kept for the constructor signature.
-        self.conv = nn.Sequential(
-            nn.Conv2d(input_dim, input_dim, kernel_size=3, padding=1),
-            nn.ReLU(),
-            EdgeNextConvBlock(input_dim, expan_ratio=4, kernel_size=7, norm=None),
-            EdgeNextConvBlock(input_dim, expan_ratio=4, kernel_size=7, norm=None),
-            nn.Conv2d(input_dim, output_dim, 3, padding=1),
-        )
+        blocks = [ConvBlock(input_dim, 7, norm=False, names='flat') for _ in range(2)]
+        self.conv = nn.Sequential(*_conv_relu(input_dim, input_dim), *blocks,
+                                  _same_conv(input_dim, output_dim, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -82,10 +65,9 @@ class ConvGRUCell(nn.Module):
 
     def __init__(self, hidden_dim: int = 128, input_dim: int = 256, kernel_size: int = 3) -> None:
         super().__init__()
-        pad = kernel_size // 2
-        self.convz = nn.Conv2d(hidden_dim + input_dim, hidden_dim, kernel_size, padding=pad)
-        self.convr = nn.Conv2d(hidden_dim + input_dim, hidden_dim, kernel_size, padding=pad)
-        self.convq = nn.Conv2d(hidden_dim + input_dim, hidden_dim, kernel_size, padding=pad)
+        # Update gate z, reset gate r, candidate q: all read [hidden, input] channels.
+        self.convz, self.convr, self.convq = (
+            _same_conv(hidden_dim + input_dim, hidden_dim, kernel_size) for _ in 'zrq')
 
     def forward(self, h: torch.Tensor, x: torch.Tensor, hx: torch.Tensor) -> torch.Tensor:
         z = torch.sigmoid(self.convz(hx))
@@ -100,14 +82,9 @@ class SelectiveConvGRU(nn.Module):
     def __init__(self, hidden_dim: int = 128, input_dim: int = 256, small_kernel_size: int = 1,
                  large_kernel_size: int = 3) -> None:
         super().__init__()
-        self.conv0 = nn.Sequential(
-            nn.Conv2d(input_dim, input_dim, kernel_size=3, padding=1),
-            nn.ReLU(),
-        )
-        self.conv1 = nn.Sequential(
-            nn.Conv2d(input_dim + hidden_dim, input_dim + hidden_dim, kernel_size=3, padding=1),
-            nn.ReLU(),
-        )
+        # conv0 mixes the inputs, conv1 the mixed inputs with the hidden state.
+        self.conv0 = _conv_relu(input_dim, input_dim)
+        self.conv1 = _conv_relu(input_dim + hidden_dim, input_dim + hidden_dim)
         self.small_gru = ConvGRUCell(hidden_dim, input_dim, small_kernel_size)
         self.large_gru = ConvGRUCell(hidden_dim, input_dim, large_kernel_size)
 
@@ -123,11 +100,11 @@ class MotionEncoder(nn.Module):
 
     def __init__(self, geo_channels: int) -> None:
         super().__init__()
-        self.convc1 = nn.Conv2d(geo_channels, 256, 1, padding=0)
-        self.convc2 = nn.Conv2d(256, 256, 3, padding=1)
-        self.convd1 = nn.Conv2d(1, 64, 7, padding=3)
-        self.convd2 = nn.Conv2d(64, 64, 3, padding=1)
-        self.conv = nn.Conv2d(64 + 256, 128 - 1, 3, padding=1)
+        # Cost branch (c), disparity branch (d), then a joint conv leaving one channel free
+        # for the disparity appended to its output.
+        self.convc1, self.convc2 = _same_conv(geo_channels, 256, 1), _same_conv(256, 256, 3)
+        self.convd1, self.convd2 = _same_conv(1, 64, 7), _same_conv(64, 64, 3)
+        self.conv = _same_conv(64 + 256, 128 - 1, 3)
 
     def forward(self, disp: torch.Tensor, geo_feat: torch.Tensor) -> torch.Tensor:
         cor = F.relu(self.convc2(F.relu(self.convc1(geo_feat))))
@@ -166,12 +143,8 @@ class SelectiveMultiUpdateBlock(nn.Module):
                                           hidden_dim * (n_gru_layers == 3) + hidden_dim * 2)
         self.gru04 = SelectiveConvGRU(hidden_dim, hidden_dim * (n_gru_layers > 1) + hidden_dim * 2)
         self.disp_head = DispHead(hidden_dim, 256)
-        self.mask = nn.Sequential(
-            nn.Conv2d(128, 64, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(64, 32, 3, padding=1),
-            nn.ReLU(inplace=True),
-        )
+        # Upsampling features: 128 -> 64 -> 32 channels.
+        self.mask = _conv_relu(hidden_dim, 64, 32)
 
     def forward(self, net: Sequence[torch.Tensor], inp: Sequence[torch.Tensor],
                 geo_feat: torch.Tensor, disp: torch.Tensor, att: Sequence[torch.Tensor],
