@@ -230,7 +230,12 @@ def worker_onnx(spec: dict[str, Any]) -> None:
     del model
     available = onnxruntime.get_available_providers()
     onnx_settings = [s for s in settings.SETTINGS if 'onnx' in s.backends]
-    model_setting = next(s.name for s in onnx_settings if s.name in ('model', 'onnx_model'))
+    model_setting = next((s.name for s in onnx_settings if s.name in ('model', 'onnx_model')),
+                         None)
+    if model_setting is None:
+        _emit({'family': 'vits', 'mode': 'onnx', 'error': 'the onnx backend takes no model '
+               f'setting (its settings: {", ".join(s.name for s in onnx_settings)})'})
+        return
     provider_setting = next((s for s in onnx_settings
                              if any('tensorrt' in c.lower() for c in s.choices)), None)
     for provider in ('TensorrtExecutionProvider', 'CUDAExecutionProvider'):
