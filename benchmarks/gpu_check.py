@@ -225,9 +225,6 @@ def worker_onnx(spec: dict[str, Any]) -> None:
     from foundation_stereo_ros.model.onnx_export import export_onnx
     h, w = spec['size']
     path = Path(spec['dir']) / f'vits_{w}x{h}_{spec["iters"]}.onnx'
-    model, _ = load_checkpoint(spec['checkpoint'], device=spec['device'])
-    export_onnx(model, path, h, w, spec['iters'], dynamic_batch=False)
-    del model
     available = onnxruntime.get_available_providers()
     onnx_settings = [s for s in settings.SETTINGS if 'onnx' in s.backends]
     model_setting = next((s.name for s in onnx_settings if s.name in ('model', 'onnx_model')),
@@ -236,6 +233,9 @@ def worker_onnx(spec: dict[str, Any]) -> None:
         _emit({'family': 'vits', 'mode': 'onnx', 'error': 'the onnx backend takes no model '
                f'setting (its settings: {", ".join(s.name for s in onnx_settings)})'})
         return
+    model, _ = load_checkpoint(spec['checkpoint'], device=spec['device'])
+    export_onnx(model, path, h, w, spec['iters'], dynamic_batch=False)
+    del model
     provider_setting = next((s for s in onnx_settings
                              if any('tensorrt' in c.lower() for c in s.choices)), None)
     for provider in ('TensorrtExecutionProvider', 'CUDAExecutionProvider'):
