@@ -233,9 +233,6 @@ def worker_onnx(spec: dict[str, Any]) -> None:
         _emit({'family': 'vits', 'mode': 'onnx', 'error': 'the onnx backend takes no model '
                f'setting (its settings: {", ".join(s.name for s in onnx_settings)})'})
         return
-    model, _ = load_checkpoint(spec['checkpoint'], device=spec['device'])
-    export_onnx(model, path, h, w, spec['iters'], dynamic_batch=False)
-    del model
     provider_setting = next((s for s in onnx_settings
                              if any('tensorrt' in c.lower() for c in s.choices)), None)
     for provider in ('TensorrtExecutionProvider', 'CUDAExecutionProvider'):
@@ -253,6 +250,10 @@ def worker_onnx(spec: dict[str, Any]) -> None:
             options[provider_setting.name] = choice
         try:
             from foundation_stereo_ros.backends import make_backend
+            if not path.exists():   # exported once, for the first provider present
+                model, _ = load_checkpoint(spec['checkpoint'], device=spec['device'])
+                export_onnx(model, path, h, w, spec['iters'], dynamic_batch=False)
+                del model
             start = time.perf_counter()
             backend = make_backend('onnx', **options)
             left, right = _scene_pair(h, w, backend.device)
