@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-r"""Latency and peak memory of the FoundationStereo network on the present device.
+r"""Latency and peak memory of the FoundationStereo family's networks on the present device.
 
 One row per (implementation, vit size, resolution, iterations, precision, eager/compile).
 Latency: min and median over ``--repeat`` calls after warm-up, in a fresh subprocess per
@@ -23,10 +23,20 @@ names the stand-ins used. Its cost-volume attention is the HEAD variant; the pri
 max |difference| compares it with ours in that mode.
 ``ratio`` = our min latency / official min latency (below 1: ours is faster).
 
+``--checkpoint`` may also be a Fast-FoundationStereo checkpoint (``model_best_bp2_serialize.pth``
+or its converted ``.safetensors``); ``--vit`` is then ignored. With ``--official
+/path/to/Fast-FoundationStereo`` (and the serialized ``.pth``) the official side loads that file
+as ``scripts/run_demo.py`` does (``torch.load(weights_only=False)``, ``max_disp`` from our
+config), with stand-ins injected at run time: timm's EdgeNeXt classes from this package,
+OmegaConf containers as attribute dicts, empty ``imageio`` / ``open3d``, and ``torch.compile``
+as the identity (the official helpers then run eagerly, as ``make_onnx.py`` runs them).
+
     PYTHONPATH=. python benchmarks/bench_model.py                     # CPU defaults
     PYTHONPATH=. python benchmarks/bench_model.py --official /path/to/FoundationStereo
     PYTHONPATH=. python benchmarks/bench_model.py --vit vits vitl --size 480x640 --iters 16 \
         --precision fp32 fp16 --mode eager compile --device cuda
+    PYTHONPATH=. python benchmarks/bench_model.py --checkpoint ffs/model_best_bp2_serialize.pth \
+        --official ~/Fast-FoundationStereo --size 64x96 224x320 --iters 8 --threads 2
 """
 from __future__ import annotations
 
@@ -174,6 +184,89 @@ def _import_official(repo: Path) -> tuple[Any, list[str]]:
     return importlib.import_module('core.foundation_stereo').FoundationStereo, replaced
 
 
+class _OmegaConfStandIn:
+    """Unpickling target for OmegaConf classes (the official FFS ``args``): keeps the state."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__['state'] = state
+
+
+def _omegaconf_plain(value: Any) -> Any:
+    """Turn an unpickled OmegaConf container into plain data (mappings: :class:`_AttrDict`)."""
+    if not isinstance(value, _OmegaConfStandIn):
+        return value
+    state = value.state if isinstance(value.state, dict) else {}
+    content = state.get('_content')
+    if isinstance(content, dict):
+        return _AttrDict({k: _omegaconf_plain(v) for k, v in content.items()})
+    if isinstance(content, list):
+        return [_omegaconf_plain(v) for v in content]
+    return _omegaconf_plain(state.get('_val'))
+
+
+def _load_official_ffs(repo: Path, checkpoint: str, max_disp: int, amp_dtype: Any,
+                       ) -> tuple[Any, list[str]]:
+    """Load a serialized FFS checkpoint with the official classes (see the module docstring).
+
+    Returns the model and the names of the packages replaced by stand-ins.
+    """
+    import importlib.util
+    import pickle
+
+    import torch
+
+    from foundation_stereo_ros.model import edgenext, layers
+    from foundation_stereo_ros.model.ffs.blocks import EdgeNeXtConvBlock
+
+    def stub(name: str, **attrs: Any) -> types.ModuleType:
+        module = sys.modules.get(name) or types.ModuleType(name)
+        module.__dict__.update(attrs)
+        sys.modules[name] = module
+        return module
+
+    def identity_compile(fn: Any = None, **_kwargs: Any) -> Any:
+        return fn if fn is not None else (lambda f: f)
+    torch.compile = identity_compile
+    replaced = ['omegaconf (attribute dicts)', 'torch.compile (eager)']
+    if importlib.util.find_spec('timm') is None:
+        replaced.append('timm (EdgeNeXt from this package)')
+        stub('timm', models=stub('timm.models', edgenext=stub(
+            'timm.models.edgenext', EdgeNeXtStage=edgenext.EdgeNeXtStage,
+            ConvBlock=EdgeNeXtConvBlock, SplitTransposeBlock=edgenext.SplitTransposeBlock,
+            CrossCovarianceAttn=edgenext.CrossCovarianceAttention,
+            PositionalEncodingFourier=edgenext.FourierPositionalEncoding)),
+            layers=stub('timm.layers', mlp=stub('timm.layers.mlp', Mlp=layers.Mlp),
+                        norm=stub('timm.layers.norm', LayerNorm2d=layers.LayerNorm2d)))
+    for name in ('imageio', 'open3d'):
+        if importlib.util.find_spec(name) is None:
+            stub(name)
+            replaced.append(name)
+    sys.path[:0] = [str(repo)]
+
+    stand_ins: dict[str, type] = {}
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if module.startswith('omegaconf.'):
+                return stand_ins.setdefault(name, type(name, (_OmegaConfStandIn,), {}))
+            return super().find_class(module, name)
+    pickle_module = types.SimpleNamespace(Unpickler=Unpickler, load=pickle.load,
+                                          __name__='pickle')
+    model = torch.load(checkpoint, map_location='cpu', weights_only=False,
+                       pickle_module=pickle_module)
+    plain: dict[int, Any] = {}
+    for module in model.modules():
+        for attr in ('args', 'cfg'):
+            value = getattr(module, attr, None)
+            if isinstance(value, _OmegaConfStandIn):
+                setattr(module, attr, plain.setdefault(id(value), _omegaconf_plain(value)))
+    model.args['max_disp'] = max_disp          # as run_demo.py overrides it
+    model.args['mixed_precision'] = amp_dtype is not None
+    if amp_dtype is not None:
+        sys.modules['Utils'].AMP_DTYPE = amp_dtype
+    return model, replaced
+
+
 def _setup(spec: dict[str, Any], impls: list[str]
            ) -> tuple[dict[str, Any], Any, Any, Any, list[str]]:
     """Models (by implementation name), inputs, autocast dtype and the official stand-ins."""
@@ -198,7 +291,11 @@ def _setup(spec: dict[str, Any], impls: list[str]
         ours.amp_dtype = dtype
     models = {}
     stand_ins: list[str] = []
-    if 'official' in impls:
+    if 'official' in impls and getattr(ours, 'family', '') == 'fast_foundation_stereo':
+        official, stand_ins = _load_official_ffs(Path(spec['official']), spec['checkpoint'],
+                                                 ours.max_disp, dtype)
+        models['official'] = official.to(device).eval()
+    elif 'official' in impls:
         official_cls, stand_ins = _import_official(Path(spec['official']))
         official = official_cls(_AttrDict(dict(ours.cfg, mixed_precision=dtype is not None)))
         official.load_state_dict(ours.state_dict(), strict=True)
@@ -393,7 +490,8 @@ def main() -> None:
                                 'repeat': args.repeat, 'warmup': args.warmup,
                                 'threads': args.threads, 'checkpoint': args.checkpoint,
                                 'official': args.official}
-                        row = f'{vit:4} {size[0]:>4}x{size[1]:<4} {iters:>3} {precision:4} ' \
+                        label = 'ffs' if _is_ffs(args.checkpoint) else vit
+                        row = f'{label:4} {size[0]:>4}x{size[1]:<4} {iters:>3} {precision:4} ' \
                               f'{mode:7}'
                         results = _run_worker(spec, env, args.timeout)
                         if 'error' in results:
@@ -416,6 +514,13 @@ def main() -> None:
                                   f'{memory.get("peak_mb", 0):>8.0f} '
                                   f'{memory.get("extra_mb", 0):>7.0f} {ratio:>6}  {note}',
                                   flush=True)
+
+
+def _is_ffs(checkpoint: str) -> bool:
+    if not checkpoint:
+        return False
+    from foundation_stereo_ros.model.ffs.loader import is_ffs_checkpoint
+    return is_ffs_checkpoint(checkpoint)
 
 
 def _run_worker(spec: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:

@@ -120,8 +120,9 @@ SETTINGS: tuple[Setting, ...] = (
             'Disparity backend: foundation_stereo (the network) or sgbm (OpenCV, CPU).',
             BACKEND, choices=tuple(BACKENDS)),
     Setting('checkpoint', '',
-            'FoundationStereo checkpoint (.pth) with its cfg.yaml beside it; needed by the '
-            'foundation_stereo backend.', BACKEND, backends=_FS),
+            'Network checkpoint: FoundationStereo model_best_bp2.pth (its cfg.yaml beside it) '
+            'or Fast-FoundationStereo model_best_bp2_serialize.pth / converted .safetensors; '
+            'needed by the foundation_stereo backend.', BACKEND, backends=_FS),
     Setting('device', 'auto', 'Torch device: auto (CUDA when available), cuda, cuda:N or cpu.',
             BACKEND, choices=DEVICES, pattern=CUDA_INDEX, backends=_FS),
     Setting('precision', 'auto',
@@ -140,7 +141,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting('warmup_height', 0,
             'Height of the warm-up pair (the camera height times scale); 0: no warm-up.',
             BACKEND, low=0, high=8192, step=1, backends=_FS),
-    Setting('valid_iters', 32, 'GRU refinement iterations of the network (more: finer, slower).',
+    Setting('valid_iters', 32, 'GRU refinement iterations of the network (more: finer, '
+            'slower; Fast-FoundationStereo checkpoints are run with 8 officially).',
             BACKEND, low=1, high=100, step=1, runtime=True, backends=_FS),
     Setting('hierarchical', False,
             'Coarse-to-fine inference: a low-resolution pass initialises the full one.',

@@ -1,4 +1,8 @@
-"""The FoundationStereo network as a disparity backend (PyTorch, CUDA or CPU)."""
+"""The FoundationStereo family as a disparity backend (PyTorch, CUDA or CPU).
+
+Either network: FoundationStereo (``model_best_bp2.pth``) or Fast-FoundationStereo / C-FFS
+(``model_best_bp2_serialize.pth`` or its converted ``.safetensors``); the checkpoint decides.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -20,10 +24,11 @@ _WARMUP_CALLS = {True: 3, False: 1}
 
 
 class FoundationStereoBackend(DisparityBackend):
-    """Runs a FoundationStereo checkpoint on a pair of any size (padded to /32 inside).
+    """Runs a FoundationStereo-family checkpoint on a pair of any size (padded to /32 inside).
 
-    ``valid_iters``, ``hierarchical`` and ``small_ratio`` given to the constructor are the
-    defaults; :meth:`compute` takes them per pair too (the pipeline passes its snapshot).
+    ``valid_iters`` (None: the family's default), ``hierarchical`` and ``small_ratio`` given
+    to the constructor are the defaults; :meth:`compute` takes them per pair too (the
+    pipeline passes its snapshot).
     ``precision``: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16.
     ``compile``: torch.compile the network (see :mod:`.compiled`); compilation happens at the
     first pair of each input size, or at construction for ``warmup_width`` x
@@ -41,7 +46,7 @@ class FoundationStereoBackend(DisparityBackend):
         checkpoint: str,
         device: str = 'auto',
         precision: str = 'auto',
-        valid_iters: int = 32,
+        valid_iters: int | None = None,
         hierarchical: bool = False,
         small_ratio: float = 0.5,
         compile: bool = False,  # the setting's name (shadows the builtin here only)
@@ -61,7 +66,7 @@ class FoundationStereoBackend(DisparityBackend):
             # A camera's size is fixed: let cuDNN pick the fastest algorithm per shape once.
             torch.backends.cudnn.benchmark = True
         self.checkpoint = checkpoint
-        self.valid_iters = int(valid_iters)
+        self.valid_iters = int(self.model.default_iters if valid_iters is None else valid_iters)
         self.hierarchical = bool(hierarchical)
         self.small_ratio = float(small_ratio)
         self.max_disparity = float(self.cfg['max_disp'])
@@ -154,6 +159,8 @@ class FoundationStereoBackend(DisparityBackend):
         """Model identity for diagnostics."""
         return {
             'backend': self.name,
+            'family': self.model.family,
+            'architecture': self.model.architecture_summary(),
             'device': str(self.device),
             'checkpoint': self.checkpoint,
             'vit_size': str(self.cfg.get('vit_size', 'vitl')),

@@ -1,10 +1,15 @@
-"""Building FoundationStereo from a config and loading released checkpoints.
+"""Loading released checkpoints of the FoundationStereo family (one entry point).
 
-A released checkpoint is a folder: ``model_best_bp2.pth`` (weights under ``'model'``, plus
-training bookkeeping) and ``cfg.yaml`` (the architecture fields, see :mod:`.config`). Loading
-uses ``torch.load(weights_only=True)``; the file is memory-mapped when possible so that unused
-entries (e.g. optimizer state) are never read. Every failure raises :class:`CheckpointError`
-with what was wrong and what to do.
+* FoundationStereo: a folder with ``model_best_bp2.pth`` (weights under ``'model'``, plus
+  training bookkeeping) and ``cfg.yaml`` (the architecture fields, see :mod:`.config`). Loaded
+  with ``torch.load(weights_only=True)``, memory-mapped when possible so that unused entries
+  (e.g. optimizer state) are never read.
+* Fast-FoundationStereo / C-FFS: ``model_best_bp2_serialize.pth`` (a serialized module, read
+  by a restricted unpickler that runs nothing from the file) or its converted
+  ``.safetensors`` form; see :mod:`.ffs.loader`.
+
+:func:`load_checkpoint` tells them apart from the file itself. Every failure raises
+:class:`CheckpointError` with what was wrong and what to do.
 """
 from __future__ import annotations
 
@@ -18,6 +23,10 @@ import torch
 import yaml
 
 from .config import VIT_SIZES, ConfigError, normalize_config
+from .ffs.builder import ArchitectureError
+from .ffs.loader import SERIALIZED_NAME, is_ffs_checkpoint, load_ffs_checkpoint
+from .ffs.network import FastFoundationStereo
+from .ffs.safe_pickle import UnsafeCheckpointError
 from .foundation_stereo import FoundationStereo
 
 __all__ = [
@@ -37,6 +46,7 @@ _CLS_TOKEN_KEY = 'feature.dino.depth_anything.pretrained.cls_token'
 _VIT_NAMES = {'vits': 'ViT-S', 'vitb': 'ViT-B', 'vitl': 'ViT-L'}
 
 PathLike = str | Path
+StereoModel = FoundationStereo | FastFoundationStereo
 
 
 class CheckpointError(RuntimeError):
@@ -93,14 +103,14 @@ def vit_size_of_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str | None
 
 def _resolve_weights(path: Path) -> Path:
     if path.is_dir():
-        candidate = path / DEFAULT_WEIGHTS_NAME
-        if candidate.is_file():
-            return candidate
-        found = sorted(path.glob('*.pth'))
+        for name in (DEFAULT_WEIGHTS_NAME, SERIALIZED_NAME):
+            if (path / name).is_file():
+                return path / name
+        found = sorted(path.glob('*.pth')) + sorted(path.glob('*.safetensors'))
         if len(found) == 1:
             return found[0]
-        raise CheckpointError(f'{path} is a folder without a single .pth weights file '
-                              f'(expected {DEFAULT_WEIGHTS_NAME}); pass the weights file')
+        raise CheckpointError(f'{path} is a folder without a single weights file (expected '
+                              f'{DEFAULT_WEIGHTS_NAME} or {SERIALIZED_NAME}); pass the file')
     if not path.is_file():
         raise CheckpointError(f'checkpoint not found: {path}')
     return path
@@ -184,19 +194,28 @@ def _few(names: list[str], n: int = 5) -> str:
 
 
 def load_checkpoint(path: PathLike, device: str | torch.device = 'cpu',
-                    ) -> tuple[FoundationStereo, dict[str, Any]]:
-    """Load a released FoundationStereo checkpoint.
+                    ) -> tuple[StereoModel, dict[str, Any]]:
+    """Load a released checkpoint of either family.
 
     Args:
-        path: the weights file (``model_best_bp2.pth``) or its folder; ``cfg.yaml`` must be in
-            the same folder.
+        path: the weights file (``model_best_bp2.pth``, ``model_best_bp2_serialize.pth`` or a
+            converted ``.safetensors``) or its folder. FoundationStereo needs its
+            ``cfg.yaml`` in the same folder; for Fast-FoundationStereo it is optional (it
+            overrides ``max_disp``, as the official scripts do).
         device: where to put the model.
 
     Returns:
-        ``(model, cfg)``: the network in eval mode on ``device`` and the validated config
-        (cfg.yaml content with defaults filled in).
+        ``(model, cfg)``: the network in eval mode on ``device`` and its config. Both
+        networks have the same calls (``model(left, right, iters=, test_mode=,
+        init_disp=)``, ``run_hierarchical``), and ``family``, ``default_iters`` and
+        ``architecture_summary()``.
     """
     weights = _resolve_weights(Path(path))
+    if is_ffs_checkpoint(weights):
+        try:
+            return load_ffs_checkpoint(weights, device=device)
+        except (UnsafeCheckpointError, ArchitectureError, ValueError) as err:
+            raise CheckpointError(f'{weights}: {err}') from err
     cfg_path = weights.parent / CONFIG_NAME
     if not cfg_path.is_file():
         raise CheckpointError(

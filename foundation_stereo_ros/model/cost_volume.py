@@ -44,7 +44,7 @@ def _tile_width(width: int, max_disp: int) -> int:
 
 
 def build_gwc_volume(feat_left: torch.Tensor, feat_right: torch.Tensor, max_disp: int,
-                     num_groups: int) -> torch.Tensor:
+                     num_groups: int, normalize: bool = True) -> torch.Tensor:
     """Group-wise correlation volume.
 
     The ``C`` channels are split into ``num_groups`` groups; each group of each pixel is
@@ -57,6 +57,9 @@ def build_gwc_volume(feat_left: torch.Tensor, feat_right: torch.Tensor, max_disp
         feat_right: (B, C, H, W) right-image features.
         max_disp: number of disparity bins D.
         num_groups: number of channel groups G; must divide C.
+        normalize: L2-normalise each group first (FoundationStereo always does; Fast-
+            FoundationStereo checkpoints say so in ``args.normalize``). Without it, bins hold
+            the plain dot products.
 
     Returns:
         (B, G, D, H, W) tensor in the dtype of ``feat_left``.
@@ -74,8 +77,11 @@ def build_gwc_volume(feat_left: torch.Tensor, feat_right: torch.Tensor, max_disp
 
     device = feat_left.device
     with torch.autocast(device_type=device.type, enabled=False):
-        left = F.normalize(feat_left.float().reshape(b, num_groups, cg, h, w), dim=2)
-        right = F.normalize(feat_right.float().reshape(b, num_groups, cg, h, w), dim=2)
+        left = feat_left.float().reshape(b, num_groups, cg, h, w)
+        right = feat_right.float().reshape(b, num_groups, cg, h, w)
+        if normalize:
+            left = F.normalize(left, dim=2)
+            right = F.normalize(right, dim=2)
         # Zero columns (padding) stay zero after normalisation, which yields the zeros for x < d.
         left = F.pad(left, (0, w_pad - w)).permute(0, 1, 3, 4, 2)           # B,G,H,Wp,c
         left = left.reshape(b, num_groups, h, n_tiles, tile, cg)
@@ -152,14 +158,16 @@ def disparity_regression(prob: torch.Tensor, max_disp: int) -> torch.Tensor:
 
 
 def gwc_volume_reference(left: torch.Tensor, right: torch.Tensor, max_disp: int,
-                         num_groups: int) -> torch.Tensor:
+                         num_groups: int, normalize: bool = True) -> torch.Tensor:
     """Per-disparity loop definition of :func:`build_gwc_volume` (the upstream formulation).
 
     Slow; kept as the specification the loop-free builder is tested and benchmarked against.
     """
     b, c, h, w = left.shape
-    ln = F.normalize(left.reshape(b, num_groups, c // num_groups, h, w), dim=2)
-    rn = F.normalize(right.reshape(b, num_groups, c // num_groups, h, w), dim=2)
+    ln = left.reshape(b, num_groups, c // num_groups, h, w)
+    rn = right.reshape(b, num_groups, c // num_groups, h, w)
+    if normalize:
+        ln, rn = F.normalize(ln, dim=2), F.normalize(rn, dim=2)
     volume = left.new_zeros(b, num_groups, max_disp, h, w)
     for d in range(min(max_disp, w)):
         volume[:, :, d, :, d:] = (ln[..., d:] * rn[..., :w - d]).sum(2)

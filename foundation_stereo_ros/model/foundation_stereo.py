@@ -37,8 +37,8 @@ from .cost_aggregation import FeatureAtt, Hourglass, make_classifier, make_corr_
 from .cost_volume import build_concat_volume, build_gwc_volume, disparity_regression
 from .feature import Feature, normalize_image
 from .geometry_encoding import GeometryEncodingVolume, geometry_channels
+from .hierarchical import SIZE_DIVISOR, run_hierarchical
 from .layers import BasicConvIN, Conv2x
-from .padder import InputPadder
 from .update import SelectiveMultiUpdateBlock
 from .upsample import convex_upsample
 
@@ -47,8 +47,6 @@ __all__ = ['FoundationStereo']
 # Group-wise correlation groups and channels of the filtered cost volume (fixed by the weights).
 CV_GROUPS = 8
 VOLUME_DIM = 28
-# Image sides must be multiples of this (features down to 1/32, hourglass /8 at 1/4 scale).
-SIZE_DIVISOR = 32
 
 ForwardOutput = torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]
 
@@ -67,6 +65,10 @@ class FoundationStereo(nn.Module):
         cfg: the checkpoint's ``cfg.yaml`` content (see :func:`.config.normalize_config`;
             missing fields take the released defaults, ``vit_size`` defaults to ``'vitl'``).
     """
+
+    family = 'foundation_stereo'
+    # Refinement iterations of the official demo for this family.
+    default_iters = 32
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__()
@@ -264,33 +266,7 @@ class FoundationStereo(nn.Module):
         Returns:
             (B, 1, H, W) float32 disparity.
         """
-        if not 0.0 < small_ratio <= 1.0:
-            raise ValueError(f'small_ratio must be in (0, 1], got {small_ratio}')
-        if left.dim() != 4 or left.shape != right.shape:
-            raise ValueError(f'expected left and right of equal shape (B, 3, H, W), got '
-                             f'{tuple(left.shape)} and {tuple(right.shape)}')
-        h, w = left.shape[-2:]
-        left_small = F.interpolate(left, scale_factor=small_ratio, mode='bilinear',
-                                   align_corners=False)
-        right_small = F.interpolate(right, scale_factor=small_ratio, mode='bilinear',
-                                    align_corners=False)
-        padder = InputPadder(left_small.shape, divis_by=SIZE_DIVISOR)
-        left_small, right_small = padder.pad(left_small, right_small)
-        disp_small = self.forward(left_small, right_small, iters=iters, test_mode=True)
-        disp_small = padder.unpad(disp_small.float())
-        disp_up = F.interpolate(disp_small, size=(h, w), mode='bilinear', align_corners=True)
-        disp_up = (disp_up / small_ratio).clip(0, None)
-
-        padder = InputPadder(left.shape, divis_by=SIZE_DIVISOR)
-        left, right, disp_up = padder.pad(left, right, disp_up)
-        # Upstream adds the left pad width to the seed disparity, although padding both images
-        # alike leaves true disparities unchanged; the official inference does it and the
-        # goldens pin it, so it is kept for parity.
-        disp_up = disp_up + padder.pad_amounts[0]
-        init_disp = F.interpolate(disp_up, scale_factor=0.25, mode='bilinear',
-                                  align_corners=True) * 0.25
-        disp = self.forward(left, right, iters=iters, test_mode=True, init_disp=init_disp)
-        return padder.unpad(disp.float())
+        return run_hierarchical(self.forward, left, right, iters, small_ratio)
 
     def run_hierachical(self, image1: torch.Tensor, image2: torch.Tensor, iters: int = 12,
                         test_mode: bool = True, low_memory: bool = False,
@@ -302,3 +278,9 @@ class FoundationStereo(nn.Module):
         if not test_mode:
             raise ValueError('run_hierachical supports test_mode=True only (as upstream)')
         return self.run_hierarchical(image1, image2, iters=iters, small_ratio=small_ratio)
+
+    def architecture_summary(self) -> str:
+        """One line naming the architecture (for logs and diagnostics)."""
+        params = sum(p.numel() for p in self.parameters())
+        return (f'FoundationStereo: DINOv2 {self.cfg["vit_size"]}, max_disp {self.max_disp}, '
+                f'{self.n_gru_layers} GRU levels, {params / 1e6:.1f} M parameters')

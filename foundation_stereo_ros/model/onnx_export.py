@@ -1,4 +1,4 @@
-r"""Export FoundationStereo to ONNX at a fixed image size and iteration count.
+r"""Export a FoundationStereo-family network to ONNX at a fixed image size and iteration count.
 
 The graph takes ``left`` and ``right`` (B, 3, H, W) RGB float images with values 0..255
 (normalisation is inside) and returns ``disp`` (B, 1, H, W), the final disparity of
@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint
-from .foundation_stereo import SIZE_DIVISOR, FoundationStereo
+from .checkpoint import StereoModel, load_checkpoint
+from .hierarchical import SIZE_DIVISOR
 
 __all__ = ['StereoExportWrapper', 'export_onnx', 'main']
 
@@ -32,7 +32,7 @@ DEFAULT_OPSET = 17
 class StereoExportWrapper(nn.Module):
     """``forward(left, right) -> disp`` with the iteration count baked in."""
 
-    def __init__(self, model: FoundationStereo, iters: int) -> None:
+    def __init__(self, model: StereoModel, iters: int) -> None:
         super().__init__()
         self.model = model
         self.iters = int(iters)
@@ -49,7 +49,7 @@ def _check_export_args(height: int, width: int, iters: int) -> None:
         raise ValueError(f'iters must be >= 1, got {iters}')
 
 
-def export_onnx(model: FoundationStereo, path: str | Path, height: int, width: int,
+def export_onnx(model: StereoModel, path: str | Path, height: int, width: int,
                 iters: int, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True) -> Path:
     """Trace ``model`` at (height, width) with ``iters`` refinement steps into ``path``.
 
@@ -86,10 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(
         prog='python -m foundation_stereo_ros.model.onnx_export',
-        description='Export a FoundationStereo checkpoint to ONNX (inputs left/right RGB '
+        description='Export a FoundationStereo-family checkpoint to ONNX (inputs left/right RGB '
                     '0..255 of a fixed size, output disp).')
     parser.add_argument('--checkpoint', required=True,
-                        help='model_best_bp2.pth (with its cfg.yaml in the same folder)')
+                        help='model_best_bp2.pth (with its cfg.yaml in the same folder), or '
+                             'a Fast-FoundationStereo model_best_bp2_serialize.pth / '
+                             'converted .safetensors')
     parser.add_argument('--height', type=int, default=448, help='multiple of 32')
     parser.add_argument('--width', type=int, default=672, help='multiple of 32')
     parser.add_argument('--iters', type=int, default=16, help='refinement iterations')

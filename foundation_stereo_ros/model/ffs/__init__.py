@@ -1,0 +1,1 @@
+"""Fast-FoundationStereo (FFS / C-FFS) checkpoints, loaded without running the file."""
