@@ -27,6 +27,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import (
     QoSDurabilityPolicy,
     QoSHistoryPolicy,
@@ -98,6 +99,10 @@ class FoundationStereoNode(Node):
         self.pipeline = StereoPipeline(self.backend, PipelineConfig(**s.pipeline_options()))
         self.processor = StereoSetProcessor(self.pipeline, self.get_logger())
         ros_params.on_change(self, settings.SETTINGS, self._check_changes, self._apply_changes)
+        family_iters = getattr(self.backend, 'valid_iters', None)
+        if s.valid_iters == 0 and family_iters:
+            # 0 asks for the checkpoint family's count: show the count in force.
+            self.set_parameters([Parameter('valid_iters', value=family_iters)])
 
         overrides = QoSOverridingOptions.with_default_policies()
         self.outputs = {topic: self.create_publisher(msg_type, topic, OUTPUT_QOS,

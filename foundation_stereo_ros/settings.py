@@ -141,9 +141,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting('warmup_height', 0,
             'Height of the warm-up pair (the camera height times scale); 0: no warm-up.',
             BACKEND, low=0, high=8192, step=1, backends=_FS),
-    Setting('valid_iters', 32, 'GRU refinement iterations of the network (more: finer, '
-            'slower; Fast-FoundationStereo checkpoints are run with 8 officially).',
-            BACKEND, low=1, high=100, step=1, runtime=True, backends=_FS),
+    Setting('valid_iters', 0, 'GRU refinement iterations of the network (more: finer, '
+            'slower); 0: the checkpoint family\'s official default (FoundationStereo 32, '
+            'Fast-FoundationStereo 8).',
+            BACKEND, low=0, high=100, step=1, runtime=True, backends=_FS),
     Setting('hierarchical', False,
             'Coarse-to-fine inference: a low-resolution pass initialises the full one.',
             BACKEND, runtime=True, backends=_FS),

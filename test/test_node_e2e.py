@@ -46,6 +46,7 @@ PARAMS_FILE = ROOT / 'config' / 'foundation_stereo.yaml'
 WIDTH, HEIGHT = 320, 240
 NUM_DISPARITIES = 64  # > the scene's largest disparity (fx * B / min_depth = 43 px)
 TIMEOUT = 20.0
+NETWORK_TIMEOUT = 120.0  # a pair through the network on a loaded 2-core CPU
 INPUTS = (('left/image_rect', Image), ('left/camera_info', CameraInfo),
           ('right/image_rect', Image), ('right/camera_info', CameraInfo))
 OUTPUTS = (('disparity', DisparityImage), ('depth/image_rect', Image),
@@ -221,7 +222,7 @@ def subscriptions(rig):
     rig.clear()
 
 
-def play_until_outputs(rig, frame, topics, node=None):
+def play_until_outputs(rig, frame, topics, node=None, timeout=TIMEOUT):
     """Publish frames until one stamp came back on every topic in ``topics``."""
     sent = []
     found = {}
@@ -238,8 +239,8 @@ def play_until_outputs(rig, frame, topics, node=None):
                 return True
         return False
 
-    assert wait_until(done, action=publish), (
-        f'no outputs on {topics} within {TIMEOUT} s; node output:\n'
+    assert wait_until(done, timeout=timeout, action=publish), (
+        f'no outputs on {topics} within {timeout} s; node output:\n'
         + (node.output if node else ''))
     return found
 
@@ -487,7 +488,8 @@ def test_network_backend_end_to_end(tmp_path, ros_context):
         rig.subscribe('depth/image_rect', Image)
         rig.subscribe('/diagnostics', DiagnosticArray)
         # CPU inference takes seconds; the node drops the frames published meanwhile.
-        out = play_until_outputs(rig, frame, ['disparity', 'depth/image_rect'], node)
+        out = play_until_outputs(rig, frame, ['disparity', 'depth/image_rect'], node,
+                                 timeout=NETWORK_TIMEOUT)
         assert wait_until(lambda: any(
             diagnostics_of(a, 'model', namespace)[0] for a in rig.messages('/diagnostics')))
         model = next(diagnostics_of(a, 'model', namespace)[1] for a in
@@ -505,6 +507,61 @@ def test_network_backend_end_to_end(tmp_path, ros_context):
     np.testing.assert_allclose(as_float_image(d.image), expected, atol=2e-3, rtol=1e-5)
     depth = as_float_image(out['depth/image_rect'])
     np.testing.assert_allclose(depth, 80.0 * 0.1 / expected, rtol=1e-4)
+
+
+def test_fast_foundation_stereo_checkpoint_through_the_node(ros_context):
+    """Run the shared cffs_like FFS checkpoint through the node.
+
+    The family default of 8 iterations is in force at start; after a runtime change to 2 the
+    node publishes the official demo disparity.
+    """
+    from conftest import DATA_DIR, SHARED_REFERENCE
+
+    from foundation_stereo_ros.camera import StereoCamera
+    from foundation_stereo_ros.synthetic.camera_node import camera_info_pair
+
+    checkpoint = SHARED_REFERENCE / 'ffs' / 'cffs_like' / 'model_best_bp2_serialize.pth'
+    if not checkpoint.is_file():
+        pytest.skip(f'FFS reference checkpoint not found at {checkpoint}')
+    golden = np.load(DATA_DIR / 'golden_ffs_hiera.npz')
+    left, right = (np.ascontiguousarray(golden[k][0].transpose(1, 2, 0).astype(np.uint8))
+                   for k in ('left', 'right'))
+    camera = StereoCamera(width=200, height=120, fx=100.0, fy=100.0, cx=100.0, cy=60.0,
+                          baseline=0.1)
+    left_info, right_info = camera_info_pair(camera, 'left_cam', 'right_cam')
+    frame = [conversions.array_to_image(left, 'rgb8'), left_info,
+             conversions.array_to_image(right, 'rgb8'), right_info]
+    frame[0].header.frame_id = 'left_cam'
+
+    namespace = f'/ffs{os.getpid()}'
+    node = NodeProcess('-p', 'backend:=foundation_stereo', '-p', f'checkpoint:={checkpoint}',
+                       '-p', 'device:=cpu', '-p', 'z_far:=1000.0', '-p',
+                       'remove_invisible:=false', '-p', 'diagnostics_period:=0.2',
+                       '-r', f'__ns:={namespace}')
+    rig = Rig(ros_context, namespace)
+    try:
+        client = AsyncParameterClient(rig.node, f'{namespace}/foundation_stereo')
+        assert client.wait_for_services(timeout_sec=60.0), node.output
+        future = client.get_parameters(['valid_iters'])
+        assert wait_until(future.done)
+        assert future.result().values[0].integer_value == 8, 'the FFS family default'
+        future = client.set_parameters([Parameter('valid_iters', value=2)])
+        assert wait_until(future.done) and future.result().results[0].successful
+        rig.subscribe('disparity', DisparityImage)
+        rig.subscribe('/diagnostics', DiagnosticArray)
+        out = play_until_outputs(rig, frame, ['disparity'], node, timeout=NETWORK_TIMEOUT)
+        assert wait_until(lambda: any(
+            diagnostics_of(a, 'model', namespace)[0] for a in rig.messages('/diagnostics')))
+        model = next(diagnostics_of(a, 'model', namespace)[1] for a in
+                     rig.messages('/diagnostics') if diagnostics_of(a, 'model', namespace)[0])
+    finally:
+        rig.close()
+        assert node.stop() == 0, node.output
+    assert model['family'] == 'fast_foundation_stereo' and model['valid_iters'] == '2'
+    disparity = as_float_image(out['disparity'].image)
+    expected = golden['demo_disp'][0, 0]  # official: 2 iterations on the padded pair
+    valid = expected > 0  # a DisparityImage marks the rest invalid
+    np.testing.assert_allclose(disparity[valid], expected[valid], atol=2e-3, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,7 +775,7 @@ def test_runtime_changes_apply_from_the_next_pair(local, frame):
     assert local.backend.options and local.backend.options[-1]['valid_iters'] == 5
     (result,) = node.set_parameters([Parameter('scale', value=1.0)])
     assert result.successful
-    (result,) = node.set_parameters([Parameter('valid_iters', value=0)])
+    (result,) = node.set_parameters([Parameter('valid_iters', value=101)])
     assert not result.successful and result.reason
     (result,) = node.set_parameters([Parameter('z_near', value=200.0)])
     assert not result.successful and 'z_far (100.0) must be greater' in result.reason

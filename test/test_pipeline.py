@@ -185,7 +185,7 @@ def test_backend_settings_travel_with_the_per_pair_snapshot():
     assert dict(config.backend_options) == {'valid_iters': 8, 'hierarchical': True}
     pipeline.process(*images(), camera())
     assert backend.options == [{'valid_iters': 4}, {'valid_iters': 8, 'hierarchical': True}]
-    with pytest.raises(ValueError, match='valid_iters must be 1 to 100'):
-        pipeline.update_config(valid_iters=0)
+    with pytest.raises(ValueError, match='valid_iters must be 0 to 100'):
+        pipeline.update_config(valid_iters=-1)
     with pytest.raises(TypeError):  # the snapshot cannot be edited behind the pipeline's back
         pipeline.config.backend_options['valid_iters'] = 1

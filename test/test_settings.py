@@ -91,7 +91,7 @@ def test_node_descriptors_carry_ranges_and_runtime_rules(declared):
     assert scale.floating_point_range[0].from_value == pytest.approx(0.05)
     assert not scale.read_only and scale.dynamic_typing  # 1 is accepted for 1.0
     _, iters = declared['valid_iters']
-    assert (iters.integer_range[0].from_value, iters.integer_range[0].to_value) == (1, 100)
+    assert (iters.integer_range[0].from_value, iters.integer_range[0].to_value) == (0, 100)
     _, backend = declared['backend']
     assert backend.read_only and 'restart' in backend.description
 
@@ -102,7 +102,8 @@ def test_node_descriptors_carry_ranges_and_runtime_rules(declared):
     ('device', 'cuda:x', 'one of'),
     ('precision', 'int8', 'one of auto, fp32, fp16, bf16'),
     ('warmup_width', -1, '0 to 8192'),
-    ('valid_iters', 0, '1 to 100'),
+    ('valid_iters', -1, '0 to 100'),
+    ('valid_iters', 101, '0 to 100'),
     ('valid_iters', 3.0, 'must be a int'),
     ('valid_iters', True, 'must be a int'),
     ('scale', 1.5, '0.05 to 1.0'),
@@ -173,9 +174,9 @@ def test_settings_route_values_to_backend_and_pipeline():
     assert s.backend_options() == {
         'checkpoint': '/w/model_best_bp2.pth', 'device': 'cpu', 'precision': 'auto',
         'compile': False, 'warmup_width': 0, 'warmup_height': 0,
-        'valid_iters': 32, 'hierarchical': False, 'small_ratio': 0.5}
+        'valid_iters': 0, 'hierarchical': False, 'small_ratio': 0.5}
     assert s.pipeline_options()['backend_options'] == {
-        'valid_iters': 32, 'hierarchical': False, 'small_ratio': 0.5}
+        'valid_iters': 0, 'hierarchical': False, 'small_ratio': 0.5}
 
 
 def test_warm_up_size_needs_both_sides():
@@ -196,8 +197,8 @@ def test_command_line_messages_name_the_options():
         S.from_args(parser.parse_args(['--backend', 'foundation_stereo']))
     assert '--checkpoint /path/to/model_best_bp2.pth' in str(info.value)
     assert '--backend sgbm' in str(info.value)
-    with pytest.raises(S.SettingsError, match='--valid-iters must be 1 to 100'):
-        S.from_args(parser.parse_args(['--backend', 'sgbm', '--valid-iters', '0']))
+    with pytest.raises(S.SettingsError, match='--valid-iters must be 0 to 100'):
+        S.from_args(parser.parse_args(['--backend', 'sgbm', '--valid-iters', '-1']))
     args = parser.parse_args(['--backend', 'sgbm', '--no-remove-invisible', '--z-far', '7'])
     chosen = S.from_args(args)
     assert chosen.remove_invisible is False and chosen.z_far == 7.0
@@ -218,5 +219,5 @@ def test_pipeline_config_uses_the_table_ranges_and_defaults():
         S.DEFAULTS['remove_invisible'])
     with pytest.raises(ValueError, match='scale must be 0.05 to 1.0'):
         PipelineConfig(scale=0.01)
-    with pytest.raises(ValueError, match='valid_iters must be 1 to 100'):
-        PipelineConfig(backend_options={'valid_iters': 0})
+    with pytest.raises(ValueError, match='valid_iters must be 0 to 100'):
+        PipelineConfig(backend_options={'valid_iters': 101})

@@ -26,7 +26,7 @@ _WARMUP_CALLS = {True: 3, False: 1}
 class FoundationStereoBackend(DisparityBackend):
     """Runs a FoundationStereo-family checkpoint on a pair of any size (padded to /32 inside).
 
-    ``valid_iters`` (None: the family's default), ``hierarchical`` and ``small_ratio`` given
+    ``valid_iters`` (0 or None: the family's default), ``hierarchical`` and ``small_ratio`` given
     to the constructor are the defaults; :meth:`compute` takes them per pair too (the
     pipeline passes its snapshot).
     ``precision``: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16.
@@ -66,7 +66,7 @@ class FoundationStereoBackend(DisparityBackend):
             # A camera's size is fixed: let cuDNN pick the fastest algorithm per shape once.
             torch.backends.cudnn.benchmark = True
         self.checkpoint = checkpoint
-        self.valid_iters = int(self.model.default_iters if valid_iters is None else valid_iters)
+        self.valid_iters = int(valid_iters or self.model.default_iters)
         self.hierarchical = bool(hierarchical)
         self.small_ratio = float(small_ratio)
         self.max_disparity = float(self.cfg['max_disp'])
@@ -86,11 +86,12 @@ class FoundationStereoBackend(DisparityBackend):
                 small_ratio: float | None = None) -> torch.Tensor:
         """(3,H,W) RGB 0..255 on self.device -> (H,W) float32 disparity in pixels.
 
-        ``valid_iters``, ``hierarchical``, ``small_ratio``: this pair's settings (None: the
-        constructor's). With ``compile``, a pair of a new size is preceded by a warm-up at
-        that size (logged): that pair is slow, the following ones are not.
+        ``valid_iters``, ``hierarchical``, ``small_ratio``: this pair's settings (None, and 0
+        iterations, mean the constructor's). With ``compile``, a pair of a new size is
+        preceded by a warm-up at that size (logged): that pair is slow, the following ones are
+        not.
         """
-        iters = self.valid_iters if valid_iters is None else int(valid_iters)
+        iters = int(valid_iters or self.valid_iters)
         hierarchical = self.hierarchical if hierarchical is None else hierarchical
         small_ratio = self.small_ratio if small_ratio is None else float(small_ratio)
         height, width = left.shape[-2:]
@@ -108,7 +109,7 @@ class FoundationStereoBackend(DisparityBackend):
         Compiles (with ``compile``), records CUDA graphs and autotunes cuDNN for that size.
         Returns the seconds it took (also logged).
         """
-        iters = self.valid_iters if valid_iters is None else int(valid_iters)
+        iters = int(valid_iters or self.valid_iters)
         hierarchical = self.hierarchical if hierarchical is None else hierarchical
         small_ratio = self.small_ratio if small_ratio is None else float(small_ratio)
         start = time.perf_counter()

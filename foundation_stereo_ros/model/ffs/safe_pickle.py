@@ -230,11 +230,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
             except KeyError as err:
                 raise UnsafeCheckpointError(f'storage record data/{key} is missing from the '
                                             f'archive') from err
-            flat = torch.frombuffer(bytearray(raw), dtype=storage_type.dtype) if raw else \
-                torch.empty(0, dtype=storage_type.dtype)
-            if flat.numel() != int(numel):
-                raise UnsafeCheckpointError(f'storage record data/{key} holds {flat.numel()} '
-                                            f'elements, the pickle says {numel}')
+            flat = torch.empty(int(numel), dtype=storage_type.dtype)
+            if len(raw) != flat.numel() * flat.element_size():
+                raise UnsafeCheckpointError(f'storage record data/{key} holds {len(raw)} bytes, '
+                                            f'the pickle says {numel} elements')
+            # Copied into memory torch allocates itself: kernels run markedly slower on
+            # tensors that merely wrap a Python buffer.
+            if raw:
+                flat.view(torch.uint8).copy_(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
             self._storages[key] = flat
         return self._storages[key]
 
