@@ -14,6 +14,9 @@ flat and the memory must not grow: the node always processes the newest pair, dr
 
     PYTHONPATH=. python benchmarks/bench_node.py [--duration 30 --rate 30 --backend sgbm]
     PYTHONPATH=. python benchmarks/bench_node.py --duration 600   # 10 minutes soak
+    PYTHONPATH=. python benchmarks/bench_node.py --backend foundation_stereo --checkpoint P \
+        --width 640 --height 480 -p compile:=true -p warmup_width:=640 -p warmup_height:=480 \
+        --json summary.json        # also write the whole run's summary (used by gpu_check.py)
 
 Keeps DDS on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) on ROS_DOMAIN_ID (default
 77 when unset).
@@ -21,6 +24,8 @@ Keeps DDS on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) on ROS_DOMAI
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import signal
 import statistics
@@ -118,6 +123,11 @@ class Probe:
             return result
 
 
+def _median_finite(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
 def start(module: str, namespace: str, *ros_args: str) -> subprocess.Popen:
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p)
@@ -149,6 +159,12 @@ def main() -> int:
                         help='QoS of the camera publishers and the node inputs')
     parser.add_argument('--outputs', nargs='+', default=['disparity', 'depth/image_rect',
                                                          'points'], choices=sorted(OUTPUT_TYPES))
+    parser.add_argument('-p', '--param', action='append', default=[], metavar='NAME:=VALUE',
+                        help='another node parameter (repeatable), e.g. -p valid_iters:=8')
+    parser.add_argument('--first-output-timeout', type=float, default=120.0,
+                        help='seconds to wait for the first output (model load, warm-up)')
+    parser.add_argument('--json', default='', metavar='PATH',
+                        help='write the summary of the whole run there as JSON')
     args = parser.parse_args()
     # Read by rclpy.init() here and inherited by the two processes.
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
@@ -167,6 +183,8 @@ def main() -> int:
                       + ('best_effort' if args.qos == 'sensor_data' else 'reliable')]
     if args.checkpoint:
         node_args += ['-p', f'checkpoint:={args.checkpoint}']
+    for param in args.param:
+        node_args += ['-p', param]
     stereo = start('foundation_stereo_ros.node', namespace, *node_args)
 
     rclpy.init()
@@ -181,25 +199,35 @@ def main() -> int:
         print(f'bench_node: {args.width}x{args.height} camera at {args.rate} Hz, backend '
               f'{args.backend}, outputs {" ".join(args.outputs)}; waiting for the first '
               'output...', flush=True)
-        deadline = time.monotonic() + 120.0
+        start_wait = time.monotonic()
+        deadline = start_wait + args.first_output_timeout
         while time.monotonic() < deadline and not probe.outputs:
             if camera.poll() is not None or stereo.poll() is not None:
                 dead = camera if camera.poll() is not None else stereo
                 raise RuntimeError('a process died:\n' + log_of(dead))
             time.sleep(0.1)
         if not probe.outputs:
-            raise RuntimeError('no output within 120 s')
+            raise RuntimeError(f'no output within {args.first_output_timeout:g} s:\n'
+                               + log_of(stereo)[-2000:])
+        first_output_s = time.monotonic() - start_wait
         print(f'{"t (s)":>6} {"cam Hz":>7} {"L/R in":>9} {"out Hz":>7} {"lat p50":>8} '
               f'{"lat p95":>8} {"lat max":>8} {"busy":>6} {"unmatch":>7} {"RSS MiB":>8}  '
               'stages (ms)')
         all_latencies, rss = [], []
         *_, busy0, unmatched0, _ = probe.take()
+        totals = {'inputs': 0, 'outputs': 0, 'busy': 0, 'unmatched': 0}
+        node_rates_seen: list[list[float]] = []
         begin = time.monotonic()
         while time.monotonic() - begin < args.duration:
             time.sleep(args.window)
             latencies, inputs, outputs, stages, busy, unmatched, node_rates = probe.take()
             all_latencies += latencies
             rss.append(rss_mib(stereo.pid))
+            totals['inputs'] += inputs
+            totals['outputs'] += outputs
+            totals['busy'] += busy - busy0
+            totals['unmatched'] += unmatched - unmatched0
+            node_rates_seen.append(node_rates)
             stage_text = ' '.join(f'{k[6:].split(" ")[0]}={v}' for k, v in stages.items())
             print(f'{time.monotonic() - begin:6.0f} {inputs / args.window:7.1f} '
                   f'{node_rates[0]:4.0f}/{node_rates[1]:<4.0f} {outputs / args.window:7.2f} '
@@ -213,6 +241,22 @@ def main() -> int:
             print(f'bench_node: latency median first half {statistics.median(first) * 1e3:.0f} '
                   f'ms, second half {statistics.median(second) * 1e3:.0f} ms; RSS first '
                   f'{rss[0]:.1f} MiB, last {rss[-1]:.1f} MiB, max {max(rss):.1f} MiB')
+        if args.json:
+            measured = time.monotonic() - begin
+            summary = {
+                'width': args.width, 'height': args.height, 'camera_rate_set_hz': args.rate,
+                'backend': args.backend, 'params': args.param, 'measured_s': measured,
+                'first_output_s': first_output_s, 'outputs': totals['outputs'],
+                'latency_p50_ms': percentile(all_latencies, 50) * 1e3,
+                'latency_p99_ms': percentile(all_latencies, 99) * 1e3,
+                'latency_max_ms': max(all_latencies, default=math.nan) * 1e3,
+                'camera_hz': totals['inputs'] / measured,
+                'output_hz': totals['outputs'] / measured,
+                'node_input_hz': _median_finite([r[0] for r in node_rates_seen]),
+                'dropped_busy': totals['busy'], 'dropped_unmatched': totals['unmatched'],
+                'rss_max_mib': max(rss, default=math.nan),
+            }
+            Path(args.json).write_text(json.dumps(summary, indent=1) + '\n')
     except RuntimeError as exc:
         print(f'bench_node: error: {exc}', file=sys.stderr)
         code = 1

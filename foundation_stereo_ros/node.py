@@ -50,6 +50,7 @@ with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and to
     from foundation_stereo_ros.backends import make_backend
     from foundation_stereo_ros.backends.base import DisparityBackend
     from foundation_stereo_ros.diagnostics import NodeStats, build_diagnostic_array
+    from foundation_stereo_ros.log_bridge import forward_package_logs, stop_forwarding
     from foundation_stereo_ros.monitor import NodeMonitor, model_info
     from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
     from foundation_stereo_ros.settings import Settings, SettingsError
@@ -121,7 +122,12 @@ class FoundationStereoNode(Node):
         s = self.settings
         self._values = dict(s)
 
-        self.backend = backend if backend is not None else _build_backend(s)
+        self._log_handler = forward_package_logs(self.get_logger())  # backend warm-up lines
+        try:
+            self.backend = backend if backend is not None else _build_backend(s)
+        except StartupError:
+            stop_forwarding(self._log_handler)
+            raise
         self.pipeline = StereoPipeline(self.backend, PipelineConfig(**s.pipeline_options()))
         self.processor = StereoSetProcessor(self.pipeline, self.get_logger(),
                                             rectify=s.rectify)
@@ -320,6 +326,7 @@ class FoundationStereoNode(Node):
                 # Not the node's logger: its rosout publisher died with the context on SIGINT.
                 rclpy.logging.get_logger(f'{self.get_logger().name}.shutdown').info(
                     'stopping without waiting for the pair in progress')
+        stop_forwarding(getattr(self, '_log_handler', None))
         super().destroy_node()
 
 

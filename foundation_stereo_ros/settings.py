@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from foundation_stereo_ros.backends import BACKENDS
-from foundation_stereo_ros.backends.device import CUDA_INDEX, DEVICES, PRECISIONS
+from foundation_stereo_ros.backends.device import CUDA_INDEX, DEVICES, PRECISION_CHOICES
 from foundation_stereo_ros.backends.onnx import PROVIDER_CHOICES
 from foundation_stereo_ros.backends.sgbm import SGBM_MODES
 from foundation_stereo_ros.sync import SYNC_POLICIES
@@ -148,8 +148,22 @@ SETTINGS: tuple[Setting, ...] = (
             BACKEND, backends=_ONNX),
     Setting('device', 'auto', 'Device: auto (CUDA when available), cuda, cuda:N or cpu.',
             BACKEND, choices=DEVICES, pattern=CUDA_INDEX, backends=_FS + _ONNX),
-    Setting('precision', 'fp32', 'Network precision: fp32, or fp16/bf16 autocast (CUDA only).',
-            BACKEND, choices=tuple(PRECISIONS), backends=_FS),
+    Setting('precision', 'auto',
+            'Network precision: auto (fp16 autocast on CUDA, the official default; fp32 on '
+            'CPU), fp32, or fp16/bf16 autocast (on CPU slow unless it has native units).',
+            BACKEND, choices=PRECISION_CHOICES, backends=_FS),
+    Setting('compile', False,
+            'torch.compile the network (CUDA graphs for the refinement step on CUDA). '
+            'Compiles at start for warmup_width x warmup_height, else on the first pair, and '
+            'again (logged, one slow pair) whenever the input size changes.',
+            BACKEND, backends=_FS),
+    Setting('warmup_width', 0,
+            'Width of a dummy pair run at start so the first real pair is fast (compilation, '
+            'cuDNN tuning): the camera width times scale; 0: no warm-up.',
+            BACKEND, low=0, high=8192, step=1, backends=_FS),
+    Setting('warmup_height', 0,
+            'Height of the warm-up pair (the camera height times scale); 0: no warm-up.',
+            BACKEND, low=0, high=8192, step=1, backends=_FS),
     Setting('valid_iters', 0, 'GRU refinement iterations of the network (more: finer, '
             'slower); 0: the checkpoint family\'s official default (FoundationStereo 32, '
             'Fast-FoundationStereo 8).',
@@ -243,6 +257,9 @@ def check_value(name: str, value: Any) -> str | None:
 def check_together(values: Mapping[str, Any]) -> list[str]:
     """Problems between settings (each alone valid)."""
     errors = []
+    if (values.get('warmup_width', 0) > 0) != (values.get('warmup_height', 0) > 0):
+        errors.append(f'warmup_width ({values.get("warmup_width", 0)}) and warmup_height '
+                      f'({values.get("warmup_height", 0)}) go together: set both or neither')
     if 'z_far' in values and values['z_far'] <= values.get('z_near', DEFAULTS['z_near']):
         errors.append(f'z_far ({values["z_far"]}) must be greater than z_near '
                       f'({values.get("z_near", DEFAULTS["z_near"])})')

@@ -80,8 +80,8 @@ def test_pipeline_over_the_network_matches_the_model(backend):
 
 
 @pytest.mark.parametrize('options, message', [
-    ({'precision': 'fp16', 'device': 'cpu'}, 'needs a CUDA device'),
-    ({'precision': 'int8'}, 'precision must be one of'),
+    ({'precision': 'int8'}, 'precision must be one of auto, fp32'),
+    ({'warmup_width': 64}, 'warmup_width and warmup_height go together'),
 ])
 def test_bad_options_say_what_to_do(checkpoint, options, message):
     with pytest.raises(ValueError, match=message):

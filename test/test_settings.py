@@ -101,7 +101,8 @@ def test_node_descriptors_carry_ranges_and_runtime_rules(declared):
     ('backend', 'raft', 'one of'),
     ('device', 'gpu', 'one of auto, cuda, cpu (or cuda:N)'),
     ('device', 'cuda:x', 'one of'),
-    ('precision', 'int8', 'one of fp32'),
+    ('precision', 'int8', 'one of auto, fp32, fp16, bf16'),
+    ('warmup_width', -1, '0 to 8192'),
     ('valid_iters', -1, '0 to 100'),
     ('valid_iters', 101, '0 to 100'),
     ('valid_iters', 3.0, 'must be a int'),
@@ -172,10 +173,17 @@ def test_settings_route_values_to_backend_and_pipeline():
 
     s = S.Settings({'checkpoint': '/w/model_best_bp2.pth', 'device': 'cpu'})
     assert s.backend_options() == {
-        'checkpoint': '/w/model_best_bp2.pth', 'device': 'cpu', 'precision': 'fp32',
+        'checkpoint': '/w/model_best_bp2.pth', 'device': 'cpu', 'precision': 'auto',
+        'compile': False, 'warmup_width': 0, 'warmup_height': 0,
         'valid_iters': 0, 'hierarchical': False, 'small_ratio': 0.5}
     assert s.pipeline_options()['backend_options'] == {
         'valid_iters': 0, 'hierarchical': False, 'small_ratio': 0.5}
+
+
+def test_warm_up_size_needs_both_sides():
+    with pytest.raises(ValueError, match='warmup_width .640. and warmup_height .0. go together'):
+        S.Settings({'backend': 'sgbm', 'warmup_width': 640})
+    assert S.Settings({'backend': 'sgbm', 'warmup_width': 640, 'warmup_height': 480})
 
 
 def test_settings_reject_missing_checkpoint_with_what_to_do():

@@ -10,6 +10,10 @@ CUDA_INDEX = r'cuda:\d+'  # also accepted: a GPU by index
 # Precision name -> autocast dtype (None: plain fp32).
 PRECISIONS: dict[str, torch.dtype | None] = {
     'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+# 'auto': the official default, fp16 autocast on CUDA (the released cfg.yaml says
+# mixed_precision: true); fp32 on CPU, where half precision is emulated on most CPUs.
+AUTO_PRECISION = {'cuda': 'fp16', 'cpu': 'fp32'}
+PRECISION_CHOICES = ('auto', *PRECISIONS)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -33,11 +37,20 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Return the autocast dtype of ``precision`` on ``device``; ValueError if it cannot run."""
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Return the concrete precision (fp32, fp16 or bf16) ``precision`` means on ``device``."""
+    if precision == 'auto':
+        return AUTO_PRECISION.get(device.type, 'fp32')
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
-    if precision != 'fp32' and device.type != 'cuda':
-        raise ValueError(
-            f"precision '{precision}' needs a CUDA device; on CPU use precision 'fp32'")
-    return PRECISIONS[precision]
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got "
+                         f"'{precision}'")
+    return precision
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Return the autocast dtype of ``precision`` on ``device`` (None: fp32).
+
+    fp16 and bf16 also run on CPU (torch's CPU autocast), slowly unless the CPU has native
+    half-precision units; ``auto`` never picks them there.
+    """
+    return PRECISIONS[resolve_precision(precision, device)]
