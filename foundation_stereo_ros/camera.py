@@ -289,8 +289,8 @@ class StereoCamera:
                 raise CameraInfoError(
                     f'the {which} CameraInfo projection matrix P is all zeros (uncalibrated '
                     'camera), so there is no baseline; calibrate the stereo pair '
-                    '(camera_calibration cameracalibrator with --approximate for two cameras) or '
-                    'pass baseline= in metres together with rectified images')
+                    '(camera_calibration cameracalibrator with --approximate for two cameras); '
+                    'offline, the demo also takes --intrinsics K.txt (K and the baseline)')
             for name, k in (('left', k_left), ('right', k_right)):
                 if not k.any():
                     raise CameraInfoError(
@@ -329,8 +329,8 @@ class StereoCamera:
             if tx_r == 0.0 and tx_l == 0.0:
                 raise CameraInfoError(
                     'the right CameraInfo P[3] (Tx = -fx * baseline) is 0, so the baseline is '
-                    'missing; publish the stereo-calibrated right CameraInfo (Tx < 0) or pass '
-                    'baseline= in metres')
+                    'missing; publish the stereo-calibrated right CameraInfo (Tx < 0, from '
+                    'camera_calibration of the pair)')
             if baseline_p < 0.0:
                 raise CameraInfoError(
                     f'the baseline from P is negative ({baseline_p:.6g} m: left P[3]={tx_l}, '
