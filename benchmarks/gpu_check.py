@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # the package from this checkout, as the step workers get it
+    sys.path.insert(0, str(REPO_ROOT))
 FFS_CHECKPOINT = (REPO_ROOT.parent / 'shared' / 'reference' / 'ffs' / 'cffs_like'
                   / 'model_best_bp2_serialize.pth')
 BENCH_NODE = Path(__file__).resolve().parent / 'bench_node.py'

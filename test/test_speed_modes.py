@@ -99,11 +99,11 @@ def test_size_changes_warm_up_again_and_say_so(checkpoint, monkeypatch, caplog):
     caplog.clear()
     with caplog.at_level(logging.INFO, logger=LOGGER):
         backend.compute(*pair())
-        assert calls == [(3, 64, 96)] and not caplog.text
+        assert calls == [(1, 3, 64, 96)] and not caplog.text  # batched: (B, 3, H, W)
         left, right = pair()
         backend.compute(left[:, :, :64], right[:, :, :64])
     assert 'input size changed to 64x64' in caplog.text
-    assert calls[1:] == [(3, 64, 64), (3, 64, 64)]  # warm-up, then the pair
+    assert calls[1:] == [(1, 3, 64, 64), (1, 3, 64, 64)]  # warm-up, then the pair
     assert backend.describe()['compiled'] == 'update_block'
 
 
