@@ -39,6 +39,7 @@ from .feature import Feature, normalize_image
 from .geometry_encoding import GeometryEncodingVolume, geometry_channels
 from .hierarchical import check_divisible, run_hierarchical
 from .layers import BasicConvIN, Conv2x
+from .refinement import ForwardOutput, amp_region, no_autocast, refine
 from .update import SelectiveMultiUpdateBlock
 from .upsample import convex_upsample
 
@@ -47,15 +48,6 @@ __all__ = ['FoundationStereo']
 # Group-wise correlation groups and channels of the filtered cost volume (fixed by the weights).
 CV_GROUPS = 8
 VOLUME_DIM = 28
-
-ForwardOutput = torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]
-
-
-def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """Float32 region (autocast off) on any device type."""
-    if torch.amp.is_autocast_available(device.type):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 class FoundationStereo(nn.Module):
@@ -133,12 +125,7 @@ class FoundationStereo(nn.Module):
     # ------------------------------------------------------------------ helpers
     def _amp(self, device: torch.device) -> contextlib.AbstractContextManager:
         """Autocast region as upstream's ``autocast(enabled=mixed_precision)``."""
-        if not self.mixed_precision:
-            return _no_autocast(device)
-        if (not torch.amp.is_autocast_available(device.type)
-                or torch.is_autocast_enabled(device.type) or device.type != 'cuda'):
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=self.amp_dtype)
+        return amp_region(self.mixed_precision, self.amp_dtype, device)
 
     @property
     def _memory_format(self) -> torch.memory_format:
@@ -211,29 +198,15 @@ class FoundationStereo(nn.Module):
             inp_list = [self.cam(x) * x for x in inp_list]
             att_list = [self.sam(x) for x in inp_list]
 
-        with _no_autocast(device):
+        with no_autocast(device):
             geometry = GeometryEncodingVolume(features_left[0].float(), feat04_right.float(),
                                               volume.float(), num_levels=self.corr_levels,
                                               radius=self.corr_radius)
         del volume, features, features_left, feat04_right
-        disp = init_disp.float()
-        disp_preds: list[torch.Tensor] = []
-        # No host synchronisation in this loop: every step is a fixed sequence of kernels.
-        for itr in range(iters):
-            disp = disp.detach()
-            with _no_autocast(device):
-                geo_feat = geometry(disp)
-            with self._amp(device):
-                net_list, mask_feat_4, delta_disp = self.update_block(
-                    net_list, inp_list, geo_feat, disp, att_list)
-            disp = disp + delta_disp.float()
-            if test_mode and itr < iters - 1:
-                continue
-            disp_preds.append(self.upsample_disp(disp, mask_feat_4.float(), stem_2x.float()))
-
-        if test_mode:
-            return disp_preds[-1]
-        return init_disp, disp_preds
+        return refine(geometry, self.update_block,
+                      lambda d, mask: self.upsample_disp(d, mask, stem_2x.float()),
+                      lambda: self._amp(device), net_list, inp_list, att_list, init_disp,
+                      iters, test_mode)
 
     # ------------------------------------------------------------------ coarse-to-fine
     def run_hierarchical(self, left: torch.Tensor, right: torch.Tensor, iters: int = 12,

@@ -20,18 +20,11 @@ from ..edgenext import stage_outputs
 from ..feature import normalize_image
 from ..geometry_encoding import GeometryEncodingVolume
 from ..hierarchical import check_divisible, run_hierarchical
+from ..refinement import ForwardOutput, amp_region, no_autocast, refine
 from ..upsample import convex_upsample
 from .blocks import NamedLayers
 
 __all__ = ['FFSFeature', 'FFSHourglass', 'FastFoundationStereo']
-
-ForwardOutput = torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]
-
-
-def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if torch.amp.is_autocast_available(device.type):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 class FFSFeature(NamedLayers):
@@ -125,11 +118,7 @@ class FastFoundationStereo(NamedLayers):
     # ------------------------------------------------------------------ helpers
     def _amp(self, device: torch.device) -> contextlib.AbstractContextManager:
         """Autocast region as upstream's ``autocast('cuda', enabled=mixed_precision)``."""
-        if not self.mixed_precision:
-            return _no_autocast(device)
-        if device.type != 'cuda' or torch.is_autocast_enabled(device.type):
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=self.amp_dtype)
+        return amp_region(self.mixed_precision, self.amp_dtype, device)
 
     def upsample_disp(self, disp: torch.Tensor, mask_feat_4: torch.Tensor,
                       stem_2x: torch.Tensor) -> torch.Tensor:
@@ -192,27 +181,15 @@ class FastFoundationStereo(NamedLayers):
             inp_list = [self.cam(x) * x for x in inp_list]
             att_list = [self.sam(x) for x in inp_list]
 
-        with _no_autocast(device):
+        with no_autocast(device):
             geometry = GeometryEncodingVolume(features_left[0].float(), feat04_right.float(),
                                               volume.float(), num_levels=self.corr_levels,
                                               radius=self.corr_radius)
         del volume, features, features_left, feat04_right
-        disp = init_disp.float()
-        disp_preds: list[torch.Tensor] = []
-        for itr in range(iters):
-            disp = disp.detach()
-            with _no_autocast(device):
-                geo_feat = geometry(disp)
-            with self._amp(device):
-                net_list, mask_feat_4, delta_disp = self.update_block(
-                    net_list, inp_list, geo_feat, disp, att_list)
-            disp = disp + delta_disp.float()
-            if test_mode and itr < iters - 1:
-                continue
-            disp_preds.append(self.upsample_disp(disp, mask_feat_4.float(), stem_2x.float()))
-        if test_mode:
-            return disp_preds[-1]
-        return init_disp, disp_preds
+        return refine(geometry, self.update_block,
+                      lambda d, mask: self.upsample_disp(d, mask, stem_2x.float()),
+                      lambda: self._amp(device), net_list, inp_list, att_list, init_disp,
+                      iters, test_mode)
 
     def run_hierarchical(self, left: torch.Tensor, right: torch.Tensor, iters: int = 8,
                          small_ratio: float = 0.5) -> torch.Tensor:
