@@ -33,3 +33,32 @@ def hiera_golden():
                     f'(needs the shared reference folder beside the repository)')
     with np.load(path) as z:
         return {k: torch.from_numpy(z[k]) for k in z.files}
+
+
+CFFS_CHECKPOINT = SHARED_REFERENCE / 'ffs' / 'cffs_like' / 'model_best_bp2_serialize.pth'
+
+
+def cffs_demo_frame() -> tuple[list, object]:
+    """The official FFS demo crop (120x200) as the node's four inputs, and its golden disparity.
+
+    The golden ``demo_disp``: 2 iterations on the replicate-padded pair; the camera has doffs 0.
+    Skips the calling test when the shared cffs_like checkpoint is absent.
+    """
+    import numpy as np
+
+    from foundation_stereo_ros import conversions
+    from foundation_stereo_ros.camera import StereoCamera
+    from foundation_stereo_ros.synthetic.camera_node import camera_info_pair
+
+    if not CFFS_CHECKPOINT.is_file():
+        pytest.skip(f'FFS reference checkpoint not found at {CFFS_CHECKPOINT}')
+    golden = np.load(DATA_DIR / 'golden_ffs_hiera.npz')
+    left, right = (np.ascontiguousarray(golden[k][0].transpose(1, 2, 0).astype(np.uint8))
+                   for k in ('left', 'right'))
+    camera = StereoCamera(width=200, height=120, fx=100.0, fy=100.0, cx=100.0, cy=60.0,
+                          baseline=0.1)
+    left_info, right_info = camera_info_pair(camera, 'left_cam', 'right_cam')
+    frame = [conversions.array_to_image(left, 'rgb8'), left_info,
+             conversions.array_to_image(right, 'rgb8'), right_info]
+    frame[0].header.frame_id = 'left_cam'
+    return frame, golden['demo_disp'][0, 0]

@@ -204,22 +204,10 @@ def test_runs_as_module(tmp_path, scenes):
 
 def test_fast_foundation_stereo_checkpoint_through_the_bag_tool(tmp_path):
     """The shared cffs_like FFS checkpoint: the bag's disparity is the official one."""
-    from conftest import DATA_DIR, SHARED_REFERENCE
+    from conftest import CFFS_CHECKPOINT as checkpoint
+    from conftest import cffs_demo_frame
 
-    from foundation_stereo_ros.camera import StereoCamera
-    from foundation_stereo_ros.synthetic.camera_node import camera_info_pair
-
-    checkpoint = SHARED_REFERENCE / 'ffs' / 'cffs_like' / 'model_best_bp2_serialize.pth'
-    if not checkpoint.is_file():
-        pytest.skip(f'FFS reference checkpoint not found at {checkpoint}')
-    golden = np.load(DATA_DIR / 'golden_ffs_hiera.npz')
-    left, right = (np.ascontiguousarray(golden[k][0].transpose(1, 2, 0).astype(np.uint8))
-                   for k in ('left', 'right'))
-    camera = StereoCamera(width=200, height=120, fx=100.0, fy=100.0, cx=100.0, cy=60.0,
-                          baseline=0.1)
-    left_info, right_info = camera_info_pair(camera, 'left_cam', 'right_cam')
-    frame = [conversions.array_to_image(left, 'rgb8'), left_info,
-             conversions.array_to_image(right, 'rgb8'), right_info]
+    frame, expected = cffs_demo_frame()
     in_bag = write_bag(tmp_path / 'in', 'mcap', [frame], [10])
     out_bag = tmp_path / 'out'
     # The official demo_disp: 2 iterations on the replicate-padded pair, every pixel kept.
@@ -229,7 +217,6 @@ def test_fast_foundation_stereo_checkpoint_through_the_bag_tool(tmp_path):
     data, _ = read_bag(out_bag)
     (_, raw), = data['/stereo/disparity']
     disparity = conversions.image_to_array(deserialize_message(raw, DisparityImage).image)
-    expected = golden['demo_disp'][0, 0]
     valid = expected > 0  # a DisparityImage marks the rest invalid
     np.testing.assert_allclose(disparity[valid], expected[valid], atol=2e-3, rtol=1e-5)
     assert np.isnan(disparity[~valid]).all()

@@ -631,23 +631,10 @@ def test_fast_foundation_stereo_checkpoint_through_the_node(ros_context):
     The family default of 8 iterations is in force at start; after a runtime change to 2 the
     node publishes the official demo disparity.
     """
-    from conftest import DATA_DIR, SHARED_REFERENCE
+    from conftest import CFFS_CHECKPOINT as checkpoint
+    from conftest import cffs_demo_frame
 
-    from foundation_stereo_ros.camera import StereoCamera
-    from foundation_stereo_ros.synthetic.camera_node import camera_info_pair
-
-    checkpoint = SHARED_REFERENCE / 'ffs' / 'cffs_like' / 'model_best_bp2_serialize.pth'
-    if not checkpoint.is_file():
-        pytest.skip(f'FFS reference checkpoint not found at {checkpoint}')
-    golden = np.load(DATA_DIR / 'golden_ffs_hiera.npz')
-    left, right = (np.ascontiguousarray(golden[k][0].transpose(1, 2, 0).astype(np.uint8))
-                   for k in ('left', 'right'))
-    camera = StereoCamera(width=200, height=120, fx=100.0, fy=100.0, cx=100.0, cy=60.0,
-                          baseline=0.1)
-    left_info, right_info = camera_info_pair(camera, 'left_cam', 'right_cam')
-    frame = [conversions.array_to_image(left, 'rgb8'), left_info,
-             conversions.array_to_image(right, 'rgb8'), right_info]
-    frame[0].header.frame_id = 'left_cam'
+    frame, expected = cffs_demo_frame()
 
     namespace = f'/ffs{os.getpid()}'
     node = NodeProcess('-p', 'backend:=foundation_stereo', '-p', f'checkpoint:={checkpoint}',
@@ -675,7 +662,6 @@ def test_fast_foundation_stereo_checkpoint_through_the_node(ros_context):
         assert node.stop() == 0, node.output
     assert model['family'] == 'fast_foundation_stereo' and model['valid_iters'] == '2'
     disparity = as_float_image(out['disparity'].image)
-    expected = golden['demo_disp'][0, 0]  # official: 2 iterations on the padded pair
     valid = expected > 0  # a DisparityImage marks the rest invalid
     np.testing.assert_allclose(disparity[valid], expected[valid], atol=2e-3, rtol=1e-5)
 
