@@ -39,7 +39,7 @@ CFFS_CHECKPOINT = SHARED_REFERENCE / 'ffs' / 'cffs_like' / 'model_best_bp2_seria
 
 
 def cffs_demo_frame() -> tuple[list, object]:
-    """The official FFS demo crop (120x200) as the node's four inputs, and its golden disparity.
+    """Return the official FFS demo crop (120x200) as four node inputs, and its golden disparity.
 
     The golden ``demo_disp``: 2 iterations on the replicate-padded pair; the camera has doffs 0.
     Skips the calling test when the shared cffs_like checkpoint is absent.
