@@ -38,6 +38,7 @@ from foundation_stereo_ros.demo import (
     load_camera,
     load_pair,
     pipeline_from_args,
+    run_command,
     write_outputs,
 )
 from foundation_stereo_ros.pipeline import StereoPipeline
@@ -273,11 +274,8 @@ def run(args: argparse.Namespace) -> list[PairJob]:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: 0 when at least one pair was processed, 1 when none, 2 on misuse."""
-    args = build_parser().parse_args(argv)
-    try:
-        jobs = run(args)
-    except DemoError as exc:
-        print(f'error: {exc}', file=sys.stderr)
+    jobs = run_command(build_parser(), run, argv)
+    if jobs is None:
         return 2
     return 0 if any(j.status == 'ok' for j in jobs) else 1
 

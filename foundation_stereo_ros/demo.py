@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from foundation_stereo_ros.ros_main import exit_on_interrupt
 
@@ -184,15 +186,26 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
-    args = build_parser().parse_args(argv)
+T = TypeVar('T')
+
+
+def run_command(parser: argparse.ArgumentParser, run_args: Callable[[argparse.Namespace], T],
+                argv: list[str] | None) -> T | None:
+    """Parse ``argv`` and run; a DemoError is printed as ``error: ...`` and gives None.
+
+    The offline front ends (demo, batch, sweep) share it: a user's mistake, no traceback.
+    """
+    args = parser.parse_args(argv)
     try:
-        run(args)
+        return run_args(args)
     except DemoError as exc:
         print(f'error: {exc}', file=sys.stderr)
-        return 2
-    return 0
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point."""
+    return 0 if run_command(build_parser(), run, argv) is not None else 2
 
 
 if __name__ == '__main__':

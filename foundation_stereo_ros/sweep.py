@@ -28,7 +28,13 @@ import numpy as np
 
 from foundation_stereo_ros import settings
 from foundation_stereo_ros.camera import StereoCamera
-from foundation_stereo_ros.demo import DemoError, load_camera, load_pair, pipeline_from_args
+from foundation_stereo_ros.demo import (
+    DemoError,
+    load_camera,
+    load_pair,
+    pipeline_from_args,
+    run_command,
+)
 from foundation_stereo_ros.pipeline import StereoPipeline
 
 HIERARCHICAL = {'off': False, 'on': True}
@@ -264,13 +270,7 @@ def run(args: argparse.Namespace) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except DemoError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
-    return 0
+    return 0 if run_command(build_parser(), run, argv) is not None else 2
 
 
 if __name__ == '__main__':
