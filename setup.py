@@ -25,12 +25,12 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
-            'foundation_stereo_node = foundation_stereo_ros.node:main',
-            'synthetic_stereo_camera = foundation_stereo_ros.synthetic.camera_node:main',
-            'foundation_stereo_demo = foundation_stereo_ros.demo:main',
-            'foundation_stereo_bag = foundation_stereo_ros.bag_tool:main',
-            'foundation_stereo_batch = foundation_stereo_ros.batch:main',
-            'foundation_stereo_sweep = foundation_stereo_ros.sweep:main',
+            'foundation_stereo_node = foundation_stereo_ros.ros.node:main',
+            'synthetic_stereo_camera = foundation_stereo_ros.ros.synthetic_camera:main',
+            'foundation_stereo_demo = foundation_stereo_ros.tools.demo:main',
+            'foundation_stereo_bag = foundation_stereo_ros.tools.bag_tool:main',
+            'foundation_stereo_batch = foundation_stereo_ros.tools.batch:main',
+            'foundation_stereo_sweep = foundation_stereo_ros.tools.sweep:main',
         ],
     },
 )

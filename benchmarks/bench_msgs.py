@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time the ROS message conversions of foundation_stereo_ros.conversions at camera resolution.
+"""Time the ROS message conversions of foundation_stereo_ros.ros.conversions at camera resolution.
 
 Prints the median (and min) wall time of N calls for each conversion. Target: building the
 coloured organized PointCloud2 at 1280x720 in under 10 ms on 2 CPU cores.
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from std_msgs.msg import Header
 
-from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.geometry import depth_to_points, disparity_to_depth
+from foundation_stereo_ros.ros import conversions
 
 
 def timed(name: str, function: Callable[[], object], repeat: int) -> None:

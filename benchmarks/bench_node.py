@@ -43,7 +43,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros.stereo_io import INPUT_TOPICS
+from foundation_stereo_ros.ros.stereo_io import INPUT_TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,7 +171,7 @@ def main() -> int:
     os.environ.setdefault('ROS_DOMAIN_ID', '77')
 
     namespace = f'/bench{os.getpid()}'
-    camera = start('foundation_stereo_ros.synthetic.camera_node', namespace,
+    camera = start('foundation_stereo_ros.ros.synthetic_camera', namespace,
                    '-p', f'width:={args.width}', '-p', f'height:={args.height}',
                    '-p', f'rate:={float(args.rate)}', '-p', 'moving:=false',
                    '-p', f'qos:={args.qos}')
@@ -185,7 +185,7 @@ def main() -> int:
         node_args += ['-p', f'checkpoint:={args.checkpoint}']
     for param in args.param:
         node_args += ['-p', param]
-    stereo = start('foundation_stereo_ros.node', namespace, *node_args)
+    stereo = start('foundation_stereo_ros.ros.node', namespace, *node_args)
 
     rclpy.init()
     node = rclpy.create_node('bench_probe', namespace=namespace)

@@ -46,9 +46,9 @@ def cffs_demo_frame() -> tuple[list, object]:
     """
     import numpy as np
 
-    from foundation_stereo_ros import conversions
     from foundation_stereo_ros.camera import StereoCamera
-    from foundation_stereo_ros.synthetic.camera_node import camera_info_pair
+    from foundation_stereo_ros.ros import conversions
+    from foundation_stereo_ros.ros.synthetic_camera import camera_info_pair
 
     if not CFFS_CHECKPOINT.is_file():
         pytest.skip(f'FFS reference checkpoint not found at {CFFS_CHECKPOINT}')

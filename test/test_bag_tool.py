@@ -18,10 +18,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros import conversions
-from foundation_stereo_ros.bag_tool import main, output_namespace
-from foundation_stereo_ros.synthetic.camera_node import scene_to_messages
+from foundation_stereo_ros.ros import conversions
+from foundation_stereo_ros.ros.synthetic_camera import scene_to_messages
 from foundation_stereo_ros.synthetic.scenes import make_scene
+from foundation_stereo_ros.tools.bag_tool import main, output_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = ('/stereo/left/image_rect', '/stereo/left/camera_info', '/stereo/right/image_rect',

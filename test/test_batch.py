@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from checkpoints import write_seeded_checkpoint
 
-from foundation_stereo_ros import batch
 from foundation_stereo_ros.synthetic.scenes import make_scene, save_scene
+from foundation_stereo_ros.tools import batch
 
 
 def run_batch(*argv):

@@ -1,6 +1,6 @@
 """Message conversions: Image (cv_bridge layout), DisparityImage, CameraInfo, PointCloud2.
 
-The decoders here are written independently of foundation_stereo_ros.conversions: raw byte
+The decoders here are written independently of foundation_stereo_ros.ros.conversions: raw byte
 reads with ``struct`` and numpy, following the cv_bridge and sensor_msgs_py layouts.
 """
 import array
@@ -16,8 +16,8 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.ros import conversions
 
 RNG = np.random.default_rng(7)
 DEPTH_DTYPES = {'8U': np.uint8, '8S': np.int8, '16U': np.uint16, '16S': np.int16,

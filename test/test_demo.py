@@ -3,9 +3,9 @@ import cv2
 import numpy as np
 import pytest
 
-from foundation_stereo_ros import demo
 from foundation_stereo_ros.ply import read_ply
 from foundation_stereo_ros.synthetic.scenes import make_scene, save_scene
+from foundation_stereo_ros.tools import demo
 
 
 def run_demo(*argv):

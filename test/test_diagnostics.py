@@ -4,7 +4,7 @@ import math
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from foundation_stereo_ros.diagnostics import (
+from foundation_stereo_ros.ros.diagnostics import (
     NodeStats,
     build_diagnostic_array,
     device_memory,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import DATA_DIR, SHARED_REFERENCE
 
-from foundation_stereo_ros import demo
+from foundation_stereo_ros.tools import demo
 
 CFFS = SHARED_REFERENCE / 'ffs' / 'cffs_like' / 'model_best_bp2_serialize.pth'
 

@@ -22,8 +22,8 @@ import yaml
 from package_setup import console_scripts
 
 from foundation_stereo_ros import settings
-from foundation_stereo_ros.stereo_io import INPUT_TOPICS, RAW_INPUT_TOPICS
-from foundation_stereo_ros.synthetic.camera_node import SETTINGS as CAMERA_TABLE
+from foundation_stereo_ros.ros.stereo_io import INPUT_TOPICS, RAW_INPUT_TOPICS
+from foundation_stereo_ros.ros.synthetic_camera import SETTINGS as CAMERA_TABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_DIR = ROOT / 'launch'
@@ -91,12 +91,13 @@ def test_launch_files_compile(name):
 
 
 @pytest.mark.parametrize('script,target,argv,code,says', [
-    ('foundation_stereo_node', 'foundation_stereo_ros.node:main',
+    ('foundation_stereo_node', 'foundation_stereo_ros.ros.node:main',
      ['--ros-args', '-p', 'backend:=raft'], 1, 'backend must be one of'),
-    ('synthetic_stereo_camera', 'foundation_stereo_ros.synthetic.camera_node:main',
+    ('synthetic_stereo_camera', 'foundation_stereo_ros.ros.synthetic_camera:main',
      ['--ros-args', '-p', 'encoding:=yuv422'], 1, 'encoding must be one of'),
-    ('foundation_stereo_demo', 'foundation_stereo_ros.demo:main', ['--help'], 0, 'usage:'),
-    ('foundation_stereo_bag', 'foundation_stereo_ros.bag_tool:main', ['--help'], 0, 'usage:'),
+    ('foundation_stereo_demo', 'foundation_stereo_ros.tools.demo:main', ['--help'], 0, 'usage:'),
+    ('foundation_stereo_bag', 'foundation_stereo_ros.tools.bag_tool:main', ['--help'], 0,
+     'usage:'),
 ])
 def test_console_scripts_run_their_mains(script, target, argv, code, says):
     """Each console script names a main, and ``python -m`` of its module runs that main."""

@@ -1,7 +1,7 @@
 """The package's Python log records reach the node's ROS logger (warm-up and compile lines)."""
 import logging
 
-from foundation_stereo_ros.log_bridge import forward_package_logs, stop_forwarding
+from foundation_stereo_ros.ros.log_bridge import forward_package_logs, stop_forwarding
 
 
 class FakeRosLogger:

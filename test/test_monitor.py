@@ -1,5 +1,5 @@
 """The node's watchdogs (monitor.py) on scripted arrival times: no ROS, no clock."""
-from foundation_stereo_ros.monitor import NodeMonitor
+from foundation_stereo_ros.ros.monitor import NodeMonitor
 
 TOPICS = ('/s/left/image_rect', '/s/left/camera_info', '/s/right/image_rect',
           '/s/right/camera_info')

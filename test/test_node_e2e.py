@@ -36,10 +36,10 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros import conversions
 from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.backends.base import DisparityBackend
-from foundation_stereo_ros.synthetic.camera_node import scene_to_messages
+from foundation_stereo_ros.ros import conversions
+from foundation_stereo_ros.ros.synthetic_camera import scene_to_messages
 from foundation_stereo_ros.synthetic.scenes import make_scene
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -553,7 +553,7 @@ def test_ctrl_c_during_import_exits_quietly(tmp_path):
     # The offline tools guard their imports the same way.
     script = tmp_path / 'foundation_stereo_node'
     script.write_text(  # what pip writes for a console_scripts entry point
-        'import re\nimport sys\nfrom foundation_stereo_ros.node import main\n'
+        'import re\nimport sys\nfrom foundation_stereo_ros.ros.node import main\n'
         "if __name__ == '__main__':\n"
         "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
         '    sys.exit(main())\n')
@@ -578,7 +578,7 @@ def test_network_backend_end_to_end(tmp_path, ros_context):
     from conftest import DATA_DIR
 
     from foundation_stereo_ros.camera import StereoCamera
-    from foundation_stereo_ros.synthetic.camera_node import camera_info_pair
+    from foundation_stereo_ros.ros.synthetic_camera import camera_info_pair
 
     golden = np.load(DATA_DIR / 'golden_model_synth.npz')
     left, right = (np.ascontiguousarray(golden[k][0].transpose(1, 2, 0).astype(np.uint8))
@@ -704,7 +704,7 @@ LOCAL_NS = f'/local{os.getpid()}'
 
 @pytest.fixture(scope='module')
 def local(ros_context):
-    from foundation_stereo_ros.node import FoundationStereoNode
+    from foundation_stereo_ros.ros.node import FoundationStereoNode
 
     backend = FlakyBackend()
     # Reliable inputs through the standard QoS overrides (the default is best effort).
@@ -858,7 +858,7 @@ def test_two_nodes_with_one_name_warn(local, ros_context, capfd):
 
 def test_cache_camera_info_reuses_the_latest(ros_context, frame):
     """cache_camera_info: CameraInfo once (stamped 0, as some drivers do), then images only."""
-    from foundation_stereo_ros.node import FoundationStereoNode
+    from foundation_stereo_ros.ros.node import FoundationStereoNode
 
     namespace = f'/cached{os.getpid()}'
     reliable = [Parameter(f'qos_overrides.{namespace}/{topic}.subscription.reliability',

@@ -19,9 +19,9 @@ from stereo_msgs.msg import DisparityImage
 from test_node_e2e import NodeProcess, Rig, as_float_image, play_until_outputs, wait_until
 from test_rectification import inside_both, raw_info, render_raw
 
-from foundation_stereo_ros import conversions
 from foundation_stereo_ros.rectification import RectificationMaps
-from foundation_stereo_ros.synthetic.camera_node import camera_info_pair
+from foundation_stereo_ros.ros import conversions
+from foundation_stereo_ros.ros.synthetic_camera import camera_info_pair
 from foundation_stereo_ros.synthetic.scenes import make_scene
 
 NUM_DISPARITIES = 64

@@ -24,11 +24,11 @@ from test_node_e2e import (  # noqa: F401
     wait_until,
 )
 
-from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.model import load_checkpoint
 from foundation_stereo_ros.model.onnx_export import export_onnx
-from foundation_stereo_ros.synthetic.camera_node import camera_info_pair
+from foundation_stereo_ros.ros import conversions
+from foundation_stereo_ros.ros.synthetic_camera import camera_info_pair
 
 
 def test_onnx_backend_end_to_end_on_the_cpu_provider(tmp_path, ros_context):  # noqa: F811

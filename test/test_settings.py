@@ -7,11 +7,11 @@ import pytest
 import rclpy
 import yaml
 
-from foundation_stereo_ros import bag_tool, demo
 from foundation_stereo_ros import settings as S
 from foundation_stereo_ros.backends import BACKENDS
 from foundation_stereo_ros.pipeline import PipelineConfig
 from foundation_stereo_ros.sync import SYNC_POLICIES
+from foundation_stereo_ros.tools import bag_tool, demo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope='module')
 def declared():
     """Every parameter the real node declares: name -> (value, descriptor)."""
-    from foundation_stereo_ros.node import FoundationStereoNode
+    from foundation_stereo_ros.ros.node import FoundationStereoNode
 
     context = rclpy.Context()
     rclpy.init(context=context)

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from foundation_stereo_ros import conversions
 from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.pipeline import StereoPipeline
-from foundation_stereo_ros.stereo_io import PairDecoder, PairError
-from foundation_stereo_ros.synthetic.camera_node import scene_to_messages
+from foundation_stereo_ros.ros import conversions
+from foundation_stereo_ros.ros.stereo_io import PairDecoder, PairError
+from foundation_stereo_ros.ros.synthetic_camera import scene_to_messages
 from foundation_stereo_ros.synthetic.scenes import make_scene, render_depth
 
 FULL_W, FULL_H = 320, 240

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from checkpoints import write_seeded_checkpoint
 
-from foundation_stereo_ros import sweep
 from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.synthetic.scenes import make_scene, save_scene
+from foundation_stereo_ros.tools import sweep
 
 
 def run_sweep(*argv):

@@ -17,9 +17,9 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import StereoCamera
-from foundation_stereo_ros.synthetic.camera_node import (
+from foundation_stereo_ros.ros import conversions
+from foundation_stereo_ros.ros.synthetic_camera import (
     SyntheticStereoCamera,
     camera_info_pair,
     scene_to_messages,

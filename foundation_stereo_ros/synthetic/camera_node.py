@@ -1,132 +1,16 @@
-"""A synthetic rectified stereo camera: generated scenes published like a real driver.
+"""Entry point of ``python -m``: the synthetic stereo camera node.
 
-Publishes ``left/image_rect``, ``left/camera_info``, ``right/image_rect``, ``right/camera_info``
-(relative names) at ``rate`` Hz, all four with one stamp. The CameraInfo pair is rectified:
-both P share fx, fy, cy; the right one carries the baseline, ``P_right[3] = -fx * baseline``.
-With ``moving:=true`` it cycles through ``num_scenes`` pre-generated scenes (one per frame), so
-a subscriber sees changing data at no per-frame rendering cost.
+The code is :mod:`foundation_stereo_ros.ros.synthetic_camera`; this module keeps the
+documented command working::
 
-    python -m foundation_stereo_ros.synthetic.camera_node --ros-args -p rate:=15.0
+    python -m foundation_stereo_ros.synthetic.camera_node
 """
-from __future__ import annotations
-
 import sys
-from typing import Any
 
-from foundation_stereo_ros.ros_main import exit_on_interrupt, run_node
+from foundation_stereo_ros.interrupts import exit_on_interrupt
 
-with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and torch
-    import cv2
-    from rclpy.node import Node
-    from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
-    from std_msgs.msg import Header
-
-    from foundation_stereo_ros import conversions, ros_params
-    from foundation_stereo_ros.camera import StereoCamera
-    from foundation_stereo_ros.settings import Setting
-    from foundation_stereo_ros.synthetic.scenes import StereoScene, make_scene
-
-ENCODINGS = ('rgb8', 'bgr8', 'mono8')
-QOS_CHOICES = ('sensor_data', 'reliable')
-
-# All read-only: the scenes are generated once at start.
-SETTINGS: tuple[Setting, ...] = (
-    Setting('width', 640, 'Image width (pixels).', low=16, high=8192, step=1),
-    Setting('height', 480, 'Image height (pixels).', low=16, high=8192, step=1),
-    Setting('rate', 10.0, 'Frames per second.', low=0.1, high=1000.0),
-    Setting('seed', 0, 'Scene seed (scene k uses seed + k).', low=0, high=2**31 - 1, step=1),
-    Setting('frame_id', 'left_camera_optical_frame',
-            'Frame of the left camera (REP 103 optical frame); outputs use it.'),
-    Setting('right_frame_id', 'right_camera_optical_frame', 'Frame of the right camera.'),
-    Setting('encoding', 'rgb8', 'Image encoding.', choices=ENCODINGS),
-    Setting('moving', False, 'Cycle through num_scenes scenes, one per frame.'),
-    Setting('num_scenes', 4, 'Scenes generated when moving.', low=1, high=64, step=1),
-    Setting('baseline', 0.12, 'Stereo baseline (metres).', low=0.001, high=10.0),
-    Setting('noise', 0.0, 'Gaussian image noise (grey levels).', low=0.0, high=50.0),
-    Setting('qos', 'sensor_data', 'Publisher QoS: sensor_data (best effort) or reliable.',
-            choices=QOS_CHOICES),
-)
-
-
-def scene_to_messages(scene: StereoScene, encoding: str, frame_id: str,
-                      right_frame_id: str) -> tuple[Image, CameraInfo, Image, CameraInfo]:
-    """Build the four messages of one scene (stamps left at zero for the caller to fill)."""
-    if encoding not in ENCODINGS:
-        raise ValueError(f'encoding must be one of {ENCODINGS}, got {encoding!r}')
-    images = []
-    for rgb, frame in ((scene.left, frame_id), (scene.right, right_frame_id)):
-        if encoding == 'bgr8':
-            array = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        elif encoding == 'mono8':
-            array = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        else:
-            array = rgb
-        image = conversions.array_to_image(array, encoding)
-        image.header.frame_id = frame
-        images.append(image)
-    left_info, right_info = camera_info_pair(scene.camera, frame_id, right_frame_id)
-    return images[0], left_info, images[1], right_info
-
-
-def camera_info_pair(camera: StereoCamera, frame_id: str,
-                     right_frame_id: str) -> tuple[CameraInfo, CameraInfo]:
-    """Rectified left/right CameraInfo of ``camera``: P_right[3] = -fx * baseline."""
-    left = conversions.make_camera_info(camera, Header(frame_id=frame_id))
-    right = conversions.make_camera_info(camera, Header(frame_id=right_frame_id))
-    # The right camera of a rectified pair: same K and P except its principal point, and
-    # P[3] = -fx * baseline (image_pipeline's convention, read back by StereoCamera).
-    cx_right = camera.cx if camera.cx_right is None else camera.cx_right
-    k, p = list(right.k), list(right.p)
-    k[2], p[2], p[3] = cx_right, cx_right, -camera.fx * camera.baseline
-    right.k, right.p = k, p
-    return left, right
-
-
-class SyntheticStereoCamera(Node):
-    """Publishes generated stereo scenes at a fixed rate."""
-
-    def __init__(self, **node_kwargs: Any) -> None:
-        """Declare parameters, generate the scenes and start the publishing timer."""
-        super().__init__('synthetic_stereo_camera', **node_kwargs)
-        p = ros_params.declare(self, SETTINGS)
-        count = p['num_scenes'] if p['moving'] else 1
-        self.get_logger().info(f"generating {count} {p['width']}x{p['height']} scene(s)...")
-        self.frames = []
-        for k in range(count):
-            scene = make_scene(p['width'], p['height'], seed=p['seed'] + k,
-                               baseline=p['baseline'], noise=p['noise'])
-            self.frames.append(scene_to_messages(scene, p['encoding'], p['frame_id'],
-                                                 p['right_frame_id']))
-        qos = qos_profile_sensor_data if p['qos'] == 'sensor_data' else QoSProfile(
-            depth=5, reliability=QoSReliabilityPolicy.RELIABLE)
-        self.publishers_out = [
-            self.create_publisher(Image, 'left/image_rect', qos),
-            self.create_publisher(CameraInfo, 'left/camera_info', qos),
-            self.create_publisher(Image, 'right/image_rect', qos),
-            self.create_publisher(CameraInfo, 'right/camera_info', qos),
-        ]
-        self.frame_count = 0
-        self.timer = self.create_timer(1.0 / p['rate'], self.publish_frame)
-        self.get_logger().info(
-            f"publishing {p['encoding']} at {p['rate']} Hz on "
-            f"{self.resolve_topic_name('left/image_rect')} and friends")
-
-    def publish_frame(self, stamp: Any | None = None) -> None:
-        """Publish the next frame's four messages with one stamp (now by default)."""
-        stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
-        frame = self.frames[self.frame_count % len(self.frames)]
-        for publisher, message in zip(self.publishers_out, frame):
-            message.header.stamp = stamp
-            publisher.publish(message)
-        self.frame_count += 1
-
-
-def main(args: list[str] | None = None) -> int:
-    """Run the synthetic camera until SIGINT/SIGTERM; returns the process exit code."""
-    return run_node(SyntheticStereoCamera, 'synthetic_stereo_camera',
-                    (ros_params.ParameterError,), args)
-
+with exit_on_interrupt():
+    from foundation_stereo_ros.ros.synthetic_camera import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from foundation_stereo_ros.diagnostics import device_memory
-from foundation_stereo_ros.stereo_io import LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO
+from foundation_stereo_ros.ros.diagnostics import device_memory
+from foundation_stereo_ros.ros.stereo_io import LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO
 
 WARN_PERIOD = 5.0  # seconds between repeats of one kind of warning
 # An image input that delivers less than this share of its CameraInfo's messages loses images.

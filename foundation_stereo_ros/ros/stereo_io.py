@@ -19,7 +19,6 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros import conversions
 from foundation_stereo_ros.camera import (
     CameraInfoError,
     ImageGeometry,
@@ -28,6 +27,7 @@ from foundation_stereo_ros.camera import (
 )
 from foundation_stereo_ros.pipeline import PipelineOutOfMemory, StereoPipeline, StereoResult
 from foundation_stereo_ros.rectification import StereoRectifier, rectified_camera_info
+from foundation_stereo_ros.ros import conversions
 from foundation_stereo_ros.settings import IMAGE_TRANSPORTS
 from foundation_stereo_ros.visualize import colorize_disparity
 

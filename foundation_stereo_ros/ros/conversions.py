@@ -26,7 +26,7 @@ from sensor_msgs.msg import (
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from .camera import StereoCamera
+from foundation_stereo_ros.camera import StereoCamera
 
 __all__ = [
     'RGB8_ENCODINGS',

@@ -1,7 +1,7 @@
 """Start, spin and stop the package's node executables; Ctrl-C never ends in a traceback.
 
-Imports nothing heavy at module level, so :func:`exit_on_interrupt` can guard the seconds of
-importing rclpy and torch that precede ``main``.
+Imports nothing heavy at module level (rclpy only inside :func:`run_node`), so an executable
+imports it before its guarded heavy imports (:mod:`foundation_stereo_ros.interrupts`).
 """
 from __future__ import annotations
 
@@ -10,31 +10,17 @@ import itertools
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from foundation_stereo_ros.interrupts import STOPPED
 
 if TYPE_CHECKING:
     from rclpy.node import Node
 
-# Exit code of a process stopped by SIGINT/SIGTERM: a requested stop is a clean exit.
-STOPPED = 0
 # Exit code when the node cannot start (bad parameters, missing checkpoint, bad --ros-args).
 FAILED_TO_START = 1
-
-
-@contextlib.contextmanager
-def exit_on_interrupt(code: int = STOPPED) -> Iterator[None]:
-    """Turn Ctrl-C inside the block into a quiet exit with ``code``.
-
-    For the imports at the top of an executable module (torch takes seconds): a Ctrl-C then
-    ends the process like a Ctrl-C while it spins, whether it runs as a console script or
-    with ``python -m``.
-    """
-    try:
-        yield
-    except KeyboardInterrupt:
-        raise SystemExit(code) from None
 
 
 def _exit_now(code: int) -> None:
