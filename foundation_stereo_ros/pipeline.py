@@ -138,26 +138,39 @@ class StereoPipeline:
     def process_batch(
         self,
         pairs: Sequence[tuple[np.ndarray, np.ndarray]],
-        camera: StereoCamera,
+        camera: StereoCamera | Sequence[StereoCamera],
         *,
         want_depth: bool = True,
         want_points: bool = True,
     ) -> list[StereoResult]:
-        """:meth:`process` for several pairs of one camera, run through the backend at once.
+        """:meth:`process` for several pairs, run through the backend at once.
 
-        The backend sees one (B, 3, h, w) batch (see ``DisparityBackend.compute_batch``);
-        each result's timings are the batch's stage times divided by B.
+        ``camera``: one camera for every pair, or one per pair (several stereo cameras of
+        the same image size: each result has its own camera's geometry). The backend sees one
+        (B, 3, h, w) batch (see ``DisparityBackend.compute_batch``) and the whole batch uses one
+        config snapshot; each result's timings are the batch's stage times divided by B.
         """
         config = self._config  # one consistent snapshot for the whole batch
         if not pairs:
             return []
-        for left, right in pairs:
-            _check_pair(left, right, camera)
+        cameras = ([camera] * len(pairs) if isinstance(camera, StereoCamera)
+                   else list(camera))
+        if len(cameras) != len(pairs):
+            raise ValueError(f'{len(pairs)} pairs but {len(cameras)} cameras: give one camera, '
+                             'or one per pair')
+        sizes = {(c.width, c.height) for c in cameras}
+        if len(sizes) > 1:
+            raise ValueError(
+                'a batch runs pairs of one size, got cameras of '
+                + ', '.join(f'{w}x{h}' for w, h in sorted(sizes))
+                + '; process each size in its own batch')
+        for (left, right), pair_camera in zip(pairs, cameras):
+            _check_pair(left, right, pair_camera)
         device = self.backend.device
         timings: dict[str, float] = {}
         clock = _StageClock(device, timings)
 
-        height, width = camera.height, camera.width
+        height, width = cameras[0].height, cameras[0].width
         run_h, run_w = self._run_size(height, width, config)
         uploaded = [(self._upload(f'left{i}', left), self._upload(f'right{i}', right))
                     for i, (left, right) in enumerate(pairs)]
@@ -182,8 +195,8 @@ class StereoPipeline:
 
         # Back to camera pixels: disparity is a horizontal length, so it scales with width.
         x_scale = width / run_w
-        outputs = [self._geometry(raw, camera, config, x_scale, want_depth, want_points)
-                   for raw in raws]
+        outputs = [self._geometry(raw, pair_camera, config, x_scale, want_depth, want_points)
+                   for raw, pair_camera in zip(raws, cameras)]
         clock.lap('postprocess')
 
         results = [

@@ -979,17 +979,17 @@ def test_cuda_out_of_memory_skipped_and_counted(local, frame, capfd):
 def test_outputs_without_subscribers_not_computed(local, frame):
     """Only disparity is subscribed here: no depth nor points were asked of the pipeline."""
     calls = []
-    original = local.stereo.pipeline.process
+    original = local.stereo.pipeline.process_batch
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         return original(*args, **kwargs)
 
-    local.stereo.pipeline.process = spy
+    local.stereo.pipeline.process_batch = spy
     try:
         good_pair_still_processed(local, frame)
     finally:
-        local.stereo.pipeline.process = original
+        local.stereo.pipeline.process_batch = original
     assert calls and all(not c['want_depth'] and not c['want_points'] for c in calls)
 
 

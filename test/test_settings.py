@@ -44,9 +44,13 @@ def tool_defaults(parser: argparse.ArgumentParser) -> dict:
 def test_node_yaml_demo_and_bag_tool_agree_on_every_default(declared):
     node = {name: value for name, (value, _) in declared.items()}
     assert set(node) == set(S.BY_NAME), 'the node declares every setting and nothing else'
-    assert node == {**S.DEFAULTS, 'backend': 'sgbm'}
+    # ROS and YAML give lists where the table holds tuples (list settings).
+    assert {n: tuple(v) if isinstance(v, list) else v for n, v in node.items()} == {
+        **S.DEFAULTS, 'backend': 'sgbm'}
     params = yaml.safe_load((ROOT / 'config/foundation_stereo.yaml').read_text())
-    assert params['/**']['ros__parameters'] == S.DEFAULTS
+    assert {n: S.BY_NAME[n].coerce(v) for n, v in params['/**']['ros__parameters'].items()} \
+        == S.DEFAULTS
+    assert params['/**']['ros__parameters']['cameras'] == ['']
     demo_defaults = tool_defaults(demo.build_parser())
     bag_defaults = tool_defaults(bag_tool.build_parser())
     for name, default in S.DEFAULTS.items():
@@ -118,6 +122,14 @@ def test_node_descriptors_carry_ranges_and_runtime_rules(declared):
     ('sgbm_mode', 'fast', 'sgbm_3way'),
     ('sync_policy', 'nearest', 'exact, approximate'),
     ('nonsense', 1, 'unknown setting'),
+    ('cameras', 'front', 'must be a list of str'),
+    ('cameras', [], 'at least one item'),
+    ('cameras', ['front', 'front'], 'more than once'),
+    ('cameras', ['/front'], 'relative namespace'),
+    ('cameras', ['front/'], 'relative namespace'),
+    ('cameras', [3], 'must be a str'),
+    ('camera_max_rates', [-1.0], '0.0 to 1000.0'),
+    ('camera_max_rates', [math.nan], 'finite'),
 ])
 def test_bad_values_rejected_with_reason(name, value, fragment):
     reason = S.check_value(name, value)
@@ -128,6 +140,8 @@ def test_bad_values_rejected_with_reason(name, value, fragment):
 @pytest.mark.parametrize('name,value', [
     ('device', 'cuda:1'), ('scale', 1), ('num_disparities', 272), ('block_size', 31),
     ('valid_iters', 1), ('z_near', 0.0), ('min_disparity', -16),
+    ('cameras', ['']), ('cameras', ('front', 'rear', 'head/left')), ('cameras', ['', 'rear']),
+    ('camera_max_rates', [15, 15.0]),
 ])
 def test_good_values_accepted(name, value):
     assert S.check_value(name, value) is None
@@ -222,3 +236,41 @@ def test_pipeline_config_uses_the_table_ranges_and_defaults():
         PipelineConfig(scale=0.01)
     with pytest.raises(ValueError, match='valid_iters must be 0 to 100'):
         PipelineConfig(backend_options={'valid_iters': 101})
+
+
+def test_list_settings_in_the_node_yaml_and_on_command_lines(declared):
+    _, cameras = declared['cameras']
+    assert cameras.type == rclpy.Parameter.Type.STRING_ARRAY.value and cameras.read_only
+    _, rates = declared['camera_max_rates']
+    assert rates.dynamic_typing and not rates.read_only, '[15] is taken for [15.0] at runtime'
+    # One rate for all, or one per camera; the pipeline never sees them.
+    assert S.camera_rates(S.Settings({'backend': 'sgbm', 'cameras': ['a', 'b']})) == (0.0, 0.0)
+    assert S.camera_rates(S.Settings({'backend': 'sgbm', 'cameras': ['a', 'b'],
+                                      'camera_max_rates': [0, 15]})) == (0.0, 15.0)
+    with pytest.raises(S.SettingsError, match='2 values for 3 cameras'):
+        S.Settings({'backend': 'sgbm', 'cameras': ['a', 'b', 'c'],
+                    'camera_max_rates': [1.0, 2.0]})
+    # Runtime changes compare lists with the tuples in force, and are judged together.
+    current = dict(S.Settings({'backend': 'sgbm', 'cameras': ['a', 'b']}))
+    assert S.check_changes(current, {'cameras': ['a', 'b']}) is None
+    assert 'restart with -p cameras' in S.check_changes(current, {'cameras': ['a']})
+    assert '3 values for 2 cameras' in S.check_changes(current, {'camera_max_rates': [1, 2, 3]})
+    assert 'cleanup' in S.check_changes(current, {'cameras': ['a']},
+                                        how_to_change='cleanup, set {name}, configure')
+    with pytest.raises(TypeError, match='items of one type'):
+        S.Setting('mixed', ('a', 1), 'Mixed.')
+
+
+def test_a_list_setting_on_a_command_line_takes_several_words(monkeypatch):
+    names = S.Setting('names', ('a',), 'Names.', S.PIPELINE, unique=True)
+    monkeypatch.setattr(S, 'SETTINGS', (names,))
+    monkeypatch.setitem(S.BY_NAME, 'names', names)
+    monkeypatch.setitem(S.DEFAULTS, 'names', names.default)
+    parser = argparse.ArgumentParser()
+    S.add_arguments(parser, [S.PIPELINE])
+    assert parser.parse_args([]).names == ('a',)
+    args = parser.parse_args(['--names', 'b', 'c'])
+    assert args.names == ['b', 'c']
+    with pytest.raises(S.SettingsError, match='--names holds .b. more than once'):
+        S.from_args(parser.parse_args(['--names', 'b', 'b']), [S.PIPELINE], backend='sgbm')
+    assert '    names: [a]' in S.params_yaml()

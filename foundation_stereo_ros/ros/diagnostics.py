@@ -157,6 +157,23 @@ def build_diagnostic_array(snap: StatsSnapshot, *, prefix: str, hardware_id: str
     ``model``: identity of the backend (backend, checkpoint, vit size, iterations, device...)
     and memory figures, shown as they are. ``stamp``: builtin_interfaces/Time for the header.
     """
+    array = DiagnosticArray(status=[*camera_statuses(snap, prefix=prefix,
+                                                     hardware_id=hardware_id),
+                                    model_status(prefix, hardware_id, model)])
+    if stamp is not None:
+        array.header.stamp = stamp
+    return array
+
+
+def model_status(prefix: str, hardware_id: str, model: Mapping[str, str]) -> DiagnosticStatus:
+    """Build the '<prefix>: model' status: the backend's identity and memory (one per node)."""
+    return _status(DiagnosticStatus.OK, f'{prefix}: model',
+                   f'{model.get("backend", "?")} on {hardware_id}', hardware_id, model)
+
+
+def camera_statuses(snap: StatsSnapshot, *, prefix: str,
+                    hardware_id: str) -> list[DiagnosticStatus]:
+    """Build the '<prefix>: input' and ': processing' statuses of one camera's snapshot."""
     # Input: rates of the four topics and what the synchroniser made of them.
     values = {f'{name} rate (Hz)': _fmt(rate) for name, rate in
               zip(snap.input_names, snap.input_rates)}
@@ -200,10 +217,4 @@ def build_diagnostic_array(snap: StatsSnapshot, *, prefix: str, hardware_id: str
     else:
         level, message = DiagnosticStatus.OK, 'waiting for input'
     processing_status = _status(level, f'{prefix}: processing', message, hardware_id, values)
-
-    model_status = _status(DiagnosticStatus.OK, f'{prefix}: model',
-                           f'{model.get("backend", "?")} on {hardware_id}', hardware_id, model)
-    array = DiagnosticArray(status=[input_status, processing_status, model_status])
-    if stamp is not None:
-        array.header.stamp = stamp
-    return array
+    return [input_status, processing_status]

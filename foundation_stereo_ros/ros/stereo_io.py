@@ -239,11 +239,29 @@ class ProcessedSet:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class DecodedSet:
+    """One set ready for the pipeline: its messages, RGB pair, camera and decode time."""
+
+    messages: Sequence[Any]
+    left: Any
+    right: Any
+    camera: StereoCamera
+    convert: float  # seconds spent decoding
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height): sets of one size may share a batch."""
+        return self.camera.width, self.camera.height
+
+
 class StereoSetProcessor:
     """Four input messages in, output messages out: decode, run the pipeline, build outputs.
 
     The node and the bag tool both call :meth:`process`; any problem with the set, the device
     running out of memory included, is a :class:`PairError` the caller counts and skips.
+    Several cameras share one pipeline with one processor each (its own calibration cache and
+    rectifier): :func:`process_sets` batches their sets.
     """
 
     def __init__(self, pipeline: StereoPipeline, logger: Any = None, *,
@@ -262,22 +280,70 @@ class StereoSetProcessor:
 
         ``messages``: left image, left info, right image, right info (:data:`INPUT_TOPICS`).
         """
+        (outcome,) = process_sets(self.pipeline, [(self, messages, wanted)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def decode(self, messages: Sequence[Any]) -> DecodedSet:
+        """Check and convert one set (:data:`INPUT_TOPICS` order); PairError when unusable."""
         left_msg, left_info, right_msg, right_info = messages
         start = time.perf_counter()
         left, right, camera = self.decoder.decode(left_msg, left_info, right_msg, right_info)
-        convert = time.perf_counter() - start
-        try:
-            result = self.pipeline.process(
-                left, right, camera, want_depth='depth/image_rect' in wanted,
-                want_points='points' in wanted)
-        except PipelineOutOfMemory as exc:
-            raise PairError('out_of_memory', 'out_of_memory', f'pair skipped: {exc}') from exc
+        return DecodedSet(messages, left, right, camera, time.perf_counter() - start)
+
+    def finish(self, decoded: DecodedSet, result: StereoResult,
+               wanted: Sequence[str]) -> ProcessedSet:
+        """Turn the pipeline's result for ``decoded`` into the ``wanted`` output messages."""
+        left_msg, left_info = decoded.messages[0], decoded.messages[1]
         start = time.perf_counter()
         out_info = self.decoder.output_info(left_info)
         header = output_header(left_msg, out_info)
+        left = decoded.left
         if 'points' in wanted and not isinstance(left, np.ndarray):
             left = left.cpu().numpy()  # rectified on the device: the cloud's colours
-        out = output_messages(result, camera, header, left, out_info, wanted)
-        timings = {'convert': convert, **result.timings,
+        out = output_messages(result, decoded.camera, header, left, out_info, wanted)
+        timings = {'convert': decoded.convert, **result.timings,
                    'messages': time.perf_counter() - start}
         return ProcessedSet(out, timings)
+
+
+SetJob = tuple[StereoSetProcessor, Sequence[Any], Sequence[str]]
+
+
+def process_sets(pipeline: StereoPipeline,
+                 jobs: Sequence[SetJob]) -> list[ProcessedSet | Exception]:
+    """Process the sets of several cameras through one pipeline; one outcome per job.
+
+    ``jobs``: (the camera's processor, its four messages, its wanted output topics). Sets of
+    the same image size go through the network as one batch (one config snapshot, each with
+    its own camera), others one batch per size. An outcome is a :class:`ProcessedSet`, a
+    :class:`PairError` (bad input, out of memory) or the exception the backend raised.
+    """
+    outcomes: list[ProcessedSet | Exception | None] = [None] * len(jobs)
+    groups: dict[tuple[int, int], list[tuple[int, DecodedSet]]] = {}
+    for index, (processor, messages, _) in enumerate(jobs):
+        try:
+            decoded = processor.decode(messages)
+        except PairError as exc:
+            outcomes[index] = exc
+            continue
+        groups.setdefault(decoded.size, []).append((index, decoded))
+    for members in groups.values():
+        wanted = {topic for index, _ in members for topic in jobs[index][2]}
+        try:
+            results = pipeline.process_batch(
+                [(decoded.left, decoded.right) for _, decoded in members],
+                [decoded.camera for _, decoded in members],
+                want_depth='depth/image_rect' in wanted, want_points='points' in wanted)
+        except PipelineOutOfMemory as exc:
+            error: Exception = PairError('out_of_memory', 'out_of_memory', f'pair skipped: {exc}')
+            error.__cause__ = exc
+            results = [error] * len(members)
+        except Exception as exc:  # noqa: BLE001 - each caller decides what a failure costs
+            results = [exc] * len(members)
+        for (index, decoded), result in zip(members, results):
+            processor, _, job_wanted = jobs[index]
+            outcomes[index] = (result if isinstance(result, Exception)
+                               else processor.finish(decoded, result, job_wanted))
+    return outcomes  # type: ignore[return-value]

@@ -7,6 +7,8 @@ module at start, before the node's module:
   Humble (Iron and later) from ``rclpy.node.Node``, so the node runs against Humble's API.
 * ``FSR_TEST_SLOW_BACKEND=SECONDS``: register the backend ``slow`` (slow_backend.py), which
   sleeps that long in every inference, like a large network on a slow device.
+* ``FSR_TEST_TRACKED_BACKEND=1``: register the backend ``tracked`` (tracked_backend.py), an
+  SGBM that prints when it is built and when it is garbage collected (the model released).
 * ``FSR_TEST_SLOW_IMPORT=1``: importing torch prints ``importing torch`` and waits a minute
   first, so a test can interrupt the import.
 """
@@ -30,6 +32,11 @@ if os.environ.get('FSR_TEST_SLOW_BACKEND'):
     from foundation_stereo_ros.backends import BACKENDS
 
     BACKENDS['slow'] = ('slow_backend', 'SlowBackend')
+
+if os.environ.get('FSR_TEST_TRACKED_BACKEND'):
+    from foundation_stereo_ros.backends import BACKENDS
+
+    BACKENDS['tracked'] = ('tracked_backend', 'TrackedBackend')
 
 if os.environ.get('FSR_TEST_SLOW_IMPORT'):
     import importlib.abc
