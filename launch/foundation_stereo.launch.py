@@ -6,9 +6,14 @@
     # a raw camera, rectified by the node; compressed images:
     ros2 launch foundation_stereo_ros foundation_stereo.launch.py checkpoint:=... \
         rectify:=true image_transport:=compressed
+    # two cameras through one model (stereo/front/left/image_rect..., stereo/rear/...):
+    ros2 launch foundation_stereo_ros foundation_stereo.launch.py checkpoint:=... \
+        cameras:=[front,rear]
+    # managed: the lifecycle node, driven to active unless autostart:=false
+    ros2 launch foundation_stereo_ros foundation_stereo.launch.py checkpoint:=... lifecycle:=true
 
-Arguments: namespace, backend, checkpoint, rectify and image_transport (override the params
-file when not empty), params_file, the input topics (remaps, relative to the namespace unless
+Arguments: namespace, backend, checkpoint, rectify, image_transport and cameras (override the
+params file when not empty), lifecycle and autostart, params_file, the input topics (remaps, relative to the namespace unless
 absolute; left_raw_image/right_raw_image are read with rectify:=true, and compressed images
 on <image topic>/compressed), log_level. Outputs appear under the namespace: disparity,
 depth/image_rect, points...
@@ -18,9 +23,19 @@ parameter), ``ros2 launch`` fails too (exit code 1) instead of idling with exit 
 """
 from pathlib import Path
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    OpaqueFunction,
+    RegisterEventHandler,
+    Shutdown,
+)
+from launch.events import matches_action
 from launch.launch_description import LaunchDescription
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
 PACKAGE = 'foundation_stereo_ros'
 # Installed: share/<pkg>/launch/ beside share/<pkg>/config/; the source tree has the same layout.
@@ -36,14 +51,26 @@ TOPIC_ARGUMENTS = (
     ('right_raw_image', 'right/image_raw'),
 )
 # Launch arguments that override the params file when not empty.
-OVERRIDES = ('backend', 'checkpoint', 'rectify', 'image_transport')
+OVERRIDES = ('backend', 'checkpoint', 'rectify', 'image_transport', 'cameras')
+
+
+def parse_list(text):
+    """Read a launch argument list, ``[front, rear]`` or ``front,rear``, as a list of strings."""
+    items = text.strip().removeprefix('[').removesuffix(']').split(',')
+    return [item.strip().strip('\'"') for item in items if item.strip()]
 
 
 def _override(name, text):
-    # Launch arguments are strings; rectify is a boolean parameter.
+    # Launch arguments are strings; rectify is a boolean parameter, cameras a string array.
     if name == 'rectify' and text.lower() in ('true', 'false'):
         return text.lower() == 'true'
+    if name == 'cameras':
+        return parse_list(text)
     return text
+
+
+def _is_true(text):
+    return text.strip().lower() in ('true', '1', 'yes')
 
 
 def end_launch(event, context):
@@ -64,9 +91,10 @@ def _node(context, *args, **kwargs):
     overrides = {name: _override(name, config[name]) for name in OVERRIDES if config[name]}
     if overrides:
         parameters.append(overrides)
-    return [Node(
+    managed = _is_true(config['lifecycle'])
+    node = (LifecycleNode if managed else Node)(
         package=PACKAGE,
-        executable='foundation_stereo_node',
+        executable='foundation_stereo_lifecycle_node' if managed else 'foundation_stereo_node',
         name=config['node_name'],
         namespace=config['namespace'],
         parameters=parameters,
@@ -75,7 +103,20 @@ def _node(context, *args, **kwargs):
         output='screen',
         emulate_tty=True,
         on_exit=end_launch,
-    )]
+    )
+    if not managed or not _is_true(config['autostart']):
+        return [node]
+    # Driven to active by launch events: configure at start, activate once inactive.
+    return [
+        node,
+        RegisterEventHandler(OnStateTransition(
+            target_lifecycle_node=node, start_state='configuring', goal_state='inactive',
+            entities=[EmitEvent(event=ChangeState(
+                lifecycle_node_matcher=matches_action(node),
+                transition_id=Transition.TRANSITION_ACTIVATE))])),
+        EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                    transition_id=Transition.TRANSITION_CONFIGURE)),
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -97,6 +138,15 @@ def generate_launch_description() -> LaunchDescription:
                                           'CameraInfo; empty: params file.'),
         DeclareLaunchArgument('image_transport', default_value='',
                               description='raw or compressed; empty: params file.'),
+        DeclareLaunchArgument('cameras', default_value='',
+                              description='Cameras through one model, e.g. [front,rear] '
+                                          '(topics front/left/image_rect...); empty: params '
+                                          'file (one camera at the node\'s topics).'),
+        DeclareLaunchArgument('lifecycle', default_value='false',
+                              description='true: the managed (lifecycle) node.'),
+        DeclareLaunchArgument('autostart', default_value='true',
+                              description='With lifecycle:=true: configure and activate it '
+                                          'at launch; false: leave it to a lifecycle manager.'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='debug, info, warn, error or fatal.'),
     ]
