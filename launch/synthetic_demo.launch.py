@@ -27,7 +27,7 @@ STEREO_LAUNCH = HERE / 'foundation_stereo.launch.py'
 
 
 def _stereo_launch():
-    """The node's launch file as a module: its argument parsing is used here too."""
+    """Load the node's launch file as a module: its argument parsing is used here too."""
     spec = importlib.util.spec_from_file_location('foundation_stereo_launch', STEREO_LAUNCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
