@@ -15,8 +15,8 @@
 Arguments: namespace, backend, checkpoint, rectify, image_transport and cameras (override the
 params file when not empty), lifecycle and autostart, params_file, the input topics (remaps,
 relative to the namespace unless absolute; left_raw_image/right_raw_image are read with
-rectify:=true, and compressed images on <image topic>/compressed), log_level. Outputs appear under the namespace: disparity,
-depth/image_rect, points...
+rectify:=true, and compressed images on <image topic>/compressed), log_level. Outputs appear
+under the namespace: disparity, depth/image_rect, points...
 
 When the node ends, the launch ends; when it fails (at start: a missing checkpoint, a bad
 parameter), ``ros2 launch`` fails too (exit code 1) instead of idling with exit code 0.
