@@ -15,7 +15,9 @@ tables for the issue note) and ``gpu_check.json`` (every figure) into ``--out``:
    compile time); the ``onnx`` backend with the CUDA and TensorRT providers when the package
    has that backend and onnxruntime those providers;
 4. the node end to end with the synthetic camera at 640x480 (``bench_node.py --json``):
-   latency p50/p99, camera, node input and output rates, dropped sets.
+   latency p50/p99, camera, node input and output rates, dropped sets;
+5. 1, 2 and 4 cameras through one node against as many separate nodes, FFS ``cffs_like``
+   (``bench_cameras.py --json``): total sets/s, each camera's latency p50/p99, resident memory.
 
 Each step runs in its own process group with a time limit, so a hung compilation or engine
 build costs its cap and no more; its rows say ``timeout`` and the rest goes on. Steps run in
@@ -51,6 +53,7 @@ if str(REPO_ROOT) not in sys.path:  # the package from this checkout, as the ste
 FFS_CHECKPOINT = (REPO_ROOT.parent / 'shared' / 'reference' / 'ffs' / 'cffs_like'
                   / 'model_best_bp2_serialize.pth')
 BENCH_NODE = Path(__file__).resolve().parent / 'bench_node.py'
+BENCH_CAMERAS = Path(__file__).resolve().parent / 'bench_cameras.py'
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Plan:
     repeat: int
     precision_vits: list[str]              # families of the precision step
     node: dict[str, Any] = field(default_factory=dict)
+    cameras: dict[str, Any] = field(default_factory=dict)  # bench_cameras.py options
     dry_run: bool = False
     caps: dict[str, float] = field(default_factory=dict)
 
@@ -79,18 +83,22 @@ FULL = Plan(
     repeat=5, precision_vits=['vits', 'vitl'],
     node={'width': 640, 'height': 480, 'rate': 30.0, 'duration': 20.0, 'window': 5.0,
           'family': 'vits', 'params': ['valid_iters:=16']},
+    cameras={'counts': [1, 2, 4], 'width': 640, 'height': 480, 'rate': 30.0,
+             'duration': 8.0, 'params': ['valid_iters:=8']},
     caps={'checkpoints': 60, 'parity': 60, 'precision': 60, 'eager': 60, 'node': 75,
-          'compiled': 100, 'onnx': 120})
+          'cameras': 150, 'compiled': 100, 'onnx': 120})
 DRY = Plan(
     device='cpu', budget_s=600.0, size=(64, 96), parity_size=(64, 96), parity_iters=1,
     iters={'vits': [1], 'ffs': [1]}, eager_precisions=['fp32', 'bf16'],
     compiled_precisions=['fp16'], repeat=1, precision_vits=['vits'],
     node={'width': 96, 'height': 64, 'rate': 4.0, 'duration': 4.0, 'window': 2.0,
           'family': 'vits', 'params': ['valid_iters:=1', 'device:=cpu']},
+    cameras={'counts': [2], 'width': 96, 'height': 64, 'rate': 4.0, 'duration': 2.0,
+             'params': ['valid_iters:=1']},
     dry_run=True,
     # About a minute in all on two free cores; the caps leave room for a loaded CI machine.
     caps={'checkpoints': 90, 'parity': 150, 'precision': 150, 'eager': 200, 'node': 200,
-          'compiled': 0, 'onnx': 0})
+          'cameras': 200, 'compiled': 0, 'onnx': 0})
 
 
 # ----------------------------------------------------------------------------- workers
@@ -412,6 +420,7 @@ def run_plan(plan: Plan, out_dir: Path) -> dict[str, Any]:
                 latency(family, 'eager', plan.eager_precisions, plan.caps['eager'])
         if plan.node.get('family') in checkpoints:
             _node_step(runner, plan, checkpoints[plan.node['family']], workdir)
+        _cameras_step(runner, plan, workdir)
         for precision in plan.compiled_precisions:
             for family in plan.iters:
                 if family in families:
@@ -447,6 +456,26 @@ def _node_step(runner: Runner, plan: Plan, checkpoint: str, workdir: Path) -> No
                       'node', command, plan.caps['node'])
     if summary.exists():
         step.rows.append(json.loads(summary.read_text()))
+
+
+def _cameras_step(runner: Runner, plan: Plan, workdir: Path) -> None:
+    cams = plan.cameras
+    name = f'cameras: one node against separate nodes ({" ".join(cams["params"])})'
+    if not FFS_CHECKPOINT.exists():
+        runner.steps.append(Step(name, 'cameras', 'skipped',
+                                 detail=f'{FFS_CHECKPOINT} not present'))
+        return
+    summary = workdir / 'cameras.json'
+    command = [sys.executable, str(BENCH_CAMERAS), '--checkpoint', str(FFS_CHECKPOINT),
+               '--device', plan.device, '--width', str(cams['width']),
+               '--height', str(cams['height']), '--rate', str(cams['rate']),
+               '--duration', str(cams['duration']), '--counts', *map(str, cams['counts']),
+               '--first-output-timeout', str(plan.caps['cameras'] / 3), '--json', str(summary)]
+    for param in cams['params']:
+        command += ['-p', param]
+    step = runner.run(name, 'cameras', command, plan.caps['cameras'])
+    if summary.exists():
+        step.rows.extend(json.loads(summary.read_text()))
 
 
 def _onnx_step(runner: Runner, plan: Plan, checkpoint: str | None, workdir: Path) -> None:
@@ -539,6 +568,28 @@ def markdown(report: dict[str, Any]) -> str:
                          f'{" ".join(row["params"])} |')
         if not step['rows']:
             lines.append(f'| {step["status"]}: {step["detail"]} | | | | | | | | | | |')
+    lines += ['', '### Several cameras: one node against separate nodes (FFS cffs_like)', '',
+              ('| cameras | mode | size | total sets/s | per camera Hz | latency p50 ms | '
+               'p99 ms | resident MiB |'),
+              '| --- | --- | --- | --- | --- | --- | --- | --- |']
+    for step in steps:
+        if step['kind'] != 'cameras':
+            continue
+        for row in step['rows']:
+            if 'error' in row:
+                lines.append(f'| {row["cameras"]} | {row["mode"]} | | error: '
+                             f'{row["error"][:100]} | | | | |')
+                continue
+            cams = row['per_camera']
+            lines.append(
+                f'| {row["cameras"]} | {row["mode"]} | {row["width"]}x{row["height"]} | '
+                f'{_fmt(row["total_sets_per_s"], 2)} | '
+                + ' / '.join(_fmt(c['hz'], 2) for c in cams) + ' | '
+                + ' / '.join(_fmt(c['p50_ms'], 0) for c in cams) + ' | '
+                + ' / '.join(_fmt(c['p99_ms'], 0) for c in cams)
+                + f' | {_fmt(row["rss_mib"], 0)} |')
+        if not step['rows']:
+            lines.append(f'| {step["status"]}: {step["detail"]} | | | | | | | |')
     lines += ['', '### Steps', '', '| step | status | seconds | detail |',
               '| --- | --- | --- | --- |']
     lines += [f'| {s["name"]} | {s["status"]} | {s["seconds"]:.0f} | {s["detail"]} |'
