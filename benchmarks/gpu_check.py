@@ -474,8 +474,8 @@ def _cameras_step(runner: Runner, plan: Plan, workdir: Path) -> None:
     for param in cams['params']:
         command += ['-p', param]
     step = runner.run(name, 'cameras', command, plan.caps['cameras'])
-    if summary.exists():
-        step.rows.extend(json.loads(summary.read_text()))
+    if summary.exists():  # the whole run; else the rows it printed before its limit
+        step.rows = json.loads(summary.read_text())
 
 
 def _onnx_step(runner: Runner, plan: Plan, checkpoint: str | None, workdir: Path) -> None:

@@ -1,9 +1,9 @@
 """Newest sets of several cameras for one worker: fair service and per-camera rate caps.
 
 One node serves several stereo cameras with one model. Each camera's callbacks drop its newest
-complete set into that camera's slot (an older one not yet taken is replaced and counted, as
-with :class:`~foundation_stereo_ros.sync.LatestSlot`); the worker takes, in one call, the newest
-set of *every* camera that has one, so one round serves each waiting camera once and no camera
+complete set into that camera's slot (an older one not yet taken is replaced and counted, so
+latency cannot grow); the worker takes, in one call, the newest set of *every* camera that has
+one, so one round serves each waiting camera once and no camera
 starves however slow the model is. Within a round the sets come oldest first. A camera with a
 rate cap is left out of the rounds until ``1 / max_rate`` seconds have passed since its last
 set was taken; sets it delivers meanwhile replace each other (counted as ``capped``).

@@ -86,6 +86,7 @@ def test_cameras_row(report):
         return
     assert step['status'] == 'ok', step
     modes = {row['mode']: row for row in step['rows']}
+    assert len(step['rows']) == 2, 'one row per mode'
     assert set(modes) == {'one node', 'separate nodes'}
     for row in modes.values():
         assert row['cameras'] == 2 and len(row['per_camera']) == 2, row

@@ -45,9 +45,9 @@ def lifecycle_command(*ros_args):
             '--params-file', str(PARAMS_FILE), *ros_args]
 
 
-def start(namespace, *ros_args):
+def start(namespace, *ros_args, **switches):
     return NodeProcess(command=lifecycle_command('-r', f'__ns:={namespace}', *ros_args),
-                       FSR_TEST_TRACKED_BACKEND='1')
+                       FSR_TEST_TRACKED_BACKEND='1', **switches)
 
 
 @pytest.fixture(scope='module')
@@ -111,7 +111,9 @@ def test_transitions_outputs_only_while_active_and_cleanup_releases_the_model(
         ros_context, scene, frame):
     namespace = f'/lc{os.getpid()}'
     # No checkpoint for the network backend: configure must fail, saying what to do.
-    node = start(namespace, '-p', 'backend:=foundation_stereo', '-p', 'diagnostics_period:=0.5')
+    # On Humble's rclpy API (the parameter callbacks of Iron and later removed).
+    node = start(namespace, '-p', 'backend:=foundation_stereo', '-p', 'diagnostics_period:=0.5',
+                 FSR_TEST_HUMBLE_RCLPY='1')
     rig = Rig(ros_context, namespace)
     manager = Manager(rig, namespace)
     try:
@@ -170,6 +172,7 @@ def test_transitions_outputs_only_while_active_and_cleanup_releases_the_model(
         code = node.stop()
     assert code == 0, node.output
     assert 'Traceback' not in node.output, node.output
+    assert 'humble rclpy: removed Node.add_pre_set_parameters_callback' in node.output
 
 
 STATES = {  # state to reach: the transitions that reach it
