@@ -32,22 +32,16 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ.setdefault('ROS_DOMAIN_ID', '78')
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from stereo_msgs.msg import DisparityImage
 
-import rclpy  # noqa: E402 - after the DDS environment above
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from stereo_msgs.msg import DisparityImage  # noqa: E402
+from foundation_stereo_ros.ros.stereo_io import INPUT_TOPICS, INPUT_TYPES
+from foundation_stereo_ros.ros.synthetic_camera import scene_to_messages
+from foundation_stereo_ros.synthetic.scenes import make_scene
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from foundation_stereo_ros.ros.stereo_io import INPUT_TOPICS, INPUT_TYPES  # noqa: E402
-from foundation_stereo_ros.ros.synthetic_camera import scene_to_messages  # noqa: E402
-from foundation_stereo_ros.synthetic.scenes import make_scene  # noqa: E402
-
 FFS_CHECKPOINT = (REPO_ROOT.parent / 'shared' / 'reference' / 'ffs' / 'cffs_like'
                   / 'model_best_bp2_serialize.pth')
 ONE_NODE, SEPARATE = 'one node', 'separate nodes'
@@ -137,6 +131,11 @@ def node_command(namespace: str, cameras: list[str], args: argparse.Namespace) -
 
 def run_case(ros_node, count: int, mode: str, args: argparse.Namespace) -> dict:
     """Start the node(s) for ``count`` cameras, warm up, measure; return the row."""
+    with tempfile.TemporaryFile('w+') as log:  # the nodes' output, shown if they fail
+        return _run_case(ros_node, count, mode, args, log)
+
+
+def _run_case(ros_node, count: int, mode: str, args: argparse.Namespace, log) -> dict:
     base = f'/bench_cams{os.getpid()}_{count}_{"one" if mode == ONE_NODE else "sep"}'
     names = [f'cam{i}' for i in range(count)]
     if mode == ONE_NODE:
@@ -145,9 +144,8 @@ def run_case(ros_node, count: int, mode: str, args: argparse.Namespace) -> dict:
         commands = [node_command(f'{base}/{name}', [], args) for name in names]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO_ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
-    logs = [tempfile.TemporaryFile('w+') for _ in commands]
     procs = [subprocess.Popen(c, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-             for c, log in zip(commands, logs)]
+             for c in commands]
     cameras = Cameras(ros_node, base, count, args.width, args.height)
     stop = threading.Event()
     peak_rss = [0.0]
@@ -171,7 +169,6 @@ def run_case(ros_node, count: int, mode: str, args: argparse.Namespace) -> dict:
                 break
             time.sleep(0.1)
         if not all(cameras.snapshot()):
-            log = logs[0]
             log.seek(0)
             row['error'] = 'no output from every camera: ' + log.read()[-500:]
             return row
@@ -201,14 +198,12 @@ def run_case(ros_node, count: int, mode: str, args: argparse.Namespace) -> dict:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for log in logs:
-            log.close()
 
 
 def table(rows: list[dict]) -> str:
-    lines = ['| cameras | mode | processes | total sets/s | per camera Hz | latency p50 ms '
-             '| latency p99 ms | resident MiB |', '| --- | --- | --- | --- | --- | --- | --- '
-             '| --- |']
+    lines = [('| cameras | mode | processes | total sets/s | per camera Hz | latency p50 ms '
+              '| latency p99 ms | resident MiB |'),
+             '| --- | --- | --- | --- | --- | --- | --- | --- |']
     for row in rows:
         if 'error' in row:
             lines.append(f'| {row["cameras"]} | {row["mode"]} | {row["processes"]} | '
@@ -242,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f'checkpoint {args.checkpoint} not found (the FFS reference lives in '
                      '../shared/reference/ffs; pass --checkpoint)')
 
+    # DDS on this machine only (read by rclpy.init and by the node processes).
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    os.environ.setdefault('ROS_DOMAIN_ID', '78')
     rclpy.init()
     ros_node = rclpy.create_node(f'bench_cameras{os.getpid()}')
     executor = SingleThreadedExecutor()
