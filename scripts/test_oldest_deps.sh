@@ -45,12 +45,14 @@ EOF
 installed=$(date +%s)
 
 # No DDS here (the node's end-to-end tests run in test.sh), nor the speed checks (compile,
-# gpu_check: not about numpy/OpenCV APIs); keep any stray traffic local.
+# gpu_check) and the fleet tool on Ray (not about numpy/OpenCV APIs; its extra is not
+# installed here); keep any stray traffic local.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}
 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
   -m 'not linter and not slow' \
   --ignore=test/test_node_e2e.py --ignore=test/test_node_inputs_e2e.py \
   --ignore=test/test_synthetic_camera.py --ignore=test/test_gpu_check.py \
+  --ignore=test/test_fleet.py \
   "$@" test
 echo "test_oldest_deps: install $(( installed - start )) s, tests $(( $(date +%s) - installed )) s"
