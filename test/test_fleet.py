@@ -117,7 +117,7 @@ def test_four_bags_two_workers_equal_the_bag_tool_and_a_rerun_does_nothing(
     for name, (_, frames) in BAGS.items():
         assert rows[name]['sets'] == str(frames)
     assert len({r['worker'] for r in rows.values()}) == 2  # both workers took bags
-    assert '4 of 4 bags complete (4 in this run)' in capsys.readouterr().out
+    assert '4 of 4 bags complete (4 in this run); 10 sets in' in capsys.readouterr().out
 
     # A rerun writes nothing: every output is complete.
     files = {p: p.stat().st_mtime_ns for p in out.rglob('*') if p.is_file()

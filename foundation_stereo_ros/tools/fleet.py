@@ -328,22 +328,21 @@ def default_workers(ray: Any) -> tuple[int, float]:
     return max(1, int(resources.get('CPU', 1))), 0.0
 
 
-def _missing_on_node(paths: list[str], out: str) -> list[str]:
-    """Return the paths this node cannot see, and ``out`` if it cannot write there."""
-    missing = [p for p in paths if not os.path.exists(p)]
-    try:
-        with tempfile.NamedTemporaryFile(dir=out, prefix='.fleet-check-'):
-            pass
-    except OSError as exc:
-        missing.append(f'{out} (not writable: {exc.strerror})')
-    return missing
-
-
 def check_paths_on_every_node(ray: Any, paths: list[str], out: Path) -> None:
     """Run a task on every node that checks the inputs exist and ``out`` is writable there."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    check = ray.remote(num_cpus=0)(_missing_on_node)
+    def missing_on_node(paths: list[str], out: str) -> list[str]:
+        # Defined here so Ray ships it by value: the node's task imports nothing of the package.
+        missing = [p for p in paths if not os.path.exists(p)]
+        try:
+            with tempfile.NamedTemporaryFile(dir=out, prefix='.fleet-check-'):
+                pass
+        except OSError as exc:
+            missing.append(f'{out} (not writable: {exc.strerror})')
+        return missing
+
+    check = ray.remote(num_cpus=0)(missing_on_node)
     nodes = [n for n in ray.nodes() if n.get('Alive')]
     refs = [check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         n['NodeID'], soft=False)).remote(paths, str(out)) for n in nodes]
@@ -481,8 +480,8 @@ def summary_table(jobs: list[Job], seconds: float) -> str:
     sets = sum(j.sets for j in ran)
     footer = f'{len(complete)} of {len(jobs)} bags complete ({len(ran)} in this run)'
     if ran and seconds > 0:
-        footer += (f'; {sets} sets in {seconds:.1f} s: {len(ran) / seconds:.3f} bags/s, '
-                   f'{sets / seconds:.2f} sets/s')
+        footer += (f'; {sets} sets in {seconds:.1f} s (start-up included): '
+                   f'{len(ran) / seconds:.3f} bags/s, {sets / seconds:.2f} sets/s')
     return '\n'.join([*lines, footer])
 
 
