@@ -156,7 +156,7 @@ def test_a_damaged_bag_is_reported_and_the_others_complete(local_ray, bags, tmp_
     inputs, expected = bags
     folder = tmp_path / 'in'
     folder.mkdir()
-    for name in ('run_a', 'run_c'):
+    for name in ('run_a', 'run_c', 'run_d'):
         (folder / name).symlink_to(inputs / name)
     (mcap,) = (inputs / 'run_a').glob('*.mcap')
     damaged = folder / 'cut_off'
@@ -164,9 +164,13 @@ def test_a_damaged_bag_is_reported_and_the_others_complete(local_ray, bags, tmp_
     (damaged / 'cut_off.mcap').write_bytes(mcap.read_bytes()[:mcap.stat().st_size // 2])
     (damaged / 'metadata.yaml').write_bytes((inputs / 'run_a' / 'metadata.yaml').read_bytes())
     out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'run_d').write_text('a file where the output goes: the worker cannot move it there')
     assert run_fleet(str(folder), '--out', str(out)) == 1
     assert_outputs_equal(out, expected, ('run_a', 'run_c'))
     rows = summary(out)
+    assert rows['run_d']['status'] == 'failed'
+    assert 'NotADirectoryError' in rows['run_d']['reason'], rows['run_d']
     assert rows['cut_off']['status'] == 'failed'
     assert 'cannot read the input bag' in rows['cut_off']['reason']
     assert 'mcap recover' in rows['cut_off']['reason']

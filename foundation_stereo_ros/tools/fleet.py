@@ -239,7 +239,9 @@ class BagWorker:
 
     def __call__(self, bag: str, name: str) -> dict[str, Any]:
         """Process one bag into ``out/.partial/name``, then move it to ``out/name``."""
-        assert self.step is not None, self.error
+        if self.step is None:
+            return {'worker': self.where, 'sets': 0, 'skipped': {}, 'seconds': 0.0,
+                    'status': FAILED, 'reason': self.error}
         partial = self.out / PARTIAL / name
         shutil.rmtree(partial, ignore_errors=True)  # an earlier attempt's: replaced
         start = time.monotonic()
@@ -402,6 +404,12 @@ class _Fleet:
                 return None
             job.status = FAILED
             job.reason = f'its worker died {job.attempts} times: {str(exc).splitlines()[0]}'
+            return job
+        except self.ray.exceptions.RayTaskError as exc:  # not the input's fault: a bug, a disk
+            self.idle.append(actor)
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            job.status = FAILED
+            job.reason = f'{type(cause).__name__}: {cause}'
             return job
         self.idle.append(actor)
         job.status, job.reason = result['status'], result.get('reason', '')
