@@ -243,3 +243,18 @@ def test_ctrl_c_keeps_the_finished_bags(bags, tmp_path):
     unfinished = [n for n in BAGS if rows[n]['status'] != 'complete']
     assert unfinished and {rows[n]['status'] for n in unfinished} <= {'interrupted', 'not run'}
     assert not any((out / n).exists() for n in unfinished)
+
+
+def test_address_joins_a_running_cluster(local_ray, bags, tmp_path):
+    """``--address`` of a running Ray (here the module's, as `ray start --head` would run it)."""
+    inputs, expected = bags
+    address = ray.get_runtime_context().gcs_address
+    out = tmp_path / 'out'
+    proc = subprocess.run(
+        [sys.executable, '-m', 'foundation_stereo_ros.fleet', str(inputs / 'run_d'), '--out',
+         str(out), '--address', address, *CLI_TOPICS, *SGBM], env=subprocess_env(),
+        capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'Started a local Ray instance' not in proc.stderr
+    assert_outputs_equal(out, expected, ('run_d',))
+    assert summary(out)['run_d']['status'] == 'complete'
