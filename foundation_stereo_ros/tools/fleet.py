@@ -370,7 +370,6 @@ class _Fleet:
     retries: int
     idle: list = field(default_factory=list)
     running: dict = field(default_factory=dict)   # result ref -> (actor, job)
-    replaced: int = 0
 
     def start_workers(self, count: int) -> None:
         """Start ``count`` workers; a backend that cannot start is a BagError."""
@@ -396,7 +395,6 @@ class _Fleet:
         except self.ray.exceptions.RayActorError as exc:
             self.ray.kill(actor)
             self.idle.append(self.make_worker())  # a fresh worker takes its place
-            self.replaced += 1
             if job.attempts <= self.retries:
                 LOG.warning('the worker of %s died (%s): retrying it (attempt %d of %d)',
                             job.name, type(exc).__name__, job.attempts + 1, self.retries + 1)
