@@ -15,6 +15,7 @@ mirror trick: :func:`right_view_pair` gives the pair to run through any backend,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -112,25 +113,39 @@ def flying_pixel_mask(depth: Tensor, rtol: float, window: int = 3) -> Tensor:
         raise ValueError(f'window must be an odd integer >= 3, got {window!r}')
     half = int(window) // 2
     depth = depth.float()
-    spread = (_window_extreme(depth, half, torch.fmax) - _window_extreme(depth, half, torch.fmin))
-    return spread > rtol * depth                              # False where depth is NaN
+    spread = _window_extreme(depth, half, torch.fmax)
+    spread.sub_(_window_extreme(depth, half, torch.fmin)).sub_(depth, alpha=rtol)
+    return spread > 0.0                                       # False where depth is NaN
 
 
-def _window_extreme(x: Tensor, half: int, op) -> Tensor:
+def _window_extreme(x: Tensor, half: int, op: Callable[..., Tensor]) -> Tensor:
     """Apply ``op`` (torch.fmax or fmin: NaN loses) over a (2 half + 1)^2 window, separably.
 
     Shifted slices instead of max_pool2d: pooling computes indices too and is several times
-    slower on the CPU, and it cannot leave NaN out.
+    slower on the CPU, and it cannot leave NaN out. The 3 x 3 window takes two passes per
+    axis: the extreme of each adjacent pair, then of two overlapping pairs.
     """
+    source = x
     for dim in (-1, -2):
         size = x.shape[dim]
-        out = x.clone()
-        for shift in range(1, min(half, size - 1) + 1):
-            head, tail = out.narrow(dim, 0, size - shift), out.narrow(dim, shift, size - shift)
-            op(head, x.narrow(dim, shift, size - shift), out=head)
-            op(tail, x.narrow(dim, 0, size - shift), out=tail)
+        if size < 2:
+            continue
+        if half == 1:
+            pair = op(x.narrow(dim, 0, size - 1), x.narrow(dim, 1, size - 1))
+            out = torch.empty_like(x)
+            op(pair.narrow(dim, 0, size - 2), pair.narrow(dim, 1, size - 2),
+               out=out.narrow(dim, 1, size - 2))
+            out.narrow(dim, 0, 1).copy_(pair.narrow(dim, 0, 1))
+            out.narrow(dim, size - 1, 1).copy_(pair.narrow(dim, size - 2, 1))
+        else:
+            out = x.clone()
+            for shift in range(1, min(half, size - 1) + 1):
+                head = out.narrow(dim, 0, size - shift)
+                tail = out.narrow(dim, shift, size - shift)
+                op(head, x.narrow(dim, shift, size - shift), out=head)
+                op(tail, x.narrow(dim, 0, size - shift), out=tail)
         x = out
-    return x
+    return x.clone() if x is source else x    # callers update the result in place
 
 
 def _neighbour_count(points: Tensor, radius: float, half_u: int, half_v: int) -> Tensor:
