@@ -34,6 +34,8 @@ __all__ = [
 # used in practice (the official demo asks for 30), so capping it only changes the verdict on
 # thin structures seen from close up (README, "Depth you can trust").
 DENOISE_MAX_HALF_WINDOW = 8
+# Memory for one chunk of the second denoising pass (the points still short of neighbours).
+_RING_CHUNK_BYTES = 64 * 2 ** 20
 
 
 def _positive(name: str, value: float) -> float:
@@ -181,8 +183,9 @@ def radius_outlier_mask(points: Tensor, radius: float, min_neighbors: int,
     itself is exact. This is the official demo's radius outlier removal (Open3D's
     ``remove_radius_outlier``, 30 neighbours within 0.03 m) at video rate; it can only find
     fewer neighbours than a true radius search (README, "Depth you can trust"). Returns the
-    points to drop (bool (H, W)); invalid points are not flagged. Reads one number (the
-    nearest depth) from the device.
+    points to drop (bool (H, W)); invalid points are not flagged. Reads two things from the
+    device: the nearest depth (the window size) and which points the small first window left
+    short of neighbours (only those are searched further).
     """
     radius = _positive('radius', radius)
     fx = _positive('fx', fx)
@@ -205,5 +208,49 @@ def radius_outlier_mask(points: Tensor, radius: float, min_neighbors: int,
     cap = DENOISE_MAX_HALF_WINDOW
     half_u = min(cap, math.ceil(radius * fx / nearest))
     half_v = min(cap, math.ceil(radius * fy / nearest))
-    count = _neighbour_count(points.permute(2, 0, 1).contiguous(), radius, half_u, half_v)
-    return valid & (count < int(min_neighbors))
+    min_neighbors = int(min_neighbors)
+    # First the whole image over a small window (about twice min_neighbors candidates): most
+    # points on a surface have their neighbours there already, and counts only grow. Then the
+    # rest of the window for the points still short of neighbours.
+    inner = max(1, math.ceil((math.sqrt(2 * min_neighbors + 1) - 1) / 2))
+    inner_u, inner_v = min(inner, half_u), min(inner, half_v)
+    cloud = points.permute(2, 0, 1).contiguous()
+    count = _neighbour_count(cloud, radius, inner_u, inner_v)
+    short = valid & (count < min_neighbors)
+    if (inner_u, inner_v) == (half_u, half_v):
+        return short
+    undecided = short.flatten().nonzero().squeeze(1)         # the second host read
+    if undecided.numel() == 0:
+        return short
+    offsets = [(dv, du) for dv in range(-half_v, half_v + 1) for du in range(-half_u, half_u + 1)
+               if abs(dv) > inner_v or abs(du) > inner_u]
+    total = count.flatten()[undecided] + _ring_count(cloud, undecided, offsets, radius)
+    drop = torch.zeros_like(short).flatten()
+    drop[undecided] = total < min_neighbors
+    return drop.view_as(short)
+
+
+def _ring_count(cloud: Tensor, index: Tensor, offsets: list[tuple[int, int]],
+                radius: float) -> Tensor:
+    """Count, for the flat pixel indices ``index``, neighbours within ``radius`` at ``offsets``.
+
+    ``cloud`` (3, H, W). Works on the selected points only, a chunk of offsets at a time
+    (bounded memory, few kernels; index_select, which is much faster than indexing on CPUs).
+    """
+    _, height, width = cloud.shape
+    flat = cloud.reshape(3, -1)
+    here = flat.index_select(1, index)[:, :, None]
+    row, col = index // width, index % width
+    count = torch.zeros(index.shape, dtype=torch.int32, device=cloud.device)
+    table = torch.tensor(offsets, dtype=torch.int64, device=cloud.device)
+    chunk = max(1, _RING_CHUNK_BYTES // max(1, 12 * index.numel()))
+    limit = radius * radius
+    for start in range(0, len(offsets), chunk):
+        dv, du = table[start:start + chunk].unbind(1)
+        v, u = row[:, None] + dv, col[:, None] + du
+        inside = (v >= 0) & (v < height) & (u >= 0) & (u < width)
+        partner = (v.clamp_(0, height - 1) * width + u.clamp_(0, width - 1)).flatten()
+        there = flat.index_select(1, partner).view(3, *v.shape)
+        near = (there - here).square_().sum(0) <= limit        # False where a NaN is
+        count += (near & inside).sum(1, dtype=torch.int32)
+    return count
