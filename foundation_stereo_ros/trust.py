@@ -157,18 +157,25 @@ def _neighbour_count(points: Tensor, radius: float, half_u: int, half_v: int) ->
     of pixels is tested once: the half-plane of offsets, counted for both ends.
     """
     _, height, width = points.shape
-    count = torch.zeros((height, width), dtype=torch.int32, device=points.device)
+    # int16 is plenty: the default window holds 288 candidates, one of 181 x 181 32760.
+    count = torch.zeros((height, width), dtype=torch.int16, device=points.device)
     limit = radius * radius
+    x, y, z = points
     for dv in range(min(half_v, height - 1) + 1):
         first_du = 1 if dv == 0 else -min(half_u, width - 1)
         for du in range(first_du, min(half_u, width - 1) + 1):
             # Pixel p = (v, u) and its partner q = (v + dv, u + du), both inside the image.
             u0, u1 = max(0, -du), width - max(0, du)
-            here = points[:, :height - dv, u0:u1]
-            there = points[:, dv:, u0 + du:u1 + du]
-            near = ((here - there).square_().sum(0) <= limit)   # False where a NaN is
-            count[:height - dv, u0:u1] += near
-            count[dv:, u0 + du:u1 + du] += near
+            here = (slice(0, height - dv), slice(u0, u1))
+            there = (slice(dv, height), slice(u0 + du, u1 + du))
+            # Per coordinate, in place: a third fewer passes over memory than on (3, h, w).
+            step = x[here] - x[there]
+            distance2 = step * step
+            distance2.addcmul_(torch.sub(y[here], y[there], out=step), step)
+            distance2.addcmul_(torch.sub(z[here], z[there], out=step), step)
+            near = distance2 <= limit                              # False where a NaN is
+            count[here] += near
+            count[there] += near
     return count
 
 
