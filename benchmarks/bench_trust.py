@@ -9,10 +9,10 @@ generated scene's exact disparity, depth and cloud at the given size, on ``--dev
 left-right check's figure leaves out the backend's second (mirrored) pass, which costs what
 the backend costs. Prints the median and the best time in ms (CUDA synchronised) and the sum
 of the threshold and the edge filter, the two that must stay cheap, and the CPU time of the
-process (all threads; with one thread the steadier figure on a shared machine). On the CPU each figure is
-measured per torch thread count (``--threads``, default 1 and all cores): on a machine whose
-cores are busy with other work, every multi-threaded op waits for a descheduled thread and
-costs milliseconds whatever its size, so the one-thread row is the steadier figure there.
+process (all threads). On the CPU each figure is measured per torch thread count
+(``--threads``, default 1 and all cores): on a machine whose cores are busy with other work,
+every multi-threaded op waits for a descheduled thread and costs milliseconds whatever its
+size, so the one-thread row, and its CPU time, are the steadier figures there.
 """
 from __future__ import annotations
 
