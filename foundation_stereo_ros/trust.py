@@ -7,7 +7,8 @@
   organized cloud's image neighbourhood instead of a 3-D search.
 
 Every function takes and returns tensors on the input's device and never copies to the host,
-except :func:`radius_outlier_mask`, which reads one number (the search extent) per call.
+except :func:`radius_outlier_mask`, which reads the search extent and the points its first
+pass left undecided (loop bounds and a selection: unavoidable for a search that sizes itself).
 Masks are boolean, True where the filter says so. The right view's disparity comes from the
 mirror trick: :func:`right_view_pair` gives the pair to run through any backend, and
 :func:`unmirror` turns that backend output into the right view's disparity.
