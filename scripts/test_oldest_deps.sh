@@ -23,10 +23,11 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 # torch first and alone (as setup.sh does), then the rest with numpy and OpenCV replaced.
 "$VENV/bin/python" -m pip install --quiet "$(grep -E '^torch==' requirements.txt)"
-# matplotlib (the sweep tool's plot) >= 3.10 needs a newer numpy: the newest that takes it.
-grep -v -E '^(numpy|opencv-python-headless|matplotlib)==' requirements.txt \
+# matplotlib (the sweep tool's plot) >= 3.10 and scipy (the denoising tests' k-d tree) >= 1.14
+# need a newer numpy: the newest of each that takes it.
+grep -v -E '^(numpy|opencv-python-headless|matplotlib|scipy)==' requirements.txt \
   > "$VENV/requirements-oldest.txt"
-printf 'numpy==%s\nopencv-python-headless==%s\nmatplotlib<3.10\n' "$OLDEST_NUMPY" \
+printf 'numpy==%s\nopencv-python-headless==%s\nmatplotlib<3.10\nscipy<1.14\n' "$OLDEST_NUMPY" \
   "$OLDEST_OPENCV" >> "$VENV/requirements-oldest.txt"
 "$VENV/bin/python" -m pip install --quiet -r "$VENV/requirements-oldest.txt"
 "$VENV/bin/python" - "$OLDEST_NUMPY" "$OLDEST_OPENCV" <<'EOF'
