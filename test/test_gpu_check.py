@@ -92,3 +92,15 @@ def test_cameras_row(report):
         assert row['cameras'] == 2 and len(row['per_camera']) == 2, row
         assert row['total_sets_per_s'] > 0 and row['rss_mib'] > 0, row
     assert modes['one node']['processes'] == 1 and modes['separate nodes']['processes'] == 2
+
+
+def test_trust_filter_rows(report):
+    data, text = report
+    (trust,) = steps_of(data, 'trust')
+    assert trust['status'] == 'ok', trust
+    stages = [row['stage'] for row in trust['rows']]
+    assert stages == ['confidence threshold', 'left-right check', 'edge filter', 'denoising']
+    for row in trust['rows']:
+        assert row['size'] == '96x64' and row['median_ms'] >= row['min_ms'] > 0
+        assert f'| {row["stage"]} | 96x64 | cpu |' in text
+    assert '### Trust filters' in text
