@@ -124,10 +124,12 @@ def test_two_cameras_through_one_node(ros_context, scenes, frames):
 def test_fair_service_and_rate_cap_under_overload(ros_context, frames):
     """A backend slower than the cameras: both served alike; a capped camera goes slower."""
     fair_ns, capped_ns = f'/fair{os.getpid()}', f'/capped{os.getpid()}'
-    slow = {'FSR_TEST_SLOW_BACKEND': '0.3'}
+    # A second per set: much longer than a round of publishing, however loaded the machine,
+    # so both cameras always have a set waiting when a round starts.
+    slow = {'FSR_TEST_SLOW_BACKEND': '1.0'}
     nodes = {'fair': start_node(fair_ns, '-p', 'backend:=slow', **slow),
              'capped': start_node(capped_ns, '-p', 'backend:=slow',
-                                  '-p', 'camera_max_rates:=[0.0, 0.5]', **slow)}
+                                  '-p', 'camera_max_rates:=[0.0, 0.2]', **slow)}
     setups = {'fair': rigs_for(ros_context, fair_ns), 'capped': rigs_for(ros_context, capped_ns)}
     try:
         for rigs in setups.values():
@@ -136,9 +138,9 @@ def test_fair_service_and_rate_cap_under_overload(ros_context, frames):
 
         def flood():
             for rigs in setups.values():
+                rigs['rear'].publish(frames['rear'])
                 for _ in range(5):  # the front camera floods, the rear one sends one frame
                     rigs['front'].publish(frames['front'])
-                rigs['rear'].publish(frames['rear'])
 
         def served(kind):
             return {name: len(rig.messages('disparity')) for name, rig in setups[kind].items()}
@@ -150,7 +152,7 @@ def test_fair_service_and_rate_cap_under_overload(ros_context, frames):
         fair, capped = served('fair'), served('capped')
         # One round serves every waiting camera once: the flood does not starve the other.
         assert abs(fair['front'] - fair['rear']) <= 2, fair
-        # 0.5 Hz against about 3 Hz: the capped camera is served, and less than the other.
+        # 0.2 Hz against up to 1 Hz: the capped camera is served, and less than the other.
         assert 1 <= capped['rear'] < capped['front'] / 2, capped
     finally:
         for rigs in setups.values():
