@@ -285,7 +285,10 @@ class StereoCore:
         self.pipeline = StereoPipeline(backend, PipelineConfig(**s.pipeline_options()))
         family_iters = getattr(backend, 'valid_iters', None)
         if s.valid_iters == 0 and family_iters:
-            # 0 asks for the checkpoint family's count: show the count in force.
+            # 0 asks for the checkpoint family's count: use it, and show it as the parameter
+            # (the plain node's set-parameters callback is not registered yet).
+            self._values['valid_iters'] = family_iters
+            self.pipeline.update_config(valid_iters=family_iters)
             self.node.set_parameters([Parameter('valid_iters', value=family_iters)])
         self.channels = [CameraChannel(self, index, camera)
                          for index, camera in enumerate(s.cameras)]
