@@ -2,6 +2,7 @@
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from foundation_stereo_ros.ply import read_ply
 from foundation_stereo_ros.synthetic.scenes import make_scene, save_scene
@@ -73,7 +74,8 @@ def test_errors_say_what_to_do(tmp_path, capsys, case, message):
     elif case == 'missing_checkpoint':
         args += ['--backend', 'foundation_stereo', '--checkpoint', tmp_path / 'x.pth']
     elif case == 'missing_cfg':
-        (tmp_path / 'model_best_bp2.pth').write_bytes(b'not really')
+        # A real torch.save state dict (a file that is not one is named as such first).
+        torch.save({'model': {'w': torch.zeros(2)}}, tmp_path / 'model_best_bp2.pth')
         args += ['--backend', 'foundation_stereo', '--checkpoint',
                  tmp_path / 'model_best_bp2.pth']
     elif case == 'only_left':

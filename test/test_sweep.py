@@ -18,7 +18,8 @@ def run_sweep(*argv):
 
 def read_csv(path):
     with open(path, encoding='utf-8') as stream:
-        return [{k: float(v) for k, v in row.items() if k != 'hierarchical'}
+        # An empty valid_iters: a backend without iterations.
+        return [{k: float(v or 'nan') for k, v in row.items() if k != 'hierarchical'}
                 | {'hierarchical': row['hierarchical'] == 'True'}
                 for row in csv.DictReader(stream)]
 

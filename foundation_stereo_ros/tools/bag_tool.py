@@ -38,7 +38,7 @@ with exit_on_interrupt(INTERRUPTED):  # Ctrl-C during the seconds of importing t
     from tqdm import tqdm
 
     from foundation_stereo_ros import settings
-    from foundation_stereo_ros.backends import make_backend
+    from foundation_stereo_ros.backends.startup import BackendStartError, build_backend
     from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
     from foundation_stereo_ros.ros.bag_messages import ROS_TYPE_NAMES, SLOT_TYPES, decode, encode
     from foundation_stereo_ros.ros.stereo_io import (
@@ -214,13 +214,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  else output_namespace(topics[0])).rstrip('/')
 
     try:
-        backend = make_backend(chosen.backend, **chosen.backend_options())
-    except Exception as exc:  # the checkpoint or device: any failure is the user's to fix
-        what = ('--checkpoint (a FoundationStereo .pth with its cfg.yaml beside it), --device '
-                'and --precision, or use --backend sgbm' if chosen.backend == 'foundation_stereo'
-                else 'the backend options')
-        raise BagToolError(f'cannot start the {chosen.backend} backend: {type(exc).__name__}: '
-                           f'{exc}. Check {what}') from exc
+        backend = build_backend(chosen, settings.COMMAND_LINE)
+    except BackendStartError as exc:
+        raise BagToolError(str(exc)) from exc
     processor = StereoSetProcessor(
         StereoPipeline(backend, PipelineConfig(**chosen.pipeline_options())), LOG,
         rectify=chosen.rectify)
