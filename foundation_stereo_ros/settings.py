@@ -403,6 +403,7 @@ def without_effect(backend: str, values: Mapping[str, Any]) -> list[str]:
 
     return [name for name, value in values.items()
             if name in BY_NAME and BY_NAME[name].target == BACKEND
+            and BY_NAME[name].backends    # () : every backend's (the backend choice itself)
             and backend not in BY_NAME[name].backends and given(name, value)]
 
 
