@@ -136,8 +136,9 @@ SETTINGS: tuple[Setting, ...] = (
             BACKEND, choices=tuple(BACKENDS)),
     Setting('checkpoint', '',
             'Network checkpoint: FoundationStereo model_best_bp2.pth (its cfg.yaml beside it) '
-            'or Fast-FoundationStereo model_best_bp2_serialize.pth / converted .safetensors; '
-            'needed by the foundation_stereo backend.', BACKEND, backends=_FS),
+            'or Fast-FoundationStereo model_best_bp2_serialize.pth / converted .safetensors, '
+            'or the folder holding one; needed by the foundation_stereo backend.',
+            BACKEND, backends=_FS),
     Setting('model', '',
             'Exported network (.onnx) for the onnx backend: this package\'s export, '
             'FoundationStereo scripts/make_onnx.py or Fast-FoundationStereo '
@@ -170,8 +171,8 @@ SETTINGS: tuple[Setting, ...] = (
             'Height of the warm-up pair (the camera height times scale); 0: no warm-up.',
             BACKEND, low=0, high=8192, step=1, backends=_FS),
     Setting('valid_iters', 0, 'GRU refinement iterations of the network (more: finer, '
-            'slower); 0: the checkpoint family\'s official default (FoundationStereo 32, '
-            'Fast-FoundationStereo 8).',
+            'slower); 0: the checkpoint\'s own count (FoundationStereo 32; '
+            'Fast-FoundationStereo its cfg.yaml\'s valid_iters, else 8).',
             BACKEND, low=0, high=100, step=1, runtime=True, backends=_FS),
     Setting('hierarchical', False,
             'Coarse-to-fine inference: a low-resolution pass initialises the full one.',

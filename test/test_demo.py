@@ -105,3 +105,8 @@ def test_k_txt_of_another_resolution_is_refused(tmp_path, capsys):
     assert 'principal point (319.5, 239.5) lies outside the 160x120 images' in err
     assert 'about 640x480' in err and 'scale the first two rows of K' in err
     assert not (tmp_path / 'o').exists()
+
+
+def test_an_option_the_backend_does_not_take_is_named(tmp_path, capsys):
+    assert run_demo('--backend', 'sgbm', '--valid-iters', '4', '--out', tmp_path) == 0
+    assert 'warning: --valid-iters has no effect on the sgbm backend' in capsys.readouterr().err
