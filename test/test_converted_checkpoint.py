@@ -3,8 +3,9 @@
 The README tells users to deploy the converted ``.safetensors``; it has no ``cfg.yaml`` beside
 it. Each front end (demo, batch, sweep, bag tool, node) gets the folder or the file and must
 produce what the original serialized checkpoint gives when run directly through the pipeline
-(the conversion itself is proven equal to the original in ``test_ffs_loader.py``); with the
-shared reference, the converted ``cffs_like`` folder gives the official demo disparity.
+(the conversion itself is proven equal to the original in ``test_ffs_loader.py``; with the
+shared reference, ``test_ffs_demo.py`` runs the converted ``cffs_like`` folder against the
+official demo disparity).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import os
 import cv2
 import numpy as np
 import pytest
-from conftest import CFFS_CHECKPOINT, DATA_DIR
 from ffs_fakes import write_tiny_converted
 from rclpy.serialization import deserialize_message
 from stereo_msgs.msg import DisparityImage
@@ -30,7 +30,6 @@ from test_node_e2e import (  # noqa: F401
 
 from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.camera import StereoCamera
-from foundation_stereo_ros.model.ffs.loader import save_converted
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.ros import conversions
 from foundation_stereo_ros.ros.synthetic_camera import camera_info_pair, scene_to_messages
@@ -155,28 +154,3 @@ def test_node_takes_the_converted_folder(files, ros_context):  # noqa: F811
     expected = np.where(expected > 0, expected, np.nan)
     disparity = np.where(disparity > 0, disparity, np.nan)
     assert_same_disparity(disparity, expected)
-
-
-@pytest.mark.skipif(not CFFS_CHECKPOINT.is_file(),
-                    reason=f'FFS reference checkpoint not found at {CFFS_CHECKPOINT}')
-def test_converted_cffs_like_folder_gives_the_official_demo_disparity(tmp_path, capsys):
-    """The shared checkpoint converted, alone in a folder: the official demo_disp golden."""
-    deploy = tmp_path / 'deploy'
-    deploy.mkdir()
-    save_converted(CFFS_CHECKPOINT, deploy / 'c_ffs.safetensors')
-    golden = np.load(DATA_DIR / 'golden_ffs_hiera.npz')
-    for name in ('left', 'right'):
-        rgb = golden[name][0].transpose(1, 2, 0).astype(np.uint8)
-        cv2.imwrite(str(tmp_path / f'{name}.png'), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    (tmp_path / 'K.txt').write_text('100 0 100 0 100 60 0 0 1\n0.1\n')
-    out = tmp_path / 'out'
-    assert demo.main([str(a) for a in (
-        '--left', tmp_path / 'left.png', '--right', tmp_path / 'right.png', '--intrinsics',
-        tmp_path / 'K.txt', '--backend', 'foundation_stereo', '--checkpoint', deploy,
-        '--device', 'cpu', '--valid-iters', 2, '--z-far', 1000, '--out', out)]) == 0, \
-        capsys.readouterr().err
-    disparity = np.load(out / 'disparity.npy')
-    expected = golden['demo_disp'][0, 0]
-    valid = np.isfinite(disparity)
-    assert valid.mean() > 0.5
-    np.testing.assert_allclose(disparity[valid], expected[valid], atol=2e-3, rtol=1e-5)
