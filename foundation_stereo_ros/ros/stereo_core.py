@@ -43,8 +43,9 @@ from rclpy.qos import (
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from foundation_stereo_ros import settings
-from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.backends.base import DisparityBackend
+from foundation_stereo_ros.backends.startup import BackendStartError
+from foundation_stereo_ros.backends.startup import build_backend as build_backend_for
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.ros.diagnostics import (
     NodeStats,
@@ -482,15 +483,6 @@ class StereoCore:
 def build_backend(s: Settings) -> DisparityBackend:
     """Build the backend ``s`` selects; :class:`StartupError` saying what to check."""
     try:
-        return make_backend(s.backend, **s.backend_options())
-    except Exception as exc:
-        what = {
-            'foundation_stereo': (
-                f'check checkpoint:={s.checkpoint} (a FoundationStereo .pth with its cfg.yaml '
-                'beside it, or a Fast-FoundationStereo file; ros2 launch foundation_stereo_ros '
-                'foundation_stereo.launch.py checkpoint:=/path/to/model_best_bp2.pth), device '
-                'and precision, or run with backend:=sgbm'),
-            'onnx': f'check model:={s.model} (an exported .onnx), provider and device',
-        }.get(s.backend, f'check the {s.backend} parameters')
-        raise StartupError(f'cannot start the {s.backend} backend: '
-                           f'{type(exc).__name__}: {exc}. What to do: {what}') from exc
+        return build_backend_for(s, settings.ROS_PARAMETERS)
+    except BackendStartError as exc:
+        raise StartupError(str(exc)) from exc
