@@ -273,4 +273,4 @@ def test_a_list_setting_on_a_command_line_takes_several_words(monkeypatch):
     assert args.names == ['b', 'c']
     with pytest.raises(S.SettingsError, match='--names holds .b. more than once'):
         S.from_args(parser.parse_args(['--names', 'b', 'b']), [S.PIPELINE], backend='sgbm')
-    assert '    names: [a]' in S.params_yaml()
+    assert '    names: [a]' in S.params_yaml((names,))
