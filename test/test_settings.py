@@ -165,10 +165,12 @@ def test_settings_route_values_to_backend_and_pipeline():
     assert s.backend == 'sgbm' and s.scale == 1.0 and type(s.scale) is float
     assert s.backend_options() == {
         'num_disparities': 64, 'block_size': 5, 'min_disparity': 0, 'sgbm_mode': 'sgbm_3way',
-        'uniqueness_ratio': 10, 'speckle_window_size': 100, 'speckle_range': 2,
-        'lr_check': False}
-    assert s.pipeline_options() == {'scale': 1.0, 'z_near': 0.0, 'z_far': 100.0,
-                                    'remove_invisible': True, 'backend_options': {}}
+        'uniqueness_ratio': 10, 'speckle_window_size': 100, 'speckle_range': 2}
+    assert s.pipeline_options() == {
+        'scale': 1.0, 'z_near': 0.0, 'z_far': 100.0, 'remove_invisible': True,
+        'left_right_check': False, 'left_right_max_diff': 1.0, 'confidence_threshold': 0.0,
+        'edge_rtol': 0.0, 'denoise_radius': 0.0, 'denoise_min_neighbors': 30,
+        'backend_options': {}}
     assert s['queue_size'] == 10 and set(s) == set(S.BY_NAME)
 
     s = S.Settings({'checkpoint': '/w/model_best_bp2.pth', 'device': 'cpu'})

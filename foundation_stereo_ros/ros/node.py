@@ -183,7 +183,8 @@ class FoundationStereoNode(Node):
         known = [setting.name for setting in settings.SETTINGS]
         hints = []
         for name in unknown:
-            close = difflib.get_close_matches(name, known, n=1)
+            close = [settings.RENAMED[name]] if name in settings.RENAMED else \
+                difflib.get_close_matches(name, known, n=1)
             hints.append(f'{name} (did you mean {close[0]}?)' if close else name)
         self.get_logger().warning(
             f'ignored parameters, not parameters of this node: {", ".join(hints)}; '
@@ -266,7 +267,7 @@ class FoundationStereoNode(Node):
             self.outputs[topic].publish(msg)
         timings = {**processed.timings, 'publish': time.perf_counter() - start}
         latency = (self.get_clock().now().nanoseconds - stamp_ns(job.msgs[0])) / 1e9
-        self.stats.count_processed(latency, timings)
+        self.stats.count_processed(latency, timings, processed.removed)
         self._check_output(job.msgs, latency)
 
     def _check_output(self, msgs: list, latency: float) -> None:
