@@ -428,11 +428,16 @@ def from_args(args: argparse.Namespace, targets: Iterable[str] = (BACKEND, PIPEL
         raise SettingsError(option_names(str(exc))) from None
 
 
-def option_names(message: str) -> str:
-    """``message`` with settings named as command-line options: ``--z-far`` for ``z_far``."""
+def option_names(message: str, every_word: bool = True) -> str:
+    """``message`` with settings named as command-line options: ``--z-far`` for ``z_far``.
+
+    ``every_word`` False: one-word names (backend, model, scale...) only where a value
+    follows (``scale=0.5``), so prose that uses them as words stays readable.
+    """
     for s in SETTINGS:
         # Whole words only: 'model' must not rewrite 'model_best_bp2.pth'.
-        message = re.sub(rf'\b{s.name}\b(:=|=)?', lambda m, s=s: s.option + (
+        valued = '' if every_word or '_' in s.name else '(?=:?=)'
+        message = re.sub(rf'\b{s.name}\b{valued}(:=|=)?', lambda m, s=s: s.option + (
             ' ' if m.group(1) else ''), message)
     return message
 

@@ -224,3 +224,37 @@ def test_pipeline_config_uses_the_table_ranges_and_defaults():
         PipelineConfig(scale=0.01)
     with pytest.raises(ValueError, match='valid_iters must be 0 to 100'):
         PipelineConfig(backend_options={'valid_iters': 101})
+
+
+TRUST = ('confidence_threshold', 'left_right_check', 'left_right_max_diff', 'edge_rtol',
+         'denoise_radius', 'denoise_min_neighbors')
+
+
+def test_trust_settings_change_at_runtime_and_reach_every_tool():
+    from foundation_stereo_ros.tools import batch, sweep
+    for name in TRUST:
+        assert S.BY_NAME[name].runtime and S.BY_NAME[name].target == S.PIPELINE, name
+    for parser in (demo.build_parser(), batch.build_parser(), bag_tool.build_parser(),
+                   sweep.build_parser()):
+        assert set(TRUST) <= set(tool_defaults(parser))
+    # Off by default: the outputs of a default run are what they were.
+    assert S.DEFAULTS['left_right_check'] is False
+    assert S.DEFAULTS['confidence_threshold'] == S.DEFAULTS['edge_rtol'] == 0.0
+    assert S.DEFAULTS['denoise_radius'] == 0.0
+    args = demo.build_parser().parse_args(['--backend', 'sgbm', '--left-right-check',
+                                           '--edge-rtol', '0.04', '--confidence-threshold', '1'])
+    options = S.from_args(args).pipeline_options()
+    assert options['left_right_check'] is True and options['edge_rtol'] == 0.04
+    assert options['confidence_threshold'] == 1.0
+    with pytest.raises(S.SettingsError, match='--confidence-threshold must be 0.0 to 1.0'):
+        S.from_args(demo.build_parser().parse_args(['--backend', 'sgbm',
+                                                    '--confidence-threshold', '2']))
+    assert S.check_changes(S.DEFAULTS, {'edge_rtol': 0.04, 'denoise_radius': 0.03}) is None
+
+
+def test_sgbm_lr_check_is_the_one_left_right_check():
+    assert 'lr_check' not in S.BY_NAME and S.RENAMED['lr_check'] == 'left_right_check'
+    assert 'lr_check' not in S.Settings({'backend': 'sgbm'}).backend_options()
+    assert S.option_names('set left_right_check to true; the backend and z_far=5',
+                          every_word=False) == \
+        'set --left-right-check to true; the backend and --z-far 5'

@@ -136,8 +136,8 @@ class Notices:
             if kind not in self.told:
                 self.told.add(kind)
                 prefix = f'{where}: ' if where else ''
-                print(f'{self.prog}: warning: {prefix}{settings.option_names(message)}',
-                      file=sys.stderr)
+                message = settings.option_names(message, every_word=False)
+                print(f'{self.prog}: warning: {prefix}{message}', file=sys.stderr)
 
 
 def removed_summary(result: StereoResult) -> str:
