@@ -42,7 +42,7 @@ class EmptyFacts:
 
 def explain(removed: Mapping[str, float], valid_share: float, facts: EmptyFacts,
             backend: str, config: PipelineConfig) -> tuple[str, str] | None:
-    """(kind, message) saying why almost no pixel is valid, or None when enough are.
+    """Say why almost no pixel is valid: (kind, message), or None when enough are.
 
     ``removed``: share of all pixels each of :data:`STAGES` removed; ``valid_share``: share
     with a valid depth at the end; ``backend``: its registry name; ``config``: the

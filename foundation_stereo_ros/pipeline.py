@@ -246,10 +246,10 @@ class StereoPipeline:
                 confidence=(out.confidence.cpu().numpy()
                             if want_confidence and out.confidence is not None else None),
                 removed=removed, valid_share=shares[-1], notices=list(notices))
-            empty = empty_output.explain(removed, shares[-1], out.facts(camera),
-                                         self.backend.name, config)
-            if empty is not None:
-                result.notices.append((f'empty_{empty[0]}', empty[1]))
+            if shares[-1] < empty_output.EMPTY_SHARE:  # the figures cost syncs: only then
+                kind, message = empty_output.explain(removed, shares[-1], out.facts(camera),
+                                                     self.backend.name, config)
+                result.notices.append((f'empty_{kind}', message))
             results.append(result)
         clock.lap('download')
         share = {stage: seconds / len(results) for stage, seconds in timings.items()}
