@@ -143,11 +143,17 @@ def test_an_onnx_model_with_no_valid_output_is_named_once(tmp_path, value, fragm
     in_bag = write_bag(tmp_path / 'in', 'mcap', frames_of(scenes, 3), [1, 2, 3])
     with caplog.at_level(logging.WARNING, logger='foundation_stereo_bag'):
         assert bag_tool.main([str(in_bag), str(tmp_path / 'out'), *CLI_TOPICS, '--backend',
-                              'onnx', '--model', str(model), '--provider', 'cpu',
-                              '--quiet']) == 0
+                              'onnx', '--model', str(model), '--provider', 'cpu', '--quiet',
+                              '--outputs', 'depth/image_rect', 'confidence']) == 0
     told = [r.getMessage() for r in caplog.records if 'valid depth' in r.getMessage()]
     assert len(told) == 1, told  # three empty pairs, said once
     assert fragment in told[0] and 'check the model' in told[0]
+    # Official exports have no confidence output: none written, and said once.
+    no_confidence = [r.getMessage() for r in caplog.records
+                     if 'this exported model has no confidence output' in r.getMessage()]
+    assert len(no_confidence) == 1, no_confidence
+    data, _ = read_bag(tmp_path / 'out')
+    assert '/stereo/confidence' not in data and len(data['/stereo/depth/image_rect']) == 3
     # The pipeline itself: every pair empty, for the same reason.
     backend = make_backend('onnx', model=str(model), provider='cpu')
     result = StereoPipeline(backend).process(scenes[0].left, scenes[0].right, scenes[0].camera)
