@@ -90,6 +90,9 @@ def test_sgbm_with_the_left_right_check_publishes_confidence(
         _, values = removed_shares(rig, namespace)
         assert float(values['removed left right (%)']) > 0.5
         assert float(values['removed invalid (%)']) > 0.5
+        model = next(diagnostics_of(a, 'model', namespace)[1] for a in rig.messages(
+            '/diagnostics') if diagnostics_of(a, 'model', namespace)[0])
+        assert model['left_right_check'] == 'True' and model['edge_rtol'] == '0.0'
 
         # A threshold set at runtime drops the unsure pixels from the next pairs.
         set_parameter(rig, namespace, 'confidence_threshold', 0.9)
