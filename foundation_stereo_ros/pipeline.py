@@ -214,14 +214,19 @@ class StereoPipeline:
         need_confidence = want_confidence or config.confidence_threshold > 0.0
         notices = self._confidence_notices(config, want_confidence)
         try:
-            raws, confidences, keeps = self._disparities(lefts, rights, config, need_confidence)
+            raws, confidences = self._disparities(lefts, rights, config, need_confidence)
         except torch.cuda.OutOfMemoryError as exc:
             if device.type == 'cuda':
                 torch.cuda.empty_cache()
             raise PipelineOutOfMemory(
                 f'{device} out of memory on {len(pairs)} {width}x{height} pair(s) ({exc}); '
-                'lower scale, use precision fp16/bf16 or hierarchical') from exc
+                'lower scale, use precision fp16/bf16 or hierarchical'
+                + ('; left_right_check doubles the batch: turn it off' if
+                   config.left_right_check else '')) from exc
         clock.lap('inference')
+
+        raws, confidences, keeps = self._left_right(raws, confidences, len(pairs), config,
+                                                    need_confidence)
 
         # Back to camera pixels: disparity is a horizontal length, so it scales with width.
         x_scale = width / run_w
@@ -285,34 +290,39 @@ class StereoPipeline:
         return notices
 
     def _disparities(self, lefts: torch.Tensor, rights: torch.Tensor, config: PipelineConfig,
-                     need_confidence: bool) -> tuple[torch.Tensor, list, list]:
-        """Backend disparities (B, h, w) at run size, with confidences and left-right keeps.
+                     need_confidence: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Backend disparities at run size, and its confidences when needed and given.
 
-        The left-right check runs the mirror trick: flipped and swapped, the right view's
-        disparity is an ordinary left-view problem, run as the second half of one batch.
-        Confidence and keep are lists of (h, w) tensors or None per pair.
+        With the left-right check the batch is (2B, ...): the mirror trick's pairs (flipped
+        and swapped, the right view's disparity is an ordinary left-view problem) as the
+        second half, so a batching backend runs both in one call.
         """
-        count = lefts.shape[0]
         if config.left_right_check:
             mirrored = trust.right_view_pair(lefts, rights)
             lefts, rights = torch.cat([lefts, mirrored[0]]), torch.cat([rights, mirrored[1]])
         options = config.backend_options
         if need_confidence and self.backend.provides_confidence:
-            raws, confidences = self.backend.compute_batch_with_confidence(lefts, rights,
-                                                                           **options)
-        else:
-            raws, confidences = self.backend.compute_batch(lefts, rights, **options), None
+            return self.backend.compute_batch_with_confidence(lefts, rights, **options)
+        return self.backend.compute_batch(lefts, rights, **options), None
+
+    @staticmethod
+    def _left_right(raws: torch.Tensor, confidences: torch.Tensor | None, count: int,
+                    config: PipelineConfig, need_confidence: bool
+                    ) -> tuple[torch.Tensor, list, list]:
+        """Split off the left views' disparities; per pair their confidence and left-right keep.
+
+        Where the check runs, its agreement multiplies the backend's confidence (both must be
+        sure), or is the confidence of a backend without one.
+        """
         conf = ([c.float() for c in confidences[:count]] if confidences is not None
                 else [None] * count)
-        keeps: list[torch.Tensor | None] = [None] * count
-        if config.left_right_check:
-            keep, agreement = trust.left_right_check(
-                raws[:count], trust.unmirror(raws[count:]), config.left_right_max_diff)
-            raws = raws[:count]
-            keeps = list(keep)
-            if need_confidence:  # the product: both must be sure (README, confidence)
-                conf = [a if c is None else c * a for c, a in zip(conf, agreement)]
-        return raws, conf, keeps
+        if not config.left_right_check:
+            return raws, conf, [None] * count
+        keep, agreement = trust.left_right_check(
+            raws[:count], trust.unmirror(raws[count:]), config.left_right_max_diff)
+        if need_confidence:
+            conf = [a if c is None else c * a for c, a in zip(conf, agreement)]
+        return raws[:count], conf, list(keep)
 
     def _run_size(self, height: int, width: int, config: PipelineConfig) -> tuple[int, int]:
         """(h, w) the backend runs at: its fixed input size, else the camera size x scale."""
