@@ -317,3 +317,32 @@ def test_filters_set_too_tight_are_named():
                                              denoise_min_neighbors=50))
     (kind, message), = pipeline.process(scene.left, scene.right, scene.camera).notices
     assert kind == 'empty_denoise' and 'denoise_min_neighbors=50' in message
+
+
+def test_left_right_check_on_a_batch_and_at_a_smaller_run_size():
+    right_view, confidence = right_view_and_confidence()
+    backend = TwoViewOracle(right_view, confidence)
+    pipeline = StereoPipeline(backend, PipelineConfig(left_right_check=True))
+    first, second = pipeline.process_batch([pair(), pair()], camera(), want_confidence=True)
+    assert backend.batches == [(4, True)]  # two pairs and their two mirrored pairs
+    np.testing.assert_array_equal(first.disparity, second.disparity)
+    np.testing.assert_array_equal(first.confidence, second.confidence)
+    keep, _ = expected_agreement(right_view, 1.0)
+    visible = np.arange(W)[None, :].repeat(H, 0) >= D
+    np.testing.assert_array_equal(np.isfinite(first.disparity), keep & visible)
+
+    class Consistent(TwoViewOracle):
+        """Both views agree at any run size: D camera pixels, scaled with the width."""
+
+        def compute_batch_with_confidence(self, left, right, record=True, **options):
+            self.batches.append(tuple(left.shape))
+            return torch.full((left.shape[0], *left.shape[-2:]), D * left.shape[-1] / W), None
+
+    backend = Consistent(right_view, confidence)
+    pipeline = StereoPipeline(backend, PipelineConfig(left_right_check=True, scale=0.5))
+    result = pipeline.process(*pair(), camera())
+    assert backend.batches == [(2, 3, H // 2, W // 2)]
+    # Kept wherever both views see the point (x >= D), one pixel of blending aside.
+    assert np.isfinite(result.disparity[:, int(D) + 2:]).all()
+    assert not np.isfinite(result.disparity[:, :int(D) - 1]).any()
+    np.testing.assert_allclose(result.disparity[:, int(D) + 2:], D, rtol=1e-5)
