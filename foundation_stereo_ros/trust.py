@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -106,22 +105,32 @@ def flying_pixel_mask(depth: Tensor, rtol: float, window: int = 3) -> Tensor:
     ``(max - min) / depth`` over the ``window`` x ``window`` neighbourhood exceeds ``rtol``
     (the convention of MoGe's and utils3d's ``depth_edge``; ``rtol`` about 0.04). Invalid
     neighbours are left out of the spread; invalid pixels are never flagged (they are dropped
-    already). Two max-poolings, no loop.
+    already). Separable running max and min over shifted slices: no loop over pixels.
     """
     rtol = _positive('rtol', rtol)
     if isinstance(window, bool) or int(window) != window or window < 3 or window % 2 == 0:
         raise ValueError(f'window must be an odd integer >= 3, got {window!r}')
-    window = int(window)
-    shape = depth.shape
-    depth = depth.float().reshape(-1, 1, *shape[-2:])
-    valid = torch.isfinite(depth)
-    # One pooling of (depth, -depth) gives the max and minus the min; invalid pixels are -inf
-    # in both channels so that they never win.
-    signed = torch.cat((depth, -depth), dim=1)
-    signed = torch.where(valid, signed, -math.inf)
-    pooled = F.max_pool2d(signed, window, stride=1, padding=window // 2)
-    spread = pooled[:, :1] + pooled[:, 1:]
-    return (valid & (spread > rtol * depth)).reshape(shape)
+    half = int(window) // 2
+    depth = depth.float()
+    spread = (_window_extreme(depth, half, torch.fmax) - _window_extreme(depth, half, torch.fmin))
+    return spread > rtol * depth                              # False where depth is NaN
+
+
+def _window_extreme(x: Tensor, half: int, op) -> Tensor:
+    """Apply ``op`` (torch.fmax or fmin: NaN loses) over a (2 half + 1)^2 window, separably.
+
+    Shifted slices instead of max_pool2d: pooling computes indices too and is several times
+    slower on the CPU, and it cannot leave NaN out.
+    """
+    for dim in (-1, -2):
+        size = x.shape[dim]
+        out = x.clone()
+        for shift in range(1, min(half, size - 1) + 1):
+            head, tail = out.narrow(dim, 0, size - shift), out.narrow(dim, shift, size - shift)
+            op(head, x.narrow(dim, shift, size - shift), out=head)
+            op(tail, x.narrow(dim, 0, size - shift), out=tail)
+        x = out
+    return x
 
 
 def _neighbour_count(points: Tensor, radius: float, half_u: int, half_v: int) -> Tensor:
