@@ -7,7 +7,8 @@
   pickle at all.
 
 As in the official scripts, a ``cfg.yaml`` next to the file overrides the pickled
-``max_disp`` (and gives ``valid_iters``, default :data:`DEFAULT_VALID_ITERS`).
+``max_disp`` (and gives ``valid_iters``, default the family's
+:attr:`.FastFoundationStereo.default_iters`).
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from .safe_pickle import is_serialized_module, read_module_records
 __all__ = [
     'CONVERTED_FORMAT',
     'CONVERTED_SUFFIX',
-    'DEFAULT_VALID_ITERS',
     'SERIALIZED_NAME',
     'is_ffs_checkpoint',
     'load_ffs_checkpoint',
@@ -38,8 +38,6 @@ __all__ = [
 SERIALIZED_NAME = 'model_best_bp2_serialize.pth'
 CONVERTED_SUFFIX = '.safetensors'
 CONVERTED_FORMAT = 'foundation_stereo_ros/fast_foundation_stereo/1'
-# The official scripts run FFS with 8 refinement iterations.
-DEFAULT_VALID_ITERS = 8
 # Fields of cfg.yaml the official scripts write into model.args before running.
 _CFG_OVERRIDES = ('max_disp', 'valid_iters')
 
@@ -125,7 +123,7 @@ def load_ffs_checkpoint(path: str | Path, device: str | torch.device = 'cpu',
     builder.load_weights(model, weights)
     _check_max_disp(model)
     cfg = dict(model.args)
-    cfg.setdefault('valid_iters', DEFAULT_VALID_ITERS)
+    cfg.setdefault('valid_iters', FastFoundationStereo.default_iters)
     return model.to(torch.device(device)).eval(), cfg
 
 
