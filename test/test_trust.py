@@ -285,3 +285,13 @@ def test_radius_outlier_mask_rejects_bad_arguments(kwargs, message):
                  'fx': 500.0, 'fy': 500.0, **kwargs}
     with pytest.raises(ValueError, match=message):
         trust.radius_outlier_mask(**arguments)
+
+
+def test_flying_pixel_mask_on_thin_images_leaves_the_input_alone():
+    for shape in ((1, 1), (1, 6), (6, 1), (2, 2)):
+        depth = torch.full(shape, 2.0)
+        depth.view(-1)[-1] = 3.0
+        before = depth.clone()
+        mask = trust.flying_pixel_mask(depth, 0.04)
+        assert torch.equal(depth, before)
+        np.testing.assert_array_equal(mask.numpy(), _edge_reference(depth.numpy(), 0.04, 3))
