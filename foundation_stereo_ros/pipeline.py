@@ -95,9 +95,10 @@ class StereoResult:
     min_disparity, max_disparity, delta_d: the search range and resolution in camera pixels,
         for stereo_msgs/DisparityImage.
     timings: seconds per stage ('upload', 'inference', 'postprocess', 'download').
-    confidence: (H, W) float32 in [0, 1] (see :data:`CONFIDENCE`), 0 where the disparity is
-        invalid; None when not requested or when neither the backend nor the left-right check
-        gives one (``notices`` then says why).
+    confidence: (H, W) float32 in [0, 1]: the backend's confidence times the left-right
+        agreement where the check runs, or either alone (README, Depth you can trust); 0
+        where the disparity is invalid; None when not requested or when neither the backend
+        nor the left-right check gives one (``notices`` then says why).
     removed: share of all pixels each stage removed (:data:`.empty_output.STAGES`, a pixel
         counted under the first stage that drops it; 'z_range' drops depth and points only).
     valid_share: share of pixels left with a valid depth.
@@ -116,13 +117,6 @@ class StereoResult:
     removed: dict[str, float] = field(default_factory=dict)
     valid_share: float = math.nan
     notices: list[tuple[str, str]] = field(default_factory=list)
-
-
-# How the confidence map is made (the README's definition, in one place).
-CONFIDENCE = (
-    "the network's confidence (the probability mass of its disparity distribution near the "
-    'final disparity) where the backend gives one; with the left-right check, times the '
-    "check's agreement, which alone is the confidence of a backend without one (SGBM)")
 
 
 class StereoPipeline:

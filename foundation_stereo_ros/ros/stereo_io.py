@@ -43,7 +43,7 @@ IMAGE_SLOTS = (LEFT_IMAGE, RIGHT_IMAGE)
 IMAGE_TYPES = dict(zip(IMAGE_TRANSPORTS, (Image, CompressedImage)))
 COMPRESSED_SUFFIX = '/compressed'
 # confidence: 32FC1 in [0, 1] at camera resolution with the depth image's header, published
-# when the backend or the left-right check gives one (pipeline.CONFIDENCE says how it is made).
+# when the backend or the left-right check gives one (StereoResult.confidence).
 OUTPUT_TOPICS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points',
                  'disparity/image_color', 'confidence')
 OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image, Image)
