@@ -28,7 +28,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterEr
 from rosbags.typesys import Stores, get_typestore
 
 from foundation_stereo_ros import settings
-from foundation_stereo_ros.backends import make_backend
+from foundation_stereo_ros.backends.startup import BackendStartError, build_backend
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.ros.bag_messages import ROS_TYPE_NAMES, SLOT_TYPES, decode, encode
 from foundation_stereo_ros.ros.stereo_io import (
@@ -260,13 +260,9 @@ class BagProgress:
 def build_processor(chosen: Settings) -> StereoSetProcessor:
     """Load the backend the settings name (once: the model) into the node's stereo-set step."""
     try:
-        backend = make_backend(chosen.backend, **chosen.backend_options())
-    except Exception as exc:  # the checkpoint or device: any failure is the user's to fix
-        what = ('--checkpoint (a FoundationStereo .pth with its cfg.yaml beside it), --device '
-                'and --precision, or use --backend sgbm' if chosen.backend == 'foundation_stereo'
-                else 'the backend options')
-        raise BagError(f'cannot start the {chosen.backend} backend: {type(exc).__name__}: '
-                       f'{exc}. Check {what}') from exc
+        backend = build_backend(chosen, settings.COMMAND_LINE)
+    except BackendStartError as exc:
+        raise BagError(str(exc)) from exc
     return StereoSetProcessor(
         StereoPipeline(backend, PipelineConfig(**chosen.pipeline_options())), LOG,
         rectify=chosen.rectify)

@@ -7,8 +7,8 @@
   pickle at all.
 
 As in the official scripts, a ``cfg.yaml`` next to the file overrides the pickled
-``max_disp`` (and gives ``valid_iters``, default the family's
-:attr:`.FastFoundationStereo.default_iters`).
+``max_disp``. Its ``valid_iters`` (else the pickled one, else the family's 8) becomes the
+network's ``default_iters``: the count run when none is asked for (``valid_iters: 0``).
 """
 from __future__ import annotations
 
@@ -113,7 +113,8 @@ def load_ffs_checkpoint(path: str | Path, device: str | torch.device = 'cpu',
     """Rebuild and load an FFS checkpoint without running any code from it.
 
     Returns ``(model, cfg)``: the network in eval mode on ``device`` and its config (the
-    pickled ``args`` with the ``cfg.yaml`` overrides and ``valid_iters`` filled in).
+    pickled ``args`` with the ``cfg.yaml`` overrides and ``valid_iters`` filled in; the
+    model's ``default_iters`` is that ``valid_iters``).
     Raises :class:`.safe_pickle.UnsafeCheckpointError`, :class:`.builder.ArchitectureError`
     or ``ValueError`` with what was wrong.
     """
@@ -124,6 +125,11 @@ def load_ffs_checkpoint(path: str | Path, device: str | torch.device = 'cpu',
     _check_max_disp(model)
     cfg = dict(model.args)
     cfg.setdefault('valid_iters', FastFoundationStereo.default_iters)
+    iters = cfg['valid_iters']
+    if type(iters) is not int or iters < 1:
+        raise ValueError(f"cfg 'valid_iters' must be a positive integer (the refinement "
+                         f"iterations run by default), got {iters!r}")
+    model.default_iters = iters   # this checkpoint's count, for valid_iters 0
     return model.to(torch.device(device)).eval(), cfg
 
 
