@@ -260,9 +260,6 @@ SETTINGS: tuple[Setting, ...] = (
             BACKEND, low=0, high=10000, step=1, backends=_SGBM),
     Setting('speckle_range', 2, 'SGBM speckle filter: disparity spread within one blob.',
             BACKEND, low=0, high=64, step=1, backends=_SGBM),
-    Setting('lr_check', False,
-            'SGBM: also match right to left and drop disagreeing pixels (occlusions; twice '
-            'the cost).', BACKEND, backends=_SGBM),
     # -- the pipeline (may change at runtime) -----------------------------------------------
     Setting('scale', 1.0,
             'Run the backend on images resized by this factor; outputs stay at camera '
@@ -274,6 +271,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting('remove_invisible', True,
             'Invalidate disparities whose match falls outside the right image.',
             PIPELINE, runtime=True),
+    # -- depth you can trust: filters after the disparity (may change at runtime; 0 = off) ----
+    Setting('left_right_check', False,
+            'Left-right consistency check for every backend: the right view\'s disparity by '
+            'the mirror trick (one batch of two), pixels whose two disparities disagree by '
+            'more than left_right_max_diff dropped; the agreement joins the confidence map '
+            '(and gives SGBM one). Twice the backend\'s cost.', PIPELINE, runtime=True),
+    Setting('left_right_max_diff', 1.0,
+            'Largest left/right disparity disagreement (pixels at the backend\'s run size) '
+            'the left-right check keeps.', PIPELINE, low=0.1, high=64.0, runtime=True),
+    Setting('confidence_threshold', 0.0,
+            'Drop pixels whose confidence is below this from disparity, depth and points; '
+            '0: off.', PIPELINE, low=0.0, high=1.0, runtime=True),
+    Setting('edge_rtol', 0.0,
+            'Flying pixels: drop pixels where the relative depth spread in a 3x3 window '
+            'exceeds this (about 0.04 drops object edges); 0: off.',
+            PIPELINE, low=0.0, high=10.0, runtime=True),
+    Setting('denoise_radius', 0.0,
+            'Cloud denoising: drop points with fewer than denoise_min_neighbors neighbours '
+            'within this radius (metres; the official demo: 0.03), counted in the organized '
+            'cloud\'s image neighbourhood; 0: off.', PIPELINE, low=0.0, high=10.0, runtime=True),
+    Setting('denoise_min_neighbors', 30,
+            'Neighbours a point needs within denoise_radius to be kept (the official demo: '
+            '30).', PIPELINE, low=1, high=10000, step=1, runtime=True),
     # -- input synchronisation (read-only) ---------------------------------------------------
     Setting('sync_policy', 'exact',
             'Input synchronisation: exact (equal stamps) or approximate (within slop).',
@@ -320,6 +340,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+# Former names, for the hint to a user who still passes one.
+RENAMED: dict[str, str] = {'lr_check': 'left_right_check'}
 DEFAULTS: dict[str, Value] = {s.name: s.default for s in SETTINGS}
 
 
@@ -546,12 +568,21 @@ def from_args(args: argparse.Namespace, targets: Iterable[str] = (BACKEND, PIPEL
     try:
         return Settings(values)
     except SettingsError as exc:
-        message = str(exc)
-        for s in SETTINGS:
-            # Whole words only: 'model' must not rewrite 'model_best_bp2.pth'.
-            message = re.sub(rf'\b{s.name}\b(:=)?', lambda m, s=s: s.option + (
-                ' ' if m.group(1) else ''), message)
-        raise SettingsError(message) from None
+        raise SettingsError(option_names(str(exc))) from None
+
+
+def option_names(message: str, every_word: bool = True) -> str:
+    """``message`` with settings named as command-line options: ``--z-far`` for ``z_far``.
+
+    ``every_word`` False: one-word names (backend, model, scale...) only where a value
+    follows (``scale=0.5``), so prose that uses them as words stays readable.
+    """
+    for s in SETTINGS:
+        # Whole words only: 'model' must not rewrite 'model_best_bp2.pth'.
+        valued = '' if every_word or '_' in s.name else '(?=:?=)'
+        message = re.sub(rf'\b{s.name}\b{valued}(:=|=)?', lambda m, s=s: s.option + (
+            ' ' if m.group(1) else ''), message)
+    return message
 
 
 # -- the parameters file ------------------------------------------------------------------------

@@ -179,10 +179,12 @@ def test_settings_route_values_to_backend_and_pipeline():
     assert s.backend == 'sgbm' and s.scale == 1.0 and type(s.scale) is float
     assert s.backend_options() == {
         'num_disparities': 64, 'block_size': 5, 'min_disparity': 0, 'sgbm_mode': 'sgbm_3way',
-        'uniqueness_ratio': 10, 'speckle_window_size': 100, 'speckle_range': 2,
-        'lr_check': False}
-    assert s.pipeline_options() == {'scale': 1.0, 'z_near': 0.0, 'z_far': 100.0,
-                                    'remove_invisible': True, 'backend_options': {}}
+        'uniqueness_ratio': 10, 'speckle_window_size': 100, 'speckle_range': 2}
+    assert s.pipeline_options() == {
+        'scale': 1.0, 'z_near': 0.0, 'z_far': 100.0, 'remove_invisible': True,
+        'left_right_check': False, 'left_right_max_diff': 1.0, 'confidence_threshold': 0.0,
+        'edge_rtol': 0.0, 'denoise_radius': 0.0, 'denoise_min_neighbors': 30,
+        'backend_options': {}}
     assert s['queue_size'] == 10 and set(s) == set(S.BY_NAME)
 
     s = S.Settings({'checkpoint': '/w/model_best_bp2.pth', 'device': 'cpu'})
@@ -274,3 +276,37 @@ def test_a_list_setting_on_a_command_line_takes_several_words(monkeypatch):
     with pytest.raises(S.SettingsError, match='--names holds .b. more than once'):
         S.from_args(parser.parse_args(['--names', 'b', 'b']), [S.PIPELINE], backend='sgbm')
     assert '    names: [a]' in S.params_yaml((names,))
+
+
+TRUST = ('confidence_threshold', 'left_right_check', 'left_right_max_diff', 'edge_rtol',
+         'denoise_radius', 'denoise_min_neighbors')
+
+
+def test_trust_settings_change_at_runtime_and_reach_every_tool():
+    from foundation_stereo_ros.tools import batch, sweep
+    for name in TRUST:
+        assert S.BY_NAME[name].runtime and S.BY_NAME[name].target == S.PIPELINE, name
+    for parser in (demo.build_parser(), batch.build_parser(), bag_tool.build_parser(),
+                   sweep.build_parser()):
+        assert set(TRUST) <= set(tool_defaults(parser))
+    # Off by default: the outputs of a default run are what they were.
+    assert S.DEFAULTS['left_right_check'] is False
+    assert S.DEFAULTS['confidence_threshold'] == S.DEFAULTS['edge_rtol'] == 0.0
+    assert S.DEFAULTS['denoise_radius'] == 0.0
+    args = demo.build_parser().parse_args(['--backend', 'sgbm', '--left-right-check',
+                                           '--edge-rtol', '0.04', '--confidence-threshold', '1'])
+    options = S.from_args(args).pipeline_options()
+    assert options['left_right_check'] is True and options['edge_rtol'] == 0.04
+    assert options['confidence_threshold'] == 1.0
+    with pytest.raises(S.SettingsError, match='--confidence-threshold must be 0.0 to 1.0'):
+        S.from_args(demo.build_parser().parse_args(['--backend', 'sgbm',
+                                                    '--confidence-threshold', '2']))
+    assert S.check_changes(S.DEFAULTS, {'edge_rtol': 0.04, 'denoise_radius': 0.03}) is None
+
+
+def test_sgbm_lr_check_is_the_one_left_right_check():
+    assert 'lr_check' not in S.BY_NAME and S.RENAMED['lr_check'] == 'left_right_check'
+    assert 'lr_check' not in S.Settings({'backend': 'sgbm'}).backend_options()
+    assert S.option_names('set left_right_check to true; the backend and z_far=5',
+                          every_word=False) == \
+        'set --left-right-check to true; the backend and --z-far 5'

@@ -27,6 +27,8 @@ class DisparityBackend(abc.ABC):
       its search range.
     - ``input_size``: ``(height, width)`` the backend must be run at (a network exported at a
       fixed size), ``None`` when it takes any size. The pipeline resizes pairs to it.
+    - ``provides_confidence``: whether :meth:`compute_batch_with_confidence` returns a
+      confidence map (``False``: it returns ``None`` in its place).
     """
 
     name: str
@@ -35,6 +37,7 @@ class DisparityBackend(abc.ABC):
     max_disparity: float | None
     min_disparity: float = 0.0
     input_size: tuple[int, int] | None = None
+    provides_confidence: bool = False
 
     @abc.abstractmethod
     def compute(self, left: torch.Tensor, right: torch.Tensor, **options: Any) -> torch.Tensor:
@@ -54,6 +57,17 @@ class DisparityBackend(abc.ABC):
         that gain from batching (a network) override it.
         """
         return torch.stack([self.compute(lft, rgt, **options) for lft, rgt in zip(left, right)])
+
+    def compute_batch_with_confidence(self, left: torch.Tensor, right: torch.Tensor,
+                                      **options: Any
+                                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Disparities of a batch and their confidence.
+
+        Returns the (B, H, W) disparity of :meth:`compute_batch`, and a (B, H, W) float32
+        confidence in [0, 1] at the same size and device, or ``None`` when the backend has none
+        (``provides_confidence`` is ``False``). This default has none.
+        """
+        return self.compute_batch(left, right, **options), None
 
     def describe(self) -> dict[str, str]:
         """Backend identity and settings, as strings for diagnostics."""

@@ -16,6 +16,8 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from foundation_stereo_ros.empty_output import EMPTY_SHARE
+
 # Events counted by the node besides inputs and processed pairs.
 EVENT_NAMES = (
     'skipped_no_subscribers',  # a set was ready but nobody listens to any output
@@ -42,6 +44,8 @@ class StatsSnapshot:
     events_window: dict[str, int]
     events_total: dict[str, int]
     sync: dict[str, int] = field(default_factory=dict)  # synchroniser/slot counters, shown as is
+    # Share of pixels each trust stage removed (empty_output.STAGES), mean over the window.
+    removed_means: dict[str, float] = field(default_factory=dict)
 
     @property
     def errors_window(self) -> int:
@@ -65,6 +69,7 @@ class NodeStats:
         self._last_events: Counter[str] = Counter()
         self._latencies: list[float] = []
         self._stages: dict[str, list[float]] = {}
+        self._removed: dict[str, list[float]] = {}
 
     def count_input(self, index: int) -> None:
         """One message arrived on input ``index``."""
@@ -78,13 +83,19 @@ class NodeStats:
         with self._lock:
             self._events[name] += 1
 
-    def count_processed(self, latency: float, timings: Mapping[str, float]) -> None:
-        """Count a pair processed and published ``latency`` seconds after its stamp."""
+    def count_processed(self, latency: float, timings: Mapping[str, float],
+                        removed: Mapping[str, float] | None = None) -> None:
+        """Count a pair processed and published ``latency`` seconds after its stamp.
+
+        ``removed``: the share of its pixels each trust stage removed.
+        """
         with self._lock:
             self._processed += 1
             self._latencies.append(float(latency))
             for stage, seconds in timings.items():
                 self._stages.setdefault(stage, []).append(float(seconds))
+            for stage, share in (removed or {}).items():
+                self._removed.setdefault(stage, []).append(float(share))
 
     @property
     def processed(self) -> int:
@@ -104,6 +115,7 @@ class NodeStats:
             rates = [(n - p) / window for n, p in zip(self._inputs, self._last_inputs)]
             latencies, self._latencies = self._latencies, []
             stages, self._stages = self._stages, {}
+            removed, self._removed = self._removed, {}
             snap = StatsSnapshot(
                 window=window,
                 input_names=self.input_names,
@@ -117,6 +129,7 @@ class NodeStats:
                 events_window={k: self._events[k] - self._last_events[k] for k in EVENT_NAMES},
                 events_total={k: self._events[k] for k in EVENT_NAMES},
                 sync=dict(sync or {}),
+                removed_means={k: sum(v) / len(v) for k, v in removed.items()},
             )
             self._last_time = now
             self._last_inputs = list(self._inputs)
@@ -197,11 +210,18 @@ def camera_statuses(snap: StatsSnapshot, *, prefix: str,
         'latency max (ms)': _fmt(snap.latency_max, 1e3, 1),
     }
     values.update({f'stage {k} (ms)': _fmt(v, 1e3, 1) for k, v in snap.stage_means.items()})
+    values.update({f'removed {k.replace("_", " ")} (%)': _fmt(v, 1e2, 1)
+                   for k, v in snap.removed_means.items()})
     values.update({k.replace('_', ' '): str(v) for k, v in snap.events_total.items()})
     if snap.errors_window:
         problems = ', '.join(f'{k.replace("_", " ")} x{v}' for k, v in
                              snap.events_window.items() if v and k != 'skipped_no_subscribers')
         level, message = DiagnosticStatus.WARN, f'pairs skipped: {problems}'
+    elif snap.removed_means and 1.0 - sum(snap.removed_means.values()) < EMPTY_SHARE:
+        stage = max(snap.removed_means, key=snap.removed_means.get)
+        level, message = DiagnosticStatus.WARN, (
+            f'almost no valid depth: the {stage.replace("_", " ")} stage removed '
+            f'{snap.removed_means[stage]:.0%} of the pixels (the node\'s log says why)')
     elif snap.latency_mean < 0.0:  # NaN (nothing processed) compares False
         level, message = DiagnosticStatus.WARN, (
             f'input stamps are {_fmt(-snap.latency_mean, 1e3, 0)} ms ahead of this clock: '

@@ -186,7 +186,8 @@ def model_info(backend: Any, config: Any) -> dict[str, str]:
     """
     info = dict(backend.describe())
     info.update({name: str(value) for name, value in config.backend_options.items()})
-    info.update({'scale': str(config.scale), 'z_near': str(config.z_near),
-                 'z_far': str(config.z_far)})
+    # Every pipeline setting in force: the scale, the z range and the trust filters.
+    info.update({name: str(value) for name, value in vars(config).items()
+                 if name != 'backend_options'})
     info.update(device_memory(backend.device))
     return info

@@ -193,7 +193,7 @@ class CameraChannel:
             self.outputs[topic].publish(msg)
         timings = {**processed.timings, 'publish': time.perf_counter() - start}
         latency = (self.core.node.get_clock().now().nanoseconds - stamp_ns(msgs[0])) / 1e9
-        self.stats.count_processed(latency, timings)
+        self.stats.count_processed(latency, timings, processed.removed)
         self._check_output(msgs, latency)
 
     def _check_output(self, msgs: list, latency: float) -> None:
@@ -396,7 +396,8 @@ class StereoCore:
         known = [setting.name for setting in settings.SETTINGS]
         hints = []
         for name in unknown:
-            close = difflib.get_close_matches(name, known, n=1)
+            close = [settings.RENAMED[name]] if name in settings.RENAMED else \
+                difflib.get_close_matches(name, known, n=1)
             hints.append(f'{name} (did you mean {close[0]}?)' if close else name)
         node.get_logger().warning(
             f'ignored parameters, not parameters of this node: {", ".join(hints)}; '

@@ -42,9 +42,11 @@ IMAGE_SLOTS = (LEFT_IMAGE, RIGHT_IMAGE)
 # (image_transport's naming, after remapping the image topic).
 IMAGE_TYPES = dict(zip(IMAGE_TRANSPORTS, (Image, CompressedImage)))
 COMPRESSED_SUFFIX = '/compressed'
+# confidence: 32FC1 in [0, 1] at camera resolution with the depth image's header, published
+# when the backend or the left-right check gives one (StereoResult.confidence).
 OUTPUT_TOPICS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points',
-                 'disparity/image_color')
-OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image)
+                 'disparity/image_color', 'confidence')
+OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image, Image)
 
 
 def input_topics(rectify: bool = False) -> tuple[str, ...]:
@@ -228,15 +230,23 @@ def output_messages(result: StereoResult, camera: StereoCamera, header: Any,
     if 'disparity/image_color' in wanted:
         out['disparity/image_color'] = conversions.array_to_image(
             colorize_disparity(result.disparity), 'rgb8', header)
+    if 'confidence' in wanted and result.confidence is not None:
+        out['confidence'] = conversions.array_to_image(
+            np.asarray(result.confidence, dtype=np.float32), '32FC1', header)
     return out
 
 
 @dataclass
 class ProcessedSet:
-    """The outputs of one stereo set: messages by topic, and seconds per stage."""
+    """The outputs of one stereo set.
+
+    Messages by topic, seconds per stage, and the share of pixels each trust stage removed
+    (``StereoResult.removed``).
+    """
 
     messages: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    removed: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -274,6 +284,8 @@ class StereoSetProcessor:
         self.pipeline = pipeline
         rectifier = StereoRectifier(pipeline.backend.device) if rectify else None
         self.decoder = PairDecoder(logger, rectifier)
+        self._logger = logger
+        self._told: set[str] = set()  # kinds of pipeline notices already logged
 
     def process(self, messages: Sequence[Any], wanted: Sequence[str]) -> ProcessedSet:
         """Build the outputs of the ``wanted`` topics (names of :data:`OUTPUT_TOPICS`) for one set.
@@ -295,6 +307,7 @@ class StereoSetProcessor:
     def finish(self, decoded: DecodedSet, result: StereoResult,
                wanted: Sequence[str]) -> ProcessedSet:
         """Turn the pipeline's result for ``decoded`` into the ``wanted`` output messages."""
+        self._tell(result)
         left_msg, left_info = decoded.messages[0], decoded.messages[1]
         start = time.perf_counter()
         out_info = self.decoder.output_info(left_info)
@@ -305,7 +318,14 @@ class StereoSetProcessor:
         out = output_messages(result, decoded.camera, header, left, out_info, wanted)
         timings = {'convert': decoded.convert, **result.timings,
                    'messages': time.perf_counter() - start}
-        return ProcessedSet(out, timings)
+        return ProcessedSet(out, timings, result.removed)
+
+    def _tell(self, result: StereoResult) -> None:
+        """Log each kind of the pipeline's notices once (no confidence, an empty output)."""
+        for kind, message in result.notices:
+            if kind not in self._told and self._logger is not None:
+                self._told.add(kind)
+                self._logger.warning(f'{message} (said once)')
 
 
 SetJob = tuple[StereoSetProcessor, Sequence[Any], Sequence[str]]
@@ -335,7 +355,8 @@ def process_sets(pipeline: StereoPipeline,
             results = pipeline.process_batch(
                 [(decoded.left, decoded.right) for _, decoded in members],
                 [decoded.camera for _, decoded in members],
-                want_depth='depth/image_rect' in wanted, want_points='points' in wanted)
+                want_depth='depth/image_rect' in wanted, want_points='points' in wanted,
+                want_confidence='confidence' in wanted)
         except PipelineOutOfMemory as exc:
             error: Exception = PairError('out_of_memory', 'out_of_memory', f'pair skipped: {exc}')
             error.__cause__ = exc

@@ -13,8 +13,10 @@ the output bag is closed properly (readable, with its metadata.yaml) and the sum
 it stopped. A message that does not decode is skipped and counted. Outputs are stamped like
 their input and written at the log time of the message that completed the set, on
 ``<ns>/disparity``, ``<ns>/depth/image_rect``, ``<ns>/depth/camera_info`` and
-``<ns>/points``, where ``<ns>`` is the namespace of the left camera (``/stereo`` for
-``/stereo/left/image_rect``) unless --output-namespace says otherwise.
+``<ns>/points`` (``--outputs`` chooses, ``confidence`` among them), where ``<ns>`` is the
+namespace of the left camera (``/stereo`` for ``/stereo/left/image_rect``) unless
+--output-namespace says otherwise. When a set yields (almost) no valid depth, the log says once
+which stage removed the pixels and what to check.
 """
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ def pipeline_from_args(args: argparse.Namespace, swept: Mapping[str, Sequence] |
 
 
 def write_outputs(out: Path, result: StereoResult, left: np.ndarray) -> int:
-    """Write the four demo files; returns the number of points in cloud.ply."""
+    """Write the demo files (confidence.npy when there is one); returns cloud.ply's points."""
     import cv2
 
     from foundation_stereo_ros.ply import write_ply
@@ -120,9 +120,38 @@ def write_outputs(out: Path, result: StereoResult, left: np.ndarray) -> int:
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / 'disparity.npy', result.disparity.astype(np.float32))
     np.save(out / 'depth.npy', result.depth.astype(np.float32))
+    if result.confidence is not None:
+        np.save(out / 'confidence.npy', result.confidence.astype(np.float32))
     vis = colorize_disparity(result.disparity)
     cv2.imwrite(str(out / 'disparity.png'), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
     return write_ply(out / 'cloud.ply', result.points, left)
+
+
+class Notices:
+    """Says each kind of the pipeline's notices once (no confidence, an empty output).
+
+    Messages name the command-line options (``--z-far``), not the node's parameters.
+    """
+
+    def __init__(self, prog: str) -> None:
+        """``prog``: the tool's name, the prefix of each line on stderr."""
+        self.prog = prog
+        self.told: set[str] = set()
+
+    def tell(self, result: StereoResult, where: str = '') -> None:
+        """Print the notices of ``result`` not said before (``where``: the pair's name)."""
+        for kind, message in result.notices:
+            if kind not in self.told:
+                self.told.add(kind)
+                prefix = f'{where}: ' if where else ''
+                message = settings.option_names(message, every_word=False)
+                print(f'{self.prog}: warning: {prefix}{message}', file=sys.stderr)
+
+
+def removed_summary(result: StereoResult) -> str:
+    """'invalid 3.1%, z_range 0.2%': the stages that removed pixels, for a summary line."""
+    return ', '.join(f'{stage} {share:.1%}' for stage, share in result.removed.items()
+                     if share > 0.0) or 'nothing'
 
 
 T = TypeVar('T')
