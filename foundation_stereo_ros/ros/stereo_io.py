@@ -19,12 +19,9 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros.camera import (
-    CameraInfoError,
-    ImageGeometry,
-    StereoCamera,
-    camera_info_key,
-)
+from foundation_stereo_ros.binning_roi import ImageGeometry
+from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.camera_info import CameraInfoError, camera_info_key
 from foundation_stereo_ros.pipeline import PipelineOutOfMemory, StereoPipeline, StereoResult
 from foundation_stereo_ros.rectification import StereoRectifier, rectified_camera_info
 from foundation_stereo_ros.ros import conversions
@@ -83,12 +80,12 @@ class PairDecoder:
     ``CompressedImage`` (image_transport compressed). With a ``rectifier`` the images are raw
     and are rectified with their CameraInfo first; the camera then comes from the rectified
     CameraInfo (:meth:`output_info`). The stereo camera is rebuilt (and validated) only when a
-    field that changes the geometry changes (:func:`~.camera.camera_info_key`: the
+    field that changes the geometry changes (:func:`~.camera_info.camera_info_key`: the
     calibration, binning, ROI or frame).
     """
 
     def __init__(self, logger: Any = None, rectifier: StereoRectifier | None = None) -> None:
-        """``logger`` receives calibration warnings (python logging or rclpy logger)."""
+        """``logger`` receives input warnings (python logging or rclpy logger)."""
         self._logger = logger
         self.rectifier = rectifier
         self._cache: tuple[tuple, StereoCamera] | None = None
@@ -100,7 +97,7 @@ class PairDecoder:
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         try:
-            camera = StereoCamera.from_camera_info(left_info, right_info, logger=self._logger)
+            camera = StereoCamera.from_camera_info(left_info, right_info)
         except CameraInfoError as exc:
             raise PairError('camera_info_error', 'camera_info',
                             f'CameraInfo unusable, pair skipped: {exc}') from exc
@@ -248,7 +245,7 @@ class StereoSetProcessor:
 
     def __init__(self, pipeline: StereoPipeline, logger: Any = None, *,
                  rectify: bool = False) -> None:
-        """``logger`` receives calibration warnings; ``rectify``: the images are raw.
+        """``logger`` receives input warnings; ``rectify``: the images are raw.
 
         Raw images are rectified on the backend's device where that is not the CPU (torch
         grid_sample), else with cv2.remap (faster on a CPU: ``benchmarks/bench_rectify.py``).

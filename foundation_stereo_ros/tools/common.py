@@ -16,7 +16,9 @@ import numpy as np
 
 from foundation_stereo_ros import settings
 from foundation_stereo_ros.backends import make_backend
-from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
+from foundation_stereo_ros.calibration_files import load_calibration_yaml, load_k_file
+from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.camera_info import CameraInfoError
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline, StereoResult
 from foundation_stereo_ros.ply import write_ply
 from foundation_stereo_ros.visualize import colorize_disparity
@@ -49,11 +51,11 @@ def load_camera(args: argparse.Namespace, width: int, height: int) -> StereoCame
         if args.intrinsics is not None:
             if not args.intrinsics.is_file():
                 raise ToolError(f'intrinsics file not found: {args.intrinsics}')
-            return StereoCamera.from_k_file(args.intrinsics, width, height)
+            return load_k_file(args.intrinsics, width, height)
         for path in args.camera_info:
             if not path.is_file():
                 raise ToolError(f'camera info file not found: {path}')
-        return StereoCamera.from_calibration_yaml(*args.camera_info)
+        return load_calibration_yaml(*args.camera_info)
     except CameraInfoError as exc:
         raise ToolError(str(exc)) from exc
 
