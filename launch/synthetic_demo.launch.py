@@ -3,6 +3,10 @@
     ros2 launch foundation_stereo_ros synthetic_demo.launch.py            # SGBM, no weights
     ros2 launch foundation_stereo_ros synthetic_demo.launch.py \
         backend:=foundation_stereo checkpoint:=/path/to/model_best_bp2.pth
+    # Fast-FoundationStereo (serialized .pth or converted .safetensors), or an ONNX export:
+    ros2 launch foundation_stereo_ros synthetic_demo.launch.py \
+        backend:=foundation_stereo checkpoint:=/path/to/c_ffs.safetensors
+    ros2 launch foundation_stereo_ros synthetic_demo.launch.py backend:=onnx model:=fs.onnx
 
 Both nodes live in one namespace, so the camera's topics are the node's inputs unchanged.
 Then look at disparity/image_color, depth/image_rect or points (fixed frame:
@@ -41,15 +45,19 @@ def generate_launch_description() -> LaunchDescription:
             'namespace': namespace,
             'backend': LaunchConfiguration('backend'),
             'checkpoint': LaunchConfiguration('checkpoint'),
+            'model': LaunchConfiguration('model'),
         }.items(),
     )
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='stereo',
                               description='Namespace of both nodes.'),
         DeclareLaunchArgument('backend', default_value='sgbm',
-                              description='foundation_stereo or sgbm.'),
+                              description='foundation_stereo, onnx or sgbm.'),
         DeclareLaunchArgument('checkpoint', default_value='',
-                              description='FoundationStereo .pth, for backend foundation_stereo.'),
+                              description='FoundationStereo or Fast-FoundationStereo .pth or '
+                                          '.safetensors, for backend foundation_stereo.'),
+        DeclareLaunchArgument('model', default_value='',
+                              description='ONNX export, for backend onnx.'),
         DeclareLaunchArgument('rate', default_value='10.0',
                               description='Synthetic camera frame rate (Hz).'),
         DeclareLaunchArgument('camera_params_file', default_value=CAMERA_PARAMS,

@@ -22,7 +22,7 @@ import yaml
 from package_setup import console_scripts
 
 from foundation_stereo_ros import settings
-from foundation_stereo_ros.ros.stereo_io import INPUT_TOPICS, RAW_INPUT_TOPICS
+from foundation_stereo_ros.ros.topic_names import INPUT_TOPICS, RAW_INPUT_TOPICS
 from foundation_stereo_ros.ros.synthetic_camera import SETTINGS as CAMERA_TABLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +139,7 @@ def test_foundation_stereo_launch(stand_ins):
     args = arguments_of(description, stand_ins)
     for name in ('namespace', 'checkpoint', 'backend', 'params_file', 'left_image',
                  'left_info', 'right_image', 'right_info', 'log_level', 'rectify',
-                 'image_transport', 'left_raw_image', 'right_raw_image'):
+                 'image_transport', 'left_raw_image', 'right_raw_image', 'model'):
         assert name in args, name
     assert Path(args['params_file']).resolve() == ROOT / 'config' / 'foundation_stereo.yaml'
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from foundation_stereo_ros.ros.diagnostics import device_memory
-from foundation_stereo_ros.ros.stereo_io import LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO
+from foundation_stereo_ros.ros.topic_names import LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO
 
 WARN_PERIOD = 5.0  # seconds between repeats of one kind of warning
 # An image input that delivers less than this share of its CameraInfo's messages loses images.

@@ -25,16 +25,21 @@ from foundation_stereo_ros.camera_info import CameraInfoError, camera_info_key
 from foundation_stereo_ros.pipeline import PipelineOutOfMemory, StereoPipeline, StereoResult
 from foundation_stereo_ros.rectification import StereoRectifier, rectified_camera_info
 from foundation_stereo_ros.ros import conversions
+# The node and the bag tool import the input names with the set step (one place: topic_names).
+from foundation_stereo_ros.ros.topic_names import (  # noqa: F401
+    IMAGE_SLOTS,
+    INPUT_TOPICS,
+    LEFT_IMAGE,
+    LEFT_INFO,
+    RAW_INPUT_TOPICS,
+    RIGHT_IMAGE,
+    RIGHT_INFO,
+    input_topics,
+)
 from foundation_stereo_ros.settings import IMAGE_TRANSPORTS
 from foundation_stereo_ros.visualize import colorize_disparity
 
-# The one order of the four inputs everywhere (synchroniser slots, bag tool --topics...).
-INPUT_TOPICS = ('left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info')
-INPUT_TYPES = (Image, CameraInfo, Image, CameraInfo)
-# With rectify: raw camera images (same CameraInfo topics).
-RAW_INPUT_TOPICS = ('left/image_raw', 'left/camera_info', 'right/image_raw', 'right/camera_info')
-LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO = range(4)
-IMAGE_SLOTS = (LEFT_IMAGE, RIGHT_IMAGE)
+INPUT_TYPES = (Image, CameraInfo, Image, CameraInfo)  # of INPUT_TOPICS, in their order
 # Message type of each image transport; a compressed image topic is '<image topic>/compressed'
 # (image_transport's naming, after remapping the image topic).
 IMAGE_TYPES = dict(zip(IMAGE_TRANSPORTS, (Image, CompressedImage)))
@@ -42,11 +47,6 @@ COMPRESSED_SUFFIX = '/compressed'
 OUTPUT_TOPICS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points',
                  'disparity/image_color')
 OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image)
-
-
-def input_topics(rectify: bool = False) -> tuple[str, ...]:
-    """Return the input topics (:data:`INPUT_TOPICS` order): image_raw ones to rectify."""
-    return RAW_INPUT_TOPICS if rectify else INPUT_TOPICS
 
 
 def input_types(image_transport: str = 'raw') -> tuple[type, ...]:
