@@ -96,11 +96,6 @@ class StereoSynchronizer:
         with self._lock:
             return [len(q) for q in self._queues]
 
-    def reset(self) -> None:
-        """Forget every pending message and every stamp seen (counters are kept)."""
-        with self._lock:
-            self._clear()
-
     def add(self, index: int, stamp_ns: int, msg: Any) -> list[Any] | None:
         """Add ``msg`` stamped ``stamp_ns`` (integer nanoseconds) on input ``index``.
 
@@ -260,10 +255,6 @@ class CachedInputSynchronizer:
             pending[live] = count
         return pending
 
-    def reset(self) -> None:
-        """Forget every pending message (the cached messages are kept)."""
-        self._inner.reset()
-
     def add(self, index: int, stamp_ns: int, msg: Any) -> list[Any] | None:
         """Add ``msg``; return the complete set (in input order) if it completed one."""
         with self._lock:
@@ -339,12 +330,6 @@ class LatestSlot(Generic[T]):
         with self._cond:
             c = self._counters
             return SlotCounters(c.offered, c.taken, c.overwritten)
-
-    @property
-    def closed(self) -> bool:
-        """Tell whether :meth:`close` was called."""
-        with self._cond:
-            return self._closed
 
     def put(self, item: T) -> bool:
         """Store ``item``; return True if it replaced an item nobody had taken (a drop)."""

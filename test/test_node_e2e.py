@@ -718,22 +718,56 @@ def local(ros_context):
             Parameter('diagnostics_period', value=0.1), *reliable])
     rig = Rig(ros_context, LOCAL_NS, reliable=True, extra_nodes=[node])
     rig.subscribe('disparity', DisparityImage)
+    rig.subscribe('/diagnostics', DiagnosticArray)
     rig.backend, rig.stereo = backend, node
     yield rig
     rig.close()
     node.destroy_node()
 
 
+def next_diagnostics(local, predicate=lambda stamp, input_, processing: True, action=None):
+    """Wait for a /diagnostics message of the local node meeting ``predicate``; return it.
+
+    Only messages received from now on count. ``predicate(stamp seconds, input values,
+    processing values)``; returns those three.
+    """
+    start = len(local.messages('/diagnostics'))
+    found = []
+
+    def met():
+        for array in local.messages('/diagnostics')[start:]:
+            _, input_ = diagnostics_of(array, 'input', LOCAL_NS)
+            _, processing = diagnostics_of(array, 'processing', LOCAL_NS)
+            stamp = array.header.stamp.sec + array.header.stamp.nanosec * 1e-9
+            if input_ is not None and predicate(stamp, input_, processing):
+                found.append((stamp, input_, processing))
+                return True
+        return False
+
+    assert wait_until(met, action=action), 'no such diagnostics from the local node'
+    return found[0]
+
+
+def received(input_values, topic):
+    """Messages the node received on ``topic`` (a relative input name), from its diagnostics."""
+    (count,) = [v for k, v in input_values.items() if k.endswith(f'{topic} received')]
+    return int(count)
+
+
 def expect_event(local, frame, event, *, publish=None):
-    """Publish the bad ``frame`` until the node counts ``event``; then a good pair still works."""
-    stats = local.stereo.stats
-    before = stats.event_total(event)
+    """Publish the bad ``frame`` until the node counts ``event``; then a good pair still works.
+
+    The count is the node's own, as its /diagnostics report it (``event`` with spaces).
+    """
+    key = event.replace('_', ' ')
+    before = int(next_diagnostics(local)[2][key])
     sent = []
 
     def send():
         sent.append(publish() if publish else local.publish(frame))
 
-    assert wait_until(lambda: stats.event_total(event) > before, action=send), event
+    next_diagnostics(local, lambda stamp, input_, processing: int(processing[key]) > before,
+                     action=send)
     # No output for a skipped pair (the worker is done with it once it is counted).
     assert not [m for m in local.messages('disparity') if m.header.stamp.sec == sent[0]]
 
@@ -770,17 +804,27 @@ def wait_for_log(capfd, text, action=None, timeout=TIMEOUT):
 
 
 def test_slow_camera_raises_no_false_warnings(local, frame, capfd):
-    """Frames slower than camera_info_timeout, each CameraInfo 0.2 s after its image."""
+    """Frames slower than camera_info_timeout, the watchdog checking between image and info.
+
+    Ordered by the node's own reports, not by sleeps: its diagnostics (published right after
+    each watchdog check) show the images received and the CameraInfo not yet; then the
+    CameraInfo; then a report stamped more than camera_info_timeout (0.3 s) later.
+    """
     capfd.readouterr()
-    stats = local.stereo.stats
-    before = stats.processed
+    before = int(next_diagnostics(local)[2]['pairs processed'])
     for _ in range(4):
         sec = local.next_stamp()
+        _, seen, _ = next_diagnostics(local)
+        images, info = received(seen, 'right/image_rect'), received(seen, 'right/camera_info')
         local.publish(frame, sec=sec, skip=(1, 3))
-        time.sleep(0.2)  # the 0.1 s diagnostics timer runs between image and CameraInfo
+        next_diagnostics(local, lambda stamp, input_, processing: received(
+            input_, 'right/image_rect') > images and received(input_, 'right/camera_info') == info)
         local.publish(frame, sec=sec, skip=(0, 2))
-        time.sleep(0.4)  # a frame every 0.6 s, camera_info_timeout 0.3 s
-    assert wait_until(lambda: stats.processed >= before + 4)
+        stamp, _, _ = next_diagnostics(local, lambda stamp, input_, processing: received(
+            input_, 'right/camera_info') > info)
+        next_diagnostics(local, lambda later, input_, processing: later - stamp > 0.4)
+    next_diagnostics(local, lambda stamp, input_, processing:
+                     int(processing['pairs processed']) >= before + 4)
     err = capfd.readouterr().err
     for false_alarm in ('no CameraInfo', 'no synchronised set', 'no message on'):
         assert false_alarm not in err, err
