@@ -22,8 +22,8 @@ import yaml
 from package_setup import console_scripts
 
 from foundation_stereo_ros import settings
-from foundation_stereo_ros.ros.topic_names import INPUT_TOPICS, RAW_INPUT_TOPICS
 from foundation_stereo_ros.ros.synthetic_camera import SETTINGS as CAMERA_TABLE
+from foundation_stereo_ros.ros.topic_names import INPUT_TOPICS, RAW_INPUT_TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_DIR = ROOT / 'launch'

@@ -817,12 +817,14 @@ def test_slow_camera_raises_no_false_warnings(local, frame, capfd):
         _, seen, _ = next_diagnostics(local)
         images, info = received(seen, 'right/image_rect'), received(seen, 'right/camera_info')
         local.publish(frame, sec=sec, skip=(1, 3))
-        next_diagnostics(local, lambda stamp, input_, processing: received(
-            input_, 'right/image_rect') > images and received(input_, 'right/camera_info') == info)
+        next_diagnostics(local, lambda stamp, input_, processing, images=images, info=info: (
+            received(input_, 'right/image_rect') > images
+            and received(input_, 'right/camera_info') == info))
         local.publish(frame, sec=sec, skip=(0, 2))
-        stamp, _, _ = next_diagnostics(local, lambda stamp, input_, processing: received(
-            input_, 'right/camera_info') > info)
-        next_diagnostics(local, lambda later, input_, processing: later - stamp > 0.4)
+        stamp, _, _ = next_diagnostics(local, lambda stamp, input_, processing, info=info:
+                                       received(input_, 'right/camera_info') > info)
+        next_diagnostics(local, lambda later, input_, processing, stamp=stamp:
+                         later - stamp > 0.4)
     next_diagnostics(local, lambda stamp, input_, processing:
                      int(processing['pairs processed']) >= before + 4)
     err = capfd.readouterr().err

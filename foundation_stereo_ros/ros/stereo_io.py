@@ -25,6 +25,7 @@ from foundation_stereo_ros.camera_info import CameraInfoError, camera_info_key
 from foundation_stereo_ros.pipeline import PipelineOutOfMemory, StereoPipeline, StereoResult
 from foundation_stereo_ros.rectification import StereoRectifier, rectified_camera_info
 from foundation_stereo_ros.ros import conversions
+
 # The node and the bag tool import the input names with the set step (one place: topic_names).
 from foundation_stereo_ros.ros.topic_names import (  # noqa: F401
     IMAGE_SLOTS,

@@ -1,8 +1,9 @@
 """A synthetic rectified stereo camera: generated scenes published like a real driver.
 
-Publishes the node's inputs (:data:`~.topic_names.INPUT_TOPICS`: left/right ``image_rect`` and
-``camera_info``, relative names) at ``rate`` Hz, all four with one stamp. The CameraInfo pair is rectified:
-both P share fx, fy, cy; the right one carries the baseline, ``P_right[3] = -fx * baseline``.
+Publishes the node's inputs (:data:`~.topic_names.INPUT_TOPICS`: left/right ``image_rect``
+and ``camera_info``, relative names) at ``rate`` Hz, all four with one stamp. The CameraInfo
+pair is rectified: both P share fx, fy, cy; the right one carries the baseline,
+``P_right[3] = -fx * baseline``.
 With ``moving:=true`` it cycles through ``num_scenes`` pre-generated scenes (one per frame), so
 a subscriber sees changing data at no per-frame rendering cost.
 
