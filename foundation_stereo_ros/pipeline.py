@@ -38,7 +38,7 @@ class PipelineConfig:
     z_near, z_far: depth and points outside [z_near, z_far] metres are NaN (no return).
     remove_invisible: disparities whose match falls left of the right image are invalid.
     backend_options: the backend's per-pair settings (``valid_iters``...), passed to
-        ``backend.compute``.
+        ``backend.compute_batch``.
     Defaults and ranges are those of :mod:`foundation_stereo_ros.settings`.
     """
 

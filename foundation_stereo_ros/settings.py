@@ -100,8 +100,9 @@ class Setting:
         """Return why ``value`` is not acceptable, or None if it is."""
         expected = type(self.default)
         if not (type(value) is expected or (expected is float and type(value) is int)):
-            return (f'{self.name} must be a {self.type_name}, got {type(value).__name__} '
-                    f'{value!r}')
+            article = 'an' if self.type_name[0] in 'aeiou' else 'a'
+            return (f'{self.name} must be {article} {self.type_name}, got '
+                    f'{type(value).__name__} {value!r}')
         if self.choices:
             if value in self.choices or (self.pattern and re.fullmatch(self.pattern, value)):
                 return None

@@ -1,7 +1,7 @@
 """Disparity backends and a registry that builds one by name.
 
-Backend modules are imported only when asked for, so the SGBM path never loads the network
-code (nor its weights) and the network path never needs OpenCV's matcher.
+The registry imports a backend's module when that backend is built (:func:`make_backend`), so
+building SGBM or onnx loads neither the network code (``model/``) nor weights.
 """
 from __future__ import annotations
 

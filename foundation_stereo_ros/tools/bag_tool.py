@@ -1,8 +1,12 @@
 r"""Offline: a rosbag2 of a stereo camera in; the same bag plus disparity, depth and points out.
 
     python -m foundation_stereo_ros.bag_tool IN_BAG OUT_BAG \
-        [--topics LEFT LEFT_INFO RIGHT RIGHT_INFO] [--backend sgbm|foundation_stereo] \
-        [--checkpoint model_best_bp2.pth] [--storage mcap|sqlite3]
+        [--topics LEFT LEFT_INFO RIGHT RIGHT_INFO] [--backend foundation_stereo|onnx|sgbm] \
+        [--checkpoint CHECKPOINT] [--model EXPORT.onnx] [--storage mcap|sqlite3]
+
+``--checkpoint``: a FoundationStereo ``model_best_bp2.pth`` or a Fast-FoundationStereo
+``model_best_bp2_serialize.pth`` (``cfg.yaml`` beside either), or a converted
+``.safetensors``; ``--backend onnx --model``: an exported network on ONNX Runtime / TensorRT.
 
 Reads .mcap and .db3 bags (a bag folder or the file itself) with ``rosbags``, synchronises the
 four stereo topics with the node's synchroniser (image topics of sensor_msgs/Image or
@@ -388,9 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     if summary.get('interrupted', '').startswith('interrupted'):
         return INTERRUPTED
     if summary['pairs_processed'] == 0:
-        print('error: no stereo pair was processed: check --topics, and --sync approximate if '
-              'the four topics are not stamped identically (--cache-camera-info if CameraInfo '
-              'is recorded once or stamped 0)', file=sys.stderr)
+        sync, cache = (settings.BY_NAME[name].option for name in ('sync_policy',
+                                                                  'cache_camera_info'))
+        print(f'error: no stereo pair was processed: check --topics, and {sync} approximate if '
+              f'the four topics are not stamped identically ({cache} if CameraInfo is '
+              'recorded once or stamped 0)', file=sys.stderr)
         return 1
     return 1 if summary.get('interrupted') else 0
 
