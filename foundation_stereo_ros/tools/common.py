@@ -45,6 +45,16 @@ def load_pair(left: Path, right: Path) -> tuple[np.ndarray, np.ndarray]:
     return images[0], images[1]
 
 
+def add_camera_options(parser: argparse.ArgumentParser,
+                       intrinsics_help: str = 'K.txt: 9 numbers (row-major K), then the '
+                                              'baseline in metres') -> None:
+    """Add --intrinsics or --camera-info, the camera options :func:`load_camera` reads."""
+    camera = parser.add_mutually_exclusive_group()
+    camera.add_argument('--intrinsics', type=Path, help=intrinsics_help)
+    camera.add_argument('--camera-info', type=Path, nargs=2, metavar=('LEFT_YAML', 'RIGHT_YAML'),
+                        help='camera_calibration YAML files of the rectified left/right cameras')
+
+
 def load_camera(args: argparse.Namespace, width: int, height: int) -> StereoCamera:
     """Load the stereo camera from --intrinsics or --camera-info."""
     try:
