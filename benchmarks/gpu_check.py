@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import json_rows, worker_command
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # the package from this checkout, as the step workers get it
     sys.path.insert(0, str(REPO_ROOT))
@@ -334,12 +336,7 @@ class Runner:
             step.seconds = time.monotonic() - begin
             out.seek(0)
             err.seek(0)
-            for line in out:
-                if line.startswith('{'):
-                    try:
-                        step.rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass
+            step.rows.extend(json_rows(out.read()))
             tail = err.read().strip().splitlines()
         if step.status == 'timeout':
             step.detail = f'stopped at its limit of {limit:.0f} s'
@@ -352,8 +349,8 @@ class Runner:
     def worker(self, name: str, kind: str, cap: float, minimum: float = 10.0,
                **spec: Any) -> Step:
         """Run one of :data:`WORKERS` with ``spec``."""
-        return self.run(name, kind, [sys.executable, __file__, '--worker', kind,
-                                     json.dumps(spec)], cap, minimum)
+        return self.run(name, kind, worker_command(__file__, kind, json.dumps(spec)), cap,
+                        minimum)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
