@@ -490,9 +490,8 @@ def markdown(report: dict[str, Any]) -> str:
               f'{meta["budget_s"]:.0f} s budget. Seeded weights (not a trained model): latency '
               'and memory are those of the real architectures, disparities are meaningless.'),
              '']
-    lines += ['### Parity and precision (|delta d| in pixels)', '',
-              '| comparison | model | size | iters | max | median | p99 | finite | mean d |',
-              '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += _table('Parity and precision (|delta d| in pixels)', (
+        'comparison', 'model', 'size', 'iters', 'max', 'median', 'p99', 'finite', 'mean d'))[1:]
     for step in steps:
         if step['kind'] in ('parity', 'precision'):
             for row in step['rows']:
@@ -504,10 +503,9 @@ def markdown(report: dict[str, Any]) -> str:
                              f'{row["iters"]} | {_fmt(row["max"], 3)} | '
                              f'{_fmt(row["median"], 3)} | {_fmt(row["p99"], 3)} | '
                              f'{_fmt(row["finite"], 3)} | {_fmt(row["mean_disp"])} |')
-    lines += ['', '### Latency and peak memory (backend.compute, one pair)', '',
-              ('| model | mode | precision | size | iters | median ms | min ms | peak MB | '
-               'setup s | note |'),
-              '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += _table('Latency and peak memory (backend.compute, one pair)', (
+        'model', 'mode', 'precision', 'size', 'iters', 'median ms', 'min ms', 'peak MB',
+        'setup s', 'note'))
     for step in steps:
         if step['kind'] not in ('latency', 'onnx'):
             continue
@@ -520,10 +518,9 @@ def markdown(report: dict[str, Any]) -> str:
         if step['status'] != 'ok':
             lines.append(f'| {step["name"]} | | | | | | | | | {step["status"]}: '
                          f'{step["detail"]} |')
-    lines += ['', '### The node end to end (synthetic camera)', '',
-              ('| size | camera Hz | node input Hz | output Hz | latency p50 ms | p99 ms | '
-               'max ms | dropped (busy) | dropped (unmatched) | first output s | params |'),
-              '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += _table('The node end to end (synthetic camera)', (
+        'size', 'camera Hz', 'node input Hz', 'output Hz', 'latency p50 ms', 'p99 ms',
+        'max ms', 'dropped (busy)', 'dropped (unmatched)', 'first output s', 'params'))
     for step in steps:
         if step['kind'] != 'node':
             continue
@@ -536,11 +533,16 @@ def markdown(report: dict[str, Any]) -> str:
                          f'{" ".join(row["params"])} |')
         if not step['rows']:
             lines.append(f'| {step["status"]}: {step["detail"]} | | | | | | | | | | |')
-    lines += ['', '### Steps', '', '| step | status | seconds | detail |',
-              '| --- | --- | --- | --- |']
+    lines += _table('Steps', ('step', 'status', 'seconds', 'detail'))
     lines += [f'| {s["name"]} | {s["status"]} | {s["seconds"]:.0f} | {s["detail"]} |'
               for s in steps]
     return '\n'.join(lines) + '\n'
+
+
+def _table(title: str, columns: tuple[str, ...]) -> list[str]:
+    """Return the markdown lines that open a table: a blank line, its title, its header."""
+    return ['', f'### {title}', '', '| ' + ' | '.join(columns) + ' |',
+            '|' + ' --- |' * len(columns)]
 
 
 def main(argv: list[str] | None = None) -> int:
