@@ -1,10 +1,11 @@
-"""What the benchmark scripts share: timing a call, and workers run in fresh subprocesses.
+"""What the benchmark scripts share: sizes, timing a call, workers in fresh subprocesses.
 
 The benchmarks are scripts (``python benchmarks/bench_x.py``); their folder is on ``sys.path``
 then, so they import this module as ``common``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -12,6 +13,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# The official demo's denoising of the point cloud: 30 neighbours within 0.03 m.
+OFFICIAL_DENOISE_RADIUS = 0.03
+OFFICIAL_DENOISE_MIN_NEIGHBORS = 30
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Return ``'640x480'`` as (640, 480); an argparse error for anything else."""
+    try:
+        width, height = (int(part) for part in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must look like 640x480, got {text!r}') from None
+    return width, height
 
 
 def time_calls(function: Callable[[], object], repeat: int,

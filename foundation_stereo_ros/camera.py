@@ -9,7 +9,7 @@ the offline tools are :mod:`~foundation_stereo_ros.calibration_files`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -92,6 +92,22 @@ class StereoCamera:
     def doffs(self) -> float:
         """``cx - cx_right`` in pixels (0 when the right principal point is not known)."""
         return 0.0 if self.cx_right is None else self.cx - self.cx_right
+
+    def resized(self, width: int, height: int) -> StereoCamera:
+        """Camera for images resized with ``cv2.resize(dsize=(width, height))``.
+
+        OpenCV samples pixel centres (INTER_LINEAR / INTER_AREA map output pixel ``u'`` to
+        input ``(u' + 0.5) / s - 0.5``, ``s = width / self.width``), so ``f' = f * s`` and
+        ``c' = (c + 0.5) * s - 0.5``; the official demo's ``K[:2] *= scale`` puts the principal
+        point ``0.5 * (1 - s)`` pixels off. The baseline in metres is unchanged.
+        """
+        if int(width) <= 0 or int(height) <= 0:
+            raise CameraInfoError(f'resized() needs a positive size, got {width}x{height}')
+        sx, sy = width / self.width, height / self.height
+        cx_right = None if self.cx_right is None else (self.cx_right + 0.5) * sx - 0.5
+        return replace(self, width=int(width), height=int(height), fx=self.fx * sx,
+                       fy=self.fy * sy, cx=(self.cx + 0.5) * sx - 0.5,
+                       cy=(self.cy + 0.5) * sy - 0.5, cx_right=cx_right)
 
     @classmethod
     def from_camera_info(cls, left: Any, right: Any) -> StereoCamera:

@@ -2,6 +2,7 @@
 import math
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -184,3 +185,35 @@ def test_direct_construction_validates():
     with pytest.raises(CameraInfoError, match='cx must be finite'):
         StereoCamera(width=10, height=10, fx=1, fy=1, cx=math.nan, cy=5, baseline=0.1)
     assert StereoCamera(width=10, height=10, fx=1, fy=1, cx=5, cy=5, baseline=0.1).doffs == 0.0
+
+
+# ---------------------------------------------------------------------- resizing
+
+def test_resized_matches_cv2_resize_sampling():
+    """A ramp image resized by cv2 tells where each output pixel samples the input."""
+    cam = StereoCamera(width=640, height=480, fx=FX, fy=FY, cx=CX, cy=CY, baseline=BASELINE,
+                       cx_right=CX_R)
+    ramp_u = np.tile(np.arange(640, dtype=np.float32), (480, 1))
+    for width, height in ((320, 240), (192, 144)):
+        small = cam.resized(width, height)
+        resized = cv2.resize(ramp_u, (width, height), interpolation=cv2.INTER_LINEAR)
+        # the source column sampled at the new principal point is the old principal point
+        source_u = np.interp(small.cx, np.arange(width), resized[height // 2])
+        assert source_u == pytest.approx(cam.cx, abs=1e-3)
+        assert small.fx == pytest.approx(FX * width / 640)
+        assert small.fy == pytest.approx(FY * height / 480)
+        assert small.baseline == BASELINE
+        assert small.doffs == pytest.approx(cam.doffs * width / 640)
+
+
+def test_resized_is_pixel_centre_aligned_and_invertible():
+    cam = StereoCamera(width=640, height=480, fx=FX, fy=FY, cx=CX, cy=CY, baseline=BASELINE,
+                       cx_right=CX_R, frame_id='f')
+    small = cam.resized(320, 240)
+    assert (small.cx, small.cy) == ((CX + 0.5) / 2 - 0.5, (CY + 0.5) / 2 - 0.5)
+    assert small.frame_id == 'f'
+    back = small.resized(640, 480)
+    for name in ('fx', 'fy', 'cx', 'cy', 'cx_right', 'baseline'):
+        assert getattr(back, name) == pytest.approx(getattr(cam, name))
+    with pytest.raises(CameraInfoError):
+        cam.resized(0, 10)
