@@ -19,6 +19,7 @@ import time
 import cv2
 import numpy as np
 import torch
+from common import parse_size
 
 from foundation_stereo_ros.backends.sgbm import SgbmBackend
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
@@ -30,15 +31,6 @@ OPTION_SETS = {
     'left_right': ({}, {'left_right_check': True}),
     'hh4': ({'sgbm_mode': 'hh4'}, {}),
 }
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'640x480' -> (640, 480)."""
-    try:
-        width, height = (int(part) for part in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 640x480, got {text!r}') from None
-    return width, height
 
 
 def num_disparities_for(scene: StereoScene) -> int:

@@ -50,6 +50,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import json_rows, worker_command
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # the package from this checkout, as the step workers get it
     sys.path.insert(0, str(REPO_ROOT))
@@ -365,12 +367,7 @@ class Runner:
             step.seconds = time.monotonic() - begin
             out.seek(0)
             err.seek(0)
-            for line in out:
-                if line.startswith('{'):
-                    try:
-                        step.rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass
+            step.rows.extend(json_rows(out.read()))
             tail = err.read().strip().splitlines()
         if step.status == 'timeout':
             step.detail = f'stopped at its limit of {limit:.0f} s'
@@ -383,8 +380,8 @@ class Runner:
     def worker(self, name: str, kind: str, cap: float, minimum: float = 10.0,
                **spec: Any) -> Step:
         """Run one of :data:`WORKERS` with ``spec``."""
-        return self.run(name, kind, [sys.executable, __file__, '--worker', kind,
-                                     json.dumps(spec)], cap, minimum)
+        return self.run(name, kind, worker_command(__file__, kind, json.dumps(spec)), cap,
+                        minimum)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -549,9 +546,8 @@ def markdown(report: dict[str, Any]) -> str:
               f'{meta["budget_s"]:.0f} s budget. Seeded weights (not a trained model): latency '
               'and memory are those of the real architectures, disparities are meaningless.'),
              '']
-    lines += ['### Parity and precision (|delta d| in pixels)', '',
-              '| comparison | model | size | iters | max | median | p99 | finite | mean d |',
-              '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += _table('Parity and precision (|delta d| in pixels)', (
+        'comparison', 'model', 'size', 'iters', 'max', 'median', 'p99', 'finite', 'mean d'))[1:]
     for step in steps:
         if step['kind'] in ('parity', 'precision'):
             for row in step['rows']:
@@ -563,10 +559,9 @@ def markdown(report: dict[str, Any]) -> str:
                              f'{row["iters"]} | {_fmt(row["max"], 3)} | '
                              f'{_fmt(row["median"], 3)} | {_fmt(row["p99"], 3)} | '
                              f'{_fmt(row["finite"], 3)} | {_fmt(row["mean_disp"])} |')
-    lines += ['', '### Latency and peak memory (backend.compute, one pair)', '',
-              ('| model | mode | precision | size | iters | median ms | min ms | peak MB | '
-               'setup s | note |'),
-              '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += _table('Latency and peak memory (backend.compute, one pair)', (
+        'model', 'mode', 'precision', 'size', 'iters', 'median ms', 'min ms', 'peak MB',
+        'setup s', 'note'))
     for step in steps:
         if step['kind'] not in ('latency', 'onnx'):
             continue
@@ -579,10 +574,9 @@ def markdown(report: dict[str, Any]) -> str:
         if step['status'] != 'ok':
             lines.append(f'| {step["name"]} | | | | | | | | | {step["status"]}: '
                          f'{step["detail"]} |')
-    lines += ['', '### The node end to end (synthetic camera)', '',
-              ('| size | camera Hz | node input Hz | output Hz | latency p50 ms | p99 ms | '
-               'max ms | dropped (busy) | dropped (unmatched) | first output s | params |'),
-              '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += _table('The node end to end (synthetic camera)', (
+        'size', 'camera Hz', 'node input Hz', 'output Hz', 'latency p50 ms', 'p99 ms',
+        'max ms', 'dropped (busy)', 'dropped (unmatched)', 'first output s', 'params'))
     for step in steps:
         if step['kind'] != 'node':
             continue
@@ -595,9 +589,8 @@ def markdown(report: dict[str, Any]) -> str:
                          f'{" ".join(row["params"])} |')
         if not step['rows']:
             lines.append(f'| {step["status"]}: {step["detail"]} | | | | | | | | | | |')
-    lines += ['', '### Trust filters (one frame, mask and drop)', '',
-              '| stage | size | device | median ms | min ms | note |',
-              '| --- | --- | --- | --- | --- | --- |']
+    lines += _table('Trust filters (one frame, mask and drop)', (
+        'stage', 'size', 'device', 'median ms', 'min ms', 'note'))
     for step in steps:
         if step['kind'] != 'trust':
             continue
@@ -607,10 +600,9 @@ def markdown(report: dict[str, Any]) -> str:
                          f'{row.get("error", "")} |')
         if step['status'] != 'ok':
             lines.append(f'| {step["status"]}: {step["detail"]} | | | | | |')
-    lines += ['', '### Several cameras: one node against separate nodes (FFS cffs_like)', '',
-              ('| cameras | mode | size | total sets/s | per camera Hz | latency p50 ms | '
-               'p99 ms | resident MiB |'),
-              '| --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += _table('Several cameras: one node against separate nodes (FFS cffs_like)',
+                    ('cameras', 'mode', 'size', 'total sets/s', 'per camera Hz',
+                     'latency p50 ms', 'p99 ms', 'resident MiB'))
     for step in steps:
         if step['kind'] != 'cameras':
             continue
@@ -629,11 +621,16 @@ def markdown(report: dict[str, Any]) -> str:
                 + f' | {_fmt(row["rss_mib"], 0)} |')
         if not step['rows']:
             lines.append(f'| {step["status"]}: {step["detail"]} | | | | | | | |')
-    lines += ['', '### Steps', '', '| step | status | seconds | detail |',
-              '| --- | --- | --- | --- |']
+    lines += _table('Steps', ('step', 'status', 'seconds', 'detail'))
     lines += [f'| {s["name"]} | {s["status"]} | {s["seconds"]:.0f} | {s["detail"]} |'
               for s in steps]
     return '\n'.join(lines) + '\n'
+
+
+def _table(title: str, columns: tuple[str, ...]) -> list[str]:
+    """Return the markdown lines that open a table: a blank line, its title, its header."""
+    return ['', f'### {title}', '', '| ' + ' | '.join(columns) + ' |',
+            '|' + ' --- |' * len(columns)]
 
 
 def main(argv: list[str] | None = None) -> int:

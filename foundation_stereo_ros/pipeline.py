@@ -51,7 +51,7 @@ class PipelineConfig:
     denoise_radius, denoise_min_neighbors: drop points with fewer neighbours within the
         radius (metres; 0: off).
     backend_options: the backend's per-pair settings (``valid_iters``...), passed to
-        ``backend.compute``.
+        ``backend.compute_batch``.
     Defaults and ranges are those of :mod:`foundation_stereo_ros.settings`.
     """
 

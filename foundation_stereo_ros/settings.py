@@ -161,8 +161,9 @@ class Setting:
     def _check_item(self, value: Any, name: str) -> str | None:
         expected = self.item_type
         if not (type(value) is expected or (expected is float and type(value) is int)):
-            return (f'{name} must be a {expected.__name__}, got {type(value).__name__} '
-                    f'{value!r}')
+            article = 'an' if expected.__name__[0] in 'aeiou' else 'a'
+            return (f'{name} must be {article} {expected.__name__}, got '
+                    f'{type(value).__name__} {value!r}')
         if self.choices or self.pattern:
             if value in self.choices or (self.pattern and re.fullmatch(self.pattern, value)):
                 return None

@@ -95,11 +95,6 @@ class StereoSynchronizer:
         with self._lock:
             return [len(q) for q in self._queues]
 
-    def reset(self) -> None:
-        """Forget every pending message and every stamp seen (counters are kept)."""
-        with self._lock:
-            self._clear()
-
     def add(self, index: int, stamp_ns: int, msg: Any) -> list[Any] | None:
         """Add ``msg`` stamped ``stamp_ns`` (integer nanoseconds) on input ``index``.
 
@@ -258,10 +253,6 @@ class CachedInputSynchronizer:
         for live, count in zip(self._live, self._inner.pending()):
             pending[live] = count
         return pending
-
-    def reset(self) -> None:
-        """Forget every pending message (the cached messages are kept)."""
-        self._inner.reset()
 
     def add(self, index: int, stamp_ns: int, msg: Any) -> list[Any] | None:
         """Add ``msg``; return the complete set (in input order) if it completed one."""

@@ -3,6 +3,11 @@
     ros2 launch foundation_stereo_ros foundation_stereo.launch.py \
         namespace:=stereo checkpoint:=/path/to/model_best_bp2.pth \
         left_image:=left/image_rect_color right_image:=right/image_rect_color
+    # Fast-FoundationStereo: its serialized .pth (cfg.yaml beside it) or a converted
+    # .safetensors; an exported network on ONNX Runtime / TensorRT:
+    ros2 launch foundation_stereo_ros foundation_stereo.launch.py checkpoint:=c_ffs.safetensors
+    ros2 launch foundation_stereo_ros foundation_stereo.launch.py backend:=onnx \
+        model:=/path/to/foundation_stereo.onnx
     # a raw camera, rectified by the node; compressed images:
     ros2 launch foundation_stereo_ros foundation_stereo.launch.py checkpoint:=... \
         rectify:=true image_transport:=compressed
@@ -12,8 +17,9 @@
     # managed: the lifecycle node, driven to active unless autostart:=false
     ros2 launch foundation_stereo_ros foundation_stereo.launch.py checkpoint:=... lifecycle:=true
 
-Arguments: namespace, backend, checkpoint, rectify, image_transport and cameras (override the
-params file when not empty), lifecycle and autostart, params_file, the input topics (remaps,
+Arguments: namespace, backend (foundation_stereo, onnx or sgbm), checkpoint (either family),
+model (the onnx backend's export), rectify, image_transport and cameras (override the params
+file when not empty), lifecycle and autostart, params_file, the input topics (remaps,
 relative to the namespace unless absolute; left_raw_image/right_raw_image are read with
 rectify:=true, and compressed images on <image topic>/compressed), log_level. Outputs appear
 under the namespace: disparity, depth/image_rect, points...
@@ -37,21 +43,25 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
+from foundation_stereo_ros.ros.topic_names import (
+    INPUT_TOPICS,
+    LEFT_IMAGE,
+    RAW_INPUT_TOPICS,
+    RIGHT_IMAGE,
+)
+
 PACKAGE = 'foundation_stereo_ros'
 # Installed: share/<pkg>/launch/ beside share/<pkg>/config/; the source tree has the same layout.
 DEFAULT_PARAMS = str(Path(__file__).resolve().parent.parent / 'config' / 'foundation_stereo.yaml')
 
-# (launch argument, node topic it remaps)
+# (launch argument, node topic it remaps): the node's inputs, then the raw images of rectify.
 TOPIC_ARGUMENTS = (
-    ('left_image', 'left/image_rect'),
-    ('left_info', 'left/camera_info'),
-    ('right_image', 'right/image_rect'),
-    ('right_info', 'right/camera_info'),
-    ('left_raw_image', 'left/image_raw'),
-    ('right_raw_image', 'right/image_raw'),
+    *zip(('left_image', 'left_info', 'right_image', 'right_info'), INPUT_TOPICS),
+    ('left_raw_image', RAW_INPUT_TOPICS[LEFT_IMAGE]),
+    ('right_raw_image', RAW_INPUT_TOPICS[RIGHT_IMAGE]),
 )
 # Launch arguments that override the params file when not empty.
-OVERRIDES = ('backend', 'checkpoint', 'rectify', 'image_transport', 'cameras')
+OVERRIDES = ('backend', 'checkpoint', 'model', 'rectify', 'image_transport', 'cameras')
 
 
 def parse_list(text):
@@ -129,10 +139,14 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('params_file', default_value=DEFAULT_PARAMS,
                               description='ROS parameters YAML file.'),
         DeclareLaunchArgument('backend', default_value='',
-                              description='foundation_stereo or sgbm; empty: params file.'),
+                              description='foundation_stereo, onnx or sgbm; empty: params '
+                                          'file.'),
         DeclareLaunchArgument('checkpoint', default_value='',
-                              description='FoundationStereo .pth (cfg.yaml beside it); '
+                              description='FoundationStereo or Fast-FoundationStereo .pth '
+                                          '(cfg.yaml beside it) or converted .safetensors; '
                                           'empty: params file.'),
+        DeclareLaunchArgument('model', default_value='',
+                              description='ONNX export, for backend onnx; empty: params file.'),
         DeclareLaunchArgument('rectify', default_value='',
                               description='true: read image_raw and rectify it with the '
                                           'CameraInfo; empty: params file.'),

@@ -5,6 +5,10 @@
         backend:=foundation_stereo checkpoint:=/path/to/model_best_bp2.pth
     # two synthetic cameras into one node (stereo/front/..., stereo/rear/...):
     ros2 launch foundation_stereo_ros synthetic_demo.launch.py cameras:=[front,rear]
+    # Fast-FoundationStereo (serialized .pth or converted .safetensors), or an ONNX export:
+    ros2 launch foundation_stereo_ros synthetic_demo.launch.py \
+        backend:=foundation_stereo checkpoint:=/path/to/c_ffs.safetensors
+    ros2 launch foundation_stereo_ros synthetic_demo.launch.py backend:=onnx model:=fs.onnx
 
 Both nodes live in one namespace, so the camera's topics are the node's inputs unchanged; with
 ``cameras``, each synthetic camera publishes under its own name (its own scenes and frames).
@@ -67,18 +71,22 @@ def generate_launch_description() -> LaunchDescription:
             'backend': LaunchConfiguration('backend'),
             'checkpoint': LaunchConfiguration('checkpoint'),
             'cameras': LaunchConfiguration('cameras'),
+            'model': LaunchConfiguration('model'),
         }.items(),
     )
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='stereo',
                               description='Namespace of both nodes.'),
         DeclareLaunchArgument('backend', default_value='sgbm',
-                              description='foundation_stereo or sgbm.'),
+                              description='foundation_stereo, onnx or sgbm.'),
         DeclareLaunchArgument('checkpoint', default_value='',
-                              description='FoundationStereo .pth, for backend foundation_stereo.'),
+                              description='FoundationStereo or Fast-FoundationStereo .pth or '
+                                          '.safetensors, for backend foundation_stereo.'),
         DeclareLaunchArgument('cameras', default_value='',
                               description='Synthetic cameras into one node, e.g. [front,rear]; '
                                           'empty: one camera at the node\'s topics.'),
+        DeclareLaunchArgument('model', default_value='',
+                              description='ONNX export, for backend onnx.'),
         DeclareLaunchArgument('rate', default_value='10.0',
                               description='Synthetic camera frame rate (Hz).'),
         DeclareLaunchArgument('camera_params_file', default_value=CAMERA_PARAMS,

@@ -23,7 +23,7 @@ from lifecycle_msgs.msg import Transition
 from package_setup import console_scripts
 
 from foundation_stereo_ros import settings
-from foundation_stereo_ros.ros.stereo_io import INPUT_TOPICS, RAW_INPUT_TOPICS
+from foundation_stereo_ros.ros.topic_names import INPUT_TOPICS, RAW_INPUT_TOPICS
 from foundation_stereo_ros.synthetic.camera_settings import SETTINGS as CAMERA_TABLE
 from foundation_stereo_ros.synthetic.camera_settings import camera_params_yaml
 
@@ -158,7 +158,7 @@ def test_foundation_stereo_launch(stand_ins):
     args = arguments_of(description, stand_ins)
     for name in ('namespace', 'checkpoint', 'backend', 'params_file', 'left_image',
                  'left_info', 'right_image', 'right_info', 'log_level', 'rectify',
-                 'image_transport', 'left_raw_image', 'right_raw_image', 'cameras',
+                 'image_transport', 'left_raw_image', 'right_raw_image', 'model', 'cameras',
                  'lifecycle', 'autostart'):
         assert name in args, name
     assert Path(args['params_file']).resolve() == ROOT / 'config' / 'foundation_stereo.yaml'

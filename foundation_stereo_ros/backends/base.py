@@ -13,14 +13,16 @@ class DisparityBackend(abc.ABC):
     """Turns a rectified stereo pair into a disparity map for the left image.
 
     Subclasses set the attributes (as class or instance attributes) and implement
-    :meth:`compute`. Per-pair settings (the network's ``valid_iters``...) arrive as keyword
-    arguments of :meth:`compute`: the pipeline passes its per-pair snapshot, so a setting
-    changed at runtime applies from the next pair. Which settings a backend takes is declared
-    once, in :mod:`foundation_stereo_ros.settings`. The pipeline calls :meth:`check_pair`
-    before :meth:`compute`.
+    :meth:`compute`; the pipeline calls :meth:`compute_batch` (one pair or several), which by
+    default runs :meth:`compute` pair by pair and which a network overrides to run a batch.
+    Per-pair settings (the network's ``valid_iters``...) arrive as keyword arguments of both:
+    the pipeline passes its per-pair snapshot, so a setting changed at runtime applies from the
+    next pair. Which settings a backend takes is declared once, in
+    :mod:`foundation_stereo_ros.settings`. The pipeline calls :meth:`check_pair` before
+    :meth:`compute_batch`.
 
     - ``name``: registry name, e.g. ``'sgbm'``.
-    - ``device``: where :meth:`compute` expects its inputs and returns its output.
+    - ``device``: where :meth:`compute_batch` expects its inputs and returns its output.
     - ``delta_d``: smallest step between two disparity values the backend can output (pixels).
     - ``max_disparity``: largest disparity it can output (pixels), ``None`` if unbounded.
     - ``min_disparity``: smallest disparity it searches (pixels), 0 unless the backend shifts

@@ -97,17 +97,6 @@ class NodeStats:
             for stage, share in (removed or {}).items():
                 self._removed.setdefault(stage, []).append(float(share))
 
-    @property
-    def processed(self) -> int:
-        """Pairs processed so far."""
-        with self._lock:
-            return self._processed
-
-    def event_total(self, name: str) -> int:
-        """How often event ``name`` happened so far."""
-        with self._lock:
-            return self._events[name]
-
     def snapshot(self, now: float, sync: Mapping[str, int] | None = None) -> StatsSnapshot:
         """Rates and means since the previous snapshot; starts a new window."""
         with self._lock:

@@ -19,25 +19,28 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros.camera import (
-    CameraInfoError,
-    ImageGeometry,
-    StereoCamera,
-    camera_info_key,
-)
+from foundation_stereo_ros.binning_roi import ImageGeometry
+from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.camera_info import CameraInfoError, camera_info_key
 from foundation_stereo_ros.pipeline import PipelineOutOfMemory, StereoPipeline, StereoResult
 from foundation_stereo_ros.rectification import StereoRectifier, rectified_camera_info
 from foundation_stereo_ros.ros import conversions
+
+# The node and the bag tool import the input names with the set step (one place: topic_names).
+from foundation_stereo_ros.ros.topic_names import (  # noqa: F401
+    IMAGE_SLOTS,
+    INPUT_TOPICS,
+    LEFT_IMAGE,
+    LEFT_INFO,
+    RAW_INPUT_TOPICS,
+    RIGHT_IMAGE,
+    RIGHT_INFO,
+    input_topics,
+)
 from foundation_stereo_ros.settings import IMAGE_TRANSPORTS
 from foundation_stereo_ros.visualize import colorize_disparity
 
-# The one order of the four inputs everywhere (synchroniser slots, bag tool --topics...).
-INPUT_TOPICS = ('left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info')
-INPUT_TYPES = (Image, CameraInfo, Image, CameraInfo)
-# With rectify: raw camera images (same CameraInfo topics).
-RAW_INPUT_TOPICS = ('left/image_raw', 'left/camera_info', 'right/image_raw', 'right/camera_info')
-LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO = range(4)
-IMAGE_SLOTS = (LEFT_IMAGE, RIGHT_IMAGE)
+INPUT_TYPES = (Image, CameraInfo, Image, CameraInfo)  # of INPUT_TOPICS, in their order
 # Message type of each image transport; a compressed image topic is '<image topic>/compressed'
 # (image_transport's naming, after remapping the image topic).
 IMAGE_TYPES = dict(zip(IMAGE_TRANSPORTS, (Image, CompressedImage)))
@@ -47,11 +50,6 @@ COMPRESSED_SUFFIX = '/compressed'
 OUTPUT_TOPICS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points',
                  'disparity/image_color', 'confidence')
 OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image, Image)
-
-
-def input_topics(rectify: bool = False) -> tuple[str, ...]:
-    """Return the input topics (:data:`INPUT_TOPICS` order): image_raw ones to rectify."""
-    return RAW_INPUT_TOPICS if rectify else INPUT_TOPICS
 
 
 def input_types(image_transport: str = 'raw') -> tuple[type, ...]:
@@ -85,12 +83,12 @@ class PairDecoder:
     ``CompressedImage`` (image_transport compressed). With a ``rectifier`` the images are raw
     and are rectified with their CameraInfo first; the camera then comes from the rectified
     CameraInfo (:meth:`output_info`). The stereo camera is rebuilt (and validated) only when a
-    field that changes the geometry changes (:func:`~.camera.camera_info_key`: the
+    field that changes the geometry changes (:func:`~.camera_info.camera_info_key`: the
     calibration, binning, ROI or frame).
     """
 
     def __init__(self, logger: Any = None, rectifier: StereoRectifier | None = None) -> None:
-        """``logger`` receives calibration warnings (python logging or rclpy logger)."""
+        """``logger`` receives input warnings (python logging or rclpy logger)."""
         self._logger = logger
         self.rectifier = rectifier
         self._cache: tuple[tuple, StereoCamera] | None = None
@@ -102,7 +100,7 @@ class PairDecoder:
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         try:
-            camera = StereoCamera.from_camera_info(left_info, right_info, logger=self._logger)
+            camera = StereoCamera.from_camera_info(left_info, right_info)
         except CameraInfoError as exc:
             raise PairError('camera_info_error', 'camera_info',
                             f'CameraInfo unusable, pair skipped: {exc}') from exc
@@ -276,7 +274,7 @@ class StereoSetProcessor:
 
     def __init__(self, pipeline: StereoPipeline, logger: Any = None, *,
                  rectify: bool = False) -> None:
-        """``logger`` receives calibration warnings; ``rectify``: the images are raw.
+        """``logger`` receives input warnings; ``rectify``: the images are raw.
 
         Raw images are rectified on the backend's device where that is not the CPU (torch
         grid_sample), else with cv2.remap (faster on a CPU: ``benchmarks/bench_rectify.py``).

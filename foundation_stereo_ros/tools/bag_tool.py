@@ -1,8 +1,12 @@
 r"""Offline: a rosbag2 of a stereo camera in; the same bag plus disparity, depth and points out.
 
     python -m foundation_stereo_ros.bag_tool IN_BAG OUT_BAG \
-        [--topics LEFT LEFT_INFO RIGHT RIGHT_INFO] [--backend sgbm|foundation_stereo] \
-        [--checkpoint model_best_bp2.pth] [--storage mcap|sqlite3]
+        [--topics LEFT LEFT_INFO RIGHT RIGHT_INFO] [--backend foundation_stereo|onnx|sgbm] \
+        [--checkpoint CHECKPOINT] [--model EXPORT.onnx] [--storage mcap|sqlite3]
+
+``--checkpoint``: a FoundationStereo ``model_best_bp2.pth`` or a Fast-FoundationStereo
+``model_best_bp2_serialize.pth`` (``cfg.yaml`` beside either), or a converted
+``.safetensors``; ``--backend onnx --model``: an exported network on ONNX Runtime / TensorRT.
 
 Reads .mcap and .db3 bags (a bag folder or the file itself) with ``rosbags``, synchronises the
 four stereo topics with the node's synchroniser (image topics of sensor_msgs/Image or

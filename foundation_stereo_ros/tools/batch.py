@@ -37,6 +37,7 @@ from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.tools.common import (
     Notices,
     ToolError,
+    add_camera_options,
     load_camera,
     load_pair,
     pipeline_from_args,
@@ -79,11 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--replace', nargs=2, metavar=('LEFT', 'RIGHT'), default=('left', 'right'),
                    help='with --glob: the right path is the left one with the last LEFT '
                         'replaced by RIGHT (default: left right)')
-    cam = p.add_mutually_exclusive_group()
-    cam.add_argument('--intrinsics', type=Path,
-                     help='K.txt for every pair (default: a K.txt beside each left image)')
-    cam.add_argument('--camera-info', type=Path, nargs=2, metavar=('LEFT_YAML', 'RIGHT_YAML'),
-                     help='camera_calibration YAML files of the rectified cameras')
+    add_camera_options(p, 'K.txt for every pair (default: a K.txt beside each left image)')
     settings.add_arguments(p)
     p.add_argument('--batch-size', type=int, default=1,
                    help='pairs of one size run through the backend at once (default 1; see '

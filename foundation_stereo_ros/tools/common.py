@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from foundation_stereo_ros import settings
-from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
+from foundation_stereo_ros.calibration_files import load_calibration_yaml, load_k_file
+from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.camera_info import CameraInfoError
 
 if TYPE_CHECKING:
     from foundation_stereo_ros.pipeline import StereoPipeline, StereoResult
@@ -45,17 +47,27 @@ def load_pair(left: Path, right: Path) -> tuple[np.ndarray, np.ndarray]:
     return images[0], images[1]
 
 
+def add_camera_options(parser: argparse.ArgumentParser,
+                       intrinsics_help: str = 'K.txt: 9 numbers (row-major K), then the '
+                                              'baseline in metres') -> None:
+    """Add --intrinsics or --camera-info, the camera options :func:`load_camera` reads."""
+    camera = parser.add_mutually_exclusive_group()
+    camera.add_argument('--intrinsics', type=Path, help=intrinsics_help)
+    camera.add_argument('--camera-info', type=Path, nargs=2, metavar=('LEFT_YAML', 'RIGHT_YAML'),
+                        help='camera_calibration YAML files of the rectified left/right cameras')
+
+
 def load_camera(args: argparse.Namespace, width: int, height: int) -> StereoCamera:
     """Load the stereo camera from --intrinsics or --camera-info."""
     try:
         if args.intrinsics is not None:
             if not args.intrinsics.is_file():
                 raise ToolError(f'intrinsics file not found: {args.intrinsics}')
-            return StereoCamera.from_k_file(args.intrinsics, width, height)
+            return load_k_file(args.intrinsics, width, height)
         for path in args.camera_info:
             if not path.is_file():
                 raise ToolError(f'camera info file not found: {path}')
-        return StereoCamera.from_calibration_yaml(*args.camera_info)
+        return load_calibration_yaml(*args.camera_info)
     except CameraInfoError as exc:
         raise ToolError(str(exc)) from exc
 

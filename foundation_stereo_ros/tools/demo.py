@@ -25,6 +25,7 @@ with exit_on_interrupt(INTERRUPTED):  # Ctrl-C during the seconds of importing t
     from foundation_stereo_ros.tools.common import (
         Notices,
         ToolError,
+        add_camera_options,
         load_camera,
         load_pair,
         pipeline_from_args,
@@ -41,11 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         description='Disparity, depth and a point cloud from one rectified stereo pair.')
     p.add_argument('--left', type=Path, help='left rectified image (PNG/JPEG)')
     p.add_argument('--right', type=Path, help='right rectified image')
-    cam = p.add_mutually_exclusive_group()
-    cam.add_argument('--intrinsics', type=Path,
-                     help='K.txt: 9 numbers (row-major K), then the baseline in metres')
-    cam.add_argument('--camera-info', type=Path, nargs=2, metavar=('LEFT_YAML', 'RIGHT_YAML'),
-                     help='camera_calibration YAML files of the rectified left/right cameras')
+    add_camera_options(p)
     settings.add_arguments(p)
     p.add_argument('--out', type=Path, default=Path('out/demo'), help='output folder')
     return p
