@@ -15,19 +15,21 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import Image
-from stereo_msgs.msg import DisparityImage
-from test_node_e2e import (
-    HEIGHT,
+from node_harness import (
     NETWORK_TIMEOUT,
-    NUM_DISPARITIES,
-    WIDTH,
     NodeProcess,
     Rig,
     as_float_image,
     node_command,
     play_until_outputs,
     wait_until,
+)
+from sensor_msgs.msg import Image
+from stereo_msgs.msg import DisparityImage
+from test_node_e2e import (
+    HEIGHT,
+    NUM_DISPARITIES,
+    WIDTH,
 )
 
 from foundation_stereo_ros.ros.synthetic_camera import scene_to_messages

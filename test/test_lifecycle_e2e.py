@@ -16,21 +16,23 @@ import pytest
 import rclpy
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from node_harness import (
+    NETWORK_TIMEOUT,
+    PARAMS_FILE,
+    TIMEOUT,
+    NodeProcess,
+    Rig,
+    as_float_image,
+    play_until_outputs,
+    wait_until,
+)
 from node_patches.tracked_backend import BUILT, RELEASED
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from stereo_msgs.msg import DisparityImage
 from test_node_e2e import (
     HEIGHT,
-    NETWORK_TIMEOUT,
-    PARAMS_FILE,
-    TIMEOUT,
     WIDTH,
-    NodeProcess,
-    Rig,
-    as_float_image,
-    play_until_outputs,
-    wait_until,
 )
 
 from foundation_stereo_ros.ros.stereo_core import HOW_TO_SET

@@ -11,22 +11,23 @@ import os
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
-from sensor_msgs.msg import Image
-from test_node_e2e import (  # noqa: F401
+from node_harness import (
     NETWORK_TIMEOUT,
-    NUM_DISPARITIES,
     TIMEOUT,
     NodeProcess,
     Rig,
     as_float_image,
     diagnostics_of,
-    frame,
     play_until_outputs,
-    ros_context,
-    scene,
     wait_until,
+)
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from sensor_msgs.msg import Image
+from test_node_e2e import (  # noqa: F401
+    NUM_DISPARITIES,
+    frame,
+    scene,
 )
 
 from foundation_stereo_ros.ros.synthetic_camera import camera_info_pair
@@ -158,7 +159,7 @@ def test_no_confidence_and_an_empty_output_are_said_once(
         rig.close()
 
 
-def test_network_checkpoint_publishes_confidence(tmp_path, ros_context):  # noqa: F811
+def test_network_checkpoint_publishes_confidence(tmp_path, ros_context):
     """A seeded FoundationStereo checkpoint: the network's own confidence, over DDS."""
     from checkpoints import write_seeded_checkpoint
     from conftest import DATA_DIR
