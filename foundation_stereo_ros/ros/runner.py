@@ -67,6 +67,9 @@ def run_node(make_node: Callable[[], Node], logger_name: str,
     from rclpy.executors import ExternalShutdownException
     from rclpy.impl.implementation_singleton import rclpy_implementation
 
+    from foundation_stereo_ros.ros import params
+
+    params.use_arguments(args)  # the parameter checks read the same -p and params files
     node = None
     code = STOPPED
     try:
