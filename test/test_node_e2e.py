@@ -28,9 +28,10 @@ import rclpy
 import torch
 from cloud_reader import read_points
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from param_client import describe_parameters, get_parameters
+from param_client import set_parameters as set_remote_parameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
@@ -369,19 +370,11 @@ def test_diagnostics_report_rates_latency_and_model(rig, stereo_node, subscripti
 
 
 def set_parameters(rig, params):
-    client = AsyncParameterClient(rig.node, f'{NAMESPACE}/foundation_stereo')
-    assert client.wait_for_services(timeout_sec=TIMEOUT)
-    future = client.set_parameters(params)
-    assert wait_until(future.done)
-    return future.result().results
+    return set_remote_parameters(rig.node, f'{NAMESPACE}/foundation_stereo', params, TIMEOUT)
 
 
 def describe(rig, names):
-    client = AsyncParameterClient(rig.node, f'{NAMESPACE}/foundation_stereo')
-    assert client.wait_for_services(timeout_sec=TIMEOUT)
-    future = client.describe_parameters(names)
-    assert wait_until(future.done)
-    return future.result().descriptors
+    return describe_parameters(rig.node, f'{NAMESPACE}/foundation_stereo', names, TIMEOUT)
 
 
 def test_runtime_parameters(rig, stereo_node, subscriptions, scene, frame):
@@ -487,13 +480,10 @@ def test_humble_rclpy_pairs_and_runtime_change(ros_context, scene, frame, tmp_pa
     try:
         rig.subscribe('depth/image_rect', Image)
         play_until_outputs(rig, frame, ['depth/image_rect'], node)
-        client = AsyncParameterClient(rig.node, f'{namespace}/foundation_stereo')
-        assert client.wait_for_services(timeout_sec=TIMEOUT)
         # An integer for a float parameter, as users type it on the command line.
         z_far = int(np.nanpercentile(scene.depth, 50))
-        future = client.set_parameters([Parameter('z_far', value=z_far)])
-        assert wait_until(future.done)
-        (result,) = future.result().results
+        (result,) = set_remote_parameters(rig.node, f'{namespace}/foundation_stereo',
+                                          [Parameter('z_far', value=z_far)], TIMEOUT)
         assert result.successful, result.reason
         sent = []
 
@@ -643,13 +633,11 @@ def test_fast_foundation_stereo_checkpoint_through_the_node(ros_context):
                        '-r', f'__ns:={namespace}')
     rig = Rig(ros_context, namespace)
     try:
-        client = AsyncParameterClient(rig.node, f'{namespace}/foundation_stereo')
-        assert client.wait_for_services(timeout_sec=60.0), node.output
-        future = client.get_parameters(['valid_iters'])
-        assert wait_until(future.done)
-        assert future.result().values[0].integer_value == 8, 'the FFS family default'
-        future = client.set_parameters([Parameter('valid_iters', value=2)])
-        assert wait_until(future.done) and future.result().results[0].successful
+        target = f'{namespace}/foundation_stereo'
+        (value,) = get_parameters(rig.node, target, ['valid_iters'], timeout=60.0)
+        assert value.integer_value == 8, 'the FFS family default'
+        (result,) = set_remote_parameters(rig.node, target, [Parameter('valid_iters', value=2)])
+        assert result.successful, result.reason
         rig.subscribe('disparity', DisparityImage)
         rig.subscribe('/diagnostics', DiagnosticArray)
         out = play_until_outputs(rig, frame, ['disparity'], node, timeout=NETWORK_TIMEOUT)
