@@ -41,6 +41,21 @@ def _warn(logger: Any, message: str) -> None:
         method(message)
 
 
+def principal_point_problem(matrix: str, cx: float, cy: float, width: int,
+                            height: int) -> str | None:
+    """Say why a principal point off the ``width`` x ``height`` image shows ``matrix`` is wrong.
+
+    Off the image (pixel areas span -0.5 .. size - 0.5), the matrix belongs to another
+    resolution: every depth would be off by the ratio of the focal lengths, silently.
+    None when the point lies on the image.
+    """
+    if -0.5 <= cx <= width - 0.5 and -0.5 <= cy <= height - 0.5:
+        return None
+    return (f'the principal point ({cx:g}, {cy:g}) lies outside the {width}x{height} images, '
+            f'so {matrix} is for another resolution (its principal point suggests about '
+            f'{round(2 * cx + 1)}x{round(2 * cy + 1)})')
+
+
 def _finite_positive(name: str, value: float) -> float:
     value = float(value)
     if not math.isfinite(value) or value <= 0.0:
@@ -382,16 +397,11 @@ class StereoCamera:
                          baseline=baseline_values[0])
         except CameraInfoError as exc:
             raise CameraInfoError(f'{path}: {exc}; {usage}') from exc
-        # A principal point off the image means K belongs to another resolution: every depth
-        # would be off by the ratio of the focal lengths, silently (pixel areas span
-        # -0.5 .. size - 0.5).
-        if not (-0.5 <= camera.cx <= width - 0.5 and -0.5 <= camera.cy <= height - 0.5):
+        problem = principal_point_problem('K', camera.cx, camera.cy, width, height)
+        if problem:
             raise CameraInfoError(
-                f'{path}: the principal point ({camera.cx:g}, {camera.cy:g}) lies outside the '
-                f'{width}x{height} images, so K is for another resolution (its principal point '
-                f'suggests about {round(2 * camera.cx + 1)}x{round(2 * camera.cy + 1)}); give the '
-                'images K was calibrated for, or scale the first two rows of K by the factor the '
-                'images were resized by')
+                f'{path}: {problem}; give the images K was calibrated for, or scale the first '
+                'two rows of K by the factor the images were resized by')
         return camera
 
     @classmethod
