@@ -2,16 +2,84 @@
 
 Imports nothing heavy, so every executable (the nodes and the offline tools) can guard its
 heavy imports with :func:`exit_on_interrupt` before they run.
-"""
-from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+Why a signal handler and not only ``except KeyboardInterrupt``: importing torch swallows an
+interrupt that lands while it imports numpy (its C code clears the error and goes on without
+numpy), and one raised inside ``__set_name__`` comes out wrapped in a RuntimeError. The
+guard's own SIGINT handler records the interrupt, so it ends the process whatever became of
+the exception. After the first interrupt has been taken, further ones (``ros2 launch``
+forwards the terminal's Ctrl-C, so it arrives twice) end the process at once with the same
+code instead of a traceback from a finaliser or a death by signal.
+"""
+import sys
+
+try:  # an interrupt in these imports, before the guard exists, ends the process the same way
+    import contextlib
+    import functools
+    import os
+    import signal
+    from collections.abc import Callable, Iterator
+except KeyboardInterrupt:  # pragma: no cover - a window of milliseconds
+    sys.exit(0)
 
 # Exit code of a process stopped by SIGINT/SIGTERM: a requested stop is a clean exit.
 STOPPED = 0
 # Exit code of an offline tool stopped by Ctrl-C: the shell's convention for SIGINT (128 + 2).
 INTERRUPTED = 130
+
+
+def exit_now(code: int) -> None:
+    """Leave at once with ``code``, without interpreter finalisation.
+
+    For a process that is stopping: a thread may still be inside torch, or torch only half
+    imported, and finalisers would then print tracebacks or abort.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def leave_on_next_interrupt(code: int) -> None:
+    """Make any further SIGINT or SIGTERM end the process at once with ``code``."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread: signals land there
+            signal.signal(signum, lambda *_: exit_now(code))
+
+
+def quiet_main(interrupted_code: int) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Decorate an executable's ``main``: no traceback for Ctrl-C, even after it returned.
+
+    A KeyboardInterrupt that escapes ``main`` gives ``interrupted_code``; once ``main`` has
+    returned (or raised SystemExit, as argparse does for ``--help``), a Ctrl-C during the
+    interpreter's finalisation (torch's atexit handlers) ends the process at once with the
+    exit code already chosen.
+    """
+    def decorate(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def wrapper(*args: object, **kwargs: object) -> int:
+            try:
+                code = main(*args, **kwargs)
+            except SystemExit as exc:
+                leave_on_next_interrupt(exc.code if isinstance(exc.code, int) else 1)
+                raise
+            except KeyboardInterrupt:
+                leave_on_next_interrupt(interrupted_code)
+                return interrupted_code
+            leave_on_next_interrupt(code if isinstance(code, int) else 0)
+            return code
+        return wrapper
+    return decorate
+
+
+def _caused_by_interrupt(exc: BaseException | None) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @contextlib.contextmanager
@@ -20,9 +88,30 @@ def exit_on_interrupt(code: int = STOPPED) -> Iterator[None]:
 
     For the imports at the top of an executable module (torch takes seconds): a Ctrl-C then
     ends the process like a Ctrl-C while it spins, whether it runs as a console script or
-    with ``python -m``.
+    with ``python -m``, also when the code inside swallowed or wrapped the interrupt.
     """
+    interrupted = []
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if interrupted:  # a second one while the first is being taken: it is on its way out
+            return
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread (imported from a thread): no handler to set
+        previous = None
     try:
         yield
-    except KeyboardInterrupt:
-        raise SystemExit(code) from None
+    except BaseException as exc:
+        if interrupted or _caused_by_interrupt(exc):
+            leave_on_next_interrupt(code)
+            exit_now(code)
+        raise
+    finally:
+        if previous is not None and not interrupted:
+            signal.signal(signal.SIGINT, previous)
+    if interrupted:  # taken by the code inside, which went on: stop now all the same
+        leave_on_next_interrupt(code)
+        exit_now(code)

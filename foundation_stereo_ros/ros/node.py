@@ -23,17 +23,18 @@ watchdogs from :mod:`.monitor`.
 """
 from __future__ import annotations
 
-import difflib
-import sys
-import threading
-import time
-from dataclasses import dataclass
-from typing import Any
+from foundation_stereo_ros.interrupts import STOPPED, exit_on_interrupt, quiet_main
 
-from foundation_stereo_ros.interrupts import exit_on_interrupt
-from foundation_stereo_ros.ros.runner import run_node
+# Ctrl-C during the seconds of importing rclpy and torch, and the standard library before them
+# (a console script imports this module first).
+with exit_on_interrupt():
+    import difflib
+    import sys
+    import threading
+    import time
+    from dataclasses import dataclass
+    from typing import Any
 
-with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and torch
     import rclpy.logging
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.node import Node
@@ -55,6 +56,7 @@ with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and to
     from foundation_stereo_ros.ros.diagnostics import NodeStats, build_diagnostic_array
     from foundation_stereo_ros.ros.log_bridge import forward_package_logs, stop_forwarding
     from foundation_stereo_ros.ros.monitor import NodeMonitor, model_info
+    from foundation_stereo_ros.ros.runner import run_node
     from foundation_stereo_ros.ros.stereo_io import (
         COMPRESSED_SUFFIX,
         IMAGE_SLOTS,
@@ -358,6 +360,7 @@ def _build_backend(s: Settings) -> DisparityBackend:
                            f'{type(exc).__name__}: {exc}. What to do: {what}') from exc
 
 
+@quiet_main(STOPPED)
 def main(args: list[str] | None = None) -> int:
     """Run the node until SIGINT/SIGTERM; returns the process exit code."""
     return run_node(FoundationStereoNode, 'foundation_stereo', (StartupError,), args)

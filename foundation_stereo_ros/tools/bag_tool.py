@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from foundation_stereo_ros.interrupts import INTERRUPTED, exit_on_interrupt
+from foundation_stereo_ros.interrupts import INTERRUPTED, exit_on_interrupt, quiet_main
 
 with exit_on_interrupt(INTERRUPTED):  # Ctrl-C during the seconds of importing torch
     from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
@@ -366,6 +366,7 @@ def _process(matched: list, processor: StereoSetProcessor, wanted: list[str],
     return {}
 
 
+@quiet_main(INTERRUPTED)
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code.
 
