@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ class StatsSnapshot:
     events_window: dict[str, int]
     events_total: dict[str, int]
     sync: dict[str, int] = field(default_factory=dict)  # synchroniser/slot counters, shown as is
+    # Seconds since the newest pair in stage_means finished: with a model slower than the
+    # diagnostics period most windows finish no pair, and the last figures are kept.
+    stage_age: float = math.nan
 
     @property
     def errors_window(self) -> int:
@@ -65,6 +69,8 @@ class NodeStats:
         self._last_events: Counter[str] = Counter()
         self._latencies: list[float] = []
         self._stages: dict[str, list[float]] = {}
+        self._last_stage_means: dict[str, float] = {}
+        self._stage_finished = math.nan  # monotonic time the newest pair with stages finished
 
     def count_input(self, index: int) -> None:
         """One message arrived on input ``index``."""
@@ -78,13 +84,20 @@ class NodeStats:
         with self._lock:
             self._events[name] += 1
 
-    def count_processed(self, latency: float, timings: Mapping[str, float]) -> None:
-        """Count a pair processed and published ``latency`` seconds after its stamp."""
+    def count_processed(self, latency: float, timings: Mapping[str, float],
+                        now: float | None = None) -> None:
+        """Count a pair processed and published ``latency`` seconds after its stamp.
+
+        ``now``: monotonic seconds it finished (default: the current time).
+        """
+        finished = time.monotonic() if now is None else now
         with self._lock:
             self._processed += 1
             self._latencies.append(float(latency))
             for stage, seconds in timings.items():
                 self._stages.setdefault(stage, []).append(float(seconds))
+            if timings:
+                self._stage_finished = finished
 
     @property
     def processed(self) -> int:
@@ -104,6 +117,8 @@ class NodeStats:
             rates = [(n - p) / window for n, p in zip(self._inputs, self._last_inputs)]
             latencies, self._latencies = self._latencies, []
             stages, self._stages = self._stages, {}
+            if stages:
+                self._last_stage_means = {k: sum(v) / len(v) for k, v in stages.items()}
             snap = StatsSnapshot(
                 window=window,
                 input_names=self.input_names,
@@ -113,7 +128,8 @@ class NodeStats:
                 processed_total=self._processed,
                 latency_mean=sum(latencies) / len(latencies) if latencies else math.nan,
                 latency_max=max(latencies) if latencies else math.nan,
-                stage_means={k: sum(v) / len(v) for k, v in stages.items()},
+                stage_means=dict(self._last_stage_means),
+                stage_age=max(now - self._stage_finished, 0.0),
                 events_window={k: self._events[k] - self._last_events[k] for k in EVENT_NAMES},
                 events_total={k: self._events[k] for k in EVENT_NAMES},
                 sync=dict(sync or {}),
@@ -180,6 +196,8 @@ def build_diagnostic_array(snap: StatsSnapshot, *, prefix: str, hardware_id: str
         'latency max (ms)': _fmt(snap.latency_max, 1e3, 1),
     }
     values.update({f'stage {k} (ms)': _fmt(v, 1e3, 1) for k, v in snap.stage_means.items()})
+    if snap.stage_means:  # the last pairs' figures, kept until new ones come
+        values['stage times age (s)'] = _fmt(snap.stage_age, 1.0, 1)
     values.update({k.replace('_', ' '): str(v) for k, v in snap.events_total.items()})
     if snap.errors_window:
         problems = ', '.join(f'{k.replace("_", " ")} x{v}' for k, v in
