@@ -3,13 +3,15 @@
 Imports nothing heavy, so every executable (the nodes and the offline tools) can guard its
 heavy imports with :func:`exit_on_interrupt` before they run.
 
-Why a signal handler and not only ``except KeyboardInterrupt``: importing torch swallows an
+Why a signal handler and not ``except KeyboardInterrupt``: importing torch swallows an
 interrupt that lands while it imports numpy (its C code clears the error and goes on without
-numpy), and one raised inside ``__set_name__`` comes out wrapped in a RuntimeError. The
-guard's own SIGINT handler records the interrupt, so it ends the process whatever became of
-the exception. After the first interrupt has been taken, further ones (``ros2 launch``
-forwards the terminal's Ctrl-C, so it arrives twice) end the process at once with the same
-code instead of a traceback from a finaliser or a death by signal.
+numpy), one raised inside ``__set_name__`` comes out wrapped in a RuntimeError, and one raised
+inside torch's C++ start-up can abort the process. The guard's SIGINT handler ends the process
+from the handler, before any exception exists. After the first interrupt has been taken,
+further ones (``ros2 launch`` forwards the terminal's Ctrl-C, so it arrives twice) end the
+process at once with the same code instead of a traceback from a finaliser or a death by
+signal. What runs before an executable's first line (the interpreter's start-up, ``site``,
+loading the entry module) is out of the package's reach.
 """
 import sys
 
@@ -20,7 +22,9 @@ try:  # an interrupt in these imports, before the guard exists, ends the process
     import signal
     from collections.abc import Callable, Iterator
 except KeyboardInterrupt:  # pragma: no cover - a window of milliseconds
-    sys.exit(0)
+    import os
+
+    os._exit(0)
 
 # Exit code of a process stopped by SIGINT/SIGTERM: a requested stop is a clean exit.
 STOPPED = 0
@@ -72,31 +76,18 @@ def quiet_main(interrupted_code: int) -> Callable[[Callable[..., int]], Callable
     return decorate
 
 
-def _caused_by_interrupt(exc: BaseException | None) -> bool:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 @contextlib.contextmanager
 def exit_on_interrupt(code: int = STOPPED) -> Iterator[None]:
-    """Turn Ctrl-C inside the block into a quiet exit with ``code``.
+    """End the process at once with ``code`` on a Ctrl-C inside the block.
 
     For the imports at the top of an executable module (torch takes seconds): a Ctrl-C then
     ends the process like a Ctrl-C while it spins, whether it runs as a console script or
-    with ``python -m``, also when the code inside swallowed or wrapped the interrupt.
+    with ``python -m``. The block's own SIGINT handler exits from the handler itself, so no
+    KeyboardInterrupt travels through the code being imported (which may swallow it, wrap it
+    or abort in C++ over it), and there is nothing to finalise half-imported.
     """
-    interrupted = []
-
     def on_interrupt(signum: int, frame: object) -> None:
-        if interrupted:  # a second one while the first is being taken: it is on its way out
-            return
-        interrupted.append(signum)
-        raise KeyboardInterrupt
+        exit_now(code)
 
     try:
         previous = signal.signal(signal.SIGINT, on_interrupt)
@@ -104,14 +95,8 @@ def exit_on_interrupt(code: int = STOPPED) -> Iterator[None]:
         previous = None
     try:
         yield
-    except BaseException as exc:
-        if interrupted or _caused_by_interrupt(exc):
-            leave_on_next_interrupt(code)
-            exit_now(code)
-        raise
-    finally:
-        if previous is not None and not interrupted:
-            signal.signal(signal.SIGINT, previous)
-    if interrupted:  # taken by the code inside, which went on: stop now all the same
-        leave_on_next_interrupt(code)
+    except KeyboardInterrupt:  # only without the handler
         exit_now(code)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

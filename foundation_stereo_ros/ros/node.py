@@ -23,13 +23,19 @@ watchdogs from :mod:`.monitor`.
 """
 from __future__ import annotations
 
-from foundation_stereo_ros.interrupts import STOPPED, exit_on_interrupt, quiet_main
+import sys
+
+try:  # a Ctrl-C while the guard itself is imported (console script): the same quiet exit
+    from foundation_stereo_ros.interrupts import STOPPED, exit_on_interrupt, quiet_main
+except KeyboardInterrupt:  # at once: a second Ctrl-C must not meet finalisation
+    import os
+
+    os._exit(0)
 
 # Ctrl-C during the seconds of importing rclpy and torch, and the standard library before them
 # (a console script imports this module first).
 with exit_on_interrupt():
     import difflib
-    import sys
     import threading
     import time
     from dataclasses import dataclass

@@ -8,9 +8,10 @@ module at start, before the node's module:
   unimportable, so the node (and, collected under it, the tests) run against Humble's API.
 * ``FSR_TEST_SLOW_BACKEND=SECONDS``: register the backend ``slow`` (slow_backend.py), which
   sleeps that long in every inference, like a large network on a slow device.
-* ``FSR_TEST_MARK_START=1``: print ``package import starts`` when the package is first looked
-  up: the moment the package's own code begins (what comes before, the interpreter's start-up
-  and site, is out of its reach), for the start-up interrupt sweep.
+* ``FSR_TEST_MARK_START=1``: print ``package import starts`` when the executable's first line
+  imports :mod:`foundation_stereo_ros.interrupts`: the moment its own code begins (what comes
+  before, the interpreter's start-up, site and loading the entry module, is out of its
+  reach), for the start-up interrupt sweep.
 * ``FSR_TEST_SLOW_IMPORT=1``: importing torch prints ``importing torch`` and waits a minute
   first, so a test can interrupt the import.
 """
@@ -86,11 +87,11 @@ if os.environ.get('FSR_TEST_MARK_START'):
     import importlib.abc
 
     class _MarkStart(importlib.abc.MetaPathFinder):
-        """Prints a line when the package is first looked up; finds nothing itself."""
+        """Prints a line when the interrupt guard is first looked up; finds nothing itself."""
 
         def find_spec(self, name, path, target=None):
-            """Print ``package import starts`` for the package's first lookup."""
-            if name == 'foundation_stereo_ros':
+            """Print ``package import starts`` for the guard's first lookup."""
+            if name == 'foundation_stereo_ros.interrupts':
                 sys.meta_path.remove(self)
                 print('package import starts', flush=True)
 
