@@ -169,6 +169,9 @@ class FoundationStereoNode(Node):
             self.create_subscription(msg_type, topic, self._make_callback(index), INPUT_QOS,
                                      qos_overriding_options=overrides)
             for index, (msg_type, topic) in enumerate(zip(types, topics))]
+        self.monitor.best_effort = [
+            sub.qos_profile.reliability == QoSReliabilityPolicy.BEST_EFFORT
+            for sub in self._subscriptions_in]  # after the QoS overrides were applied
 
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name='stereo_worker', daemon=True)
