@@ -17,14 +17,14 @@ from test_node_e2e import (  # noqa: F401
 )
 
 
-def run_until_said(ros_context, name, text, publish, *params):
+def run_until_said(context, name, text, publish, *params):
     namespace = f'/{name}{os.getpid()}'
     args = ['-p', 'backend:=sgbm', '-p', 'camera_info_timeout:=0.5', '-p',
             'diagnostics_period:=0.2', '-r', f'__ns:={namespace}']
     for param in params:
         args += ['-p', param]
     node = NodeProcess(*args)
-    rig = Rig(ros_context, namespace)
+    rig = Rig(context, namespace)
     try:
         rig.subscribe('disparity', DisparityImage)
         assert wait_until(lambda: text in node.output, timeout=90.0,
