@@ -171,10 +171,8 @@ class NodeMonitor:
                     'cache_camera_info:=true')))
         for index, repeated in enumerate(repeats):
             if repeated and stamps[index] != 0:
-                causes.append(('repeats', (
-                    f'{topics[index]} repeats stamps ({repeated} of {counts[index]} messages '
-                    'carry the stamp of the one before, and a stamp already used is dropped): '
-                    'stamp each message with its capture time')))
+                causes.append(('repeats', repeated_stamps_text(topics[index], repeated,
+                                                               counts[index])))
         for image, info in _PAIRS:
             if counts[info] and counts[image] < LOSS_SHARE * counts[info]:
                 causes.append(('lost', (
@@ -193,6 +191,13 @@ class NodeMonitor:
                               'sync_policy:=approximate')
         return 'stamps', (f'the stamps of the four inputs differ by more than slop={self._slop} '
                           f's ({spread}): raise slop')
+
+
+def repeated_stamps_text(topic: str, repeated: int, count: int) -> str:
+    """Say that ``topic`` repeats stamps (``repeated`` of ``count`` messages), and the fix."""
+    return (f'{topic} repeats stamps ({repeated} of {count} messages carry the stamp of the '
+            'one before, and a stamp already used is dropped): stamp each message with its '
+            'capture time')
 
 
 def model_info(backend: Any, config: Any) -> dict[str, str]:

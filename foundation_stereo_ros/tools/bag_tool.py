@@ -41,6 +41,7 @@ with exit_on_interrupt(INTERRUPTED):  # Ctrl-C during the seconds of importing t
     from foundation_stereo_ros.backends import make_backend
     from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
     from foundation_stereo_ros.ros.bag_messages import ROS_TYPE_NAMES, SLOT_TYPES, decode, encode
+    from foundation_stereo_ros.ros.monitor import repeated_stamps_text
     from foundation_stereo_ros.ros.stereo_io import (
         COMPRESSED_SUFFIX,
         INPUT_TOPICS,
@@ -241,6 +242,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     undecodable: Counter[str] = Counter()
     interrupted = ''
     read = 0
+    stamps = _StampRepeats(len(INPUT_TOPICS))
 
     with contextlib.closing(_open_reader(in_bag)) as reader:
         present = {c.topic: c.msgtype for c in reader.connections}
@@ -294,6 +296,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     conn.topic, ROS_TYPE_NAMES[msg_type], exc)
                     undecodable[conn.topic] += 1
                     continue
+                stamps.add(index, stamp_ns(msg))
                 matched = sync.add(index, stamp_ns(msg), msg)
                 if matched is None:
                     continue
@@ -333,6 +336,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if interrupted:
         summary['interrupted'] = interrupted
     _warn_rare_camera_info(counters.received, chosen.cache_camera_info, topics)
+    stamps.warn(topics)
     print('bag_tool: ' + ', '.join(f'{k}={v}' for k, v in summary.items()))
     if interrupted:
         print(f'bag_tool: {interrupted}; {args.out_bag} holds the work done until then',
@@ -340,12 +344,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+class _StampRepeats:
+    """Counts, per input, the messages that carry the stamp of the one before (as the node)."""
+
+    def __init__(self, inputs: int) -> None:
+        self.last: list[int | None] = [None] * inputs
+        self.repeated = [0] * inputs
+        self.count = [0] * inputs
+
+    def add(self, index: int, stamp: int) -> None:
+        self.count[index] += 1
+        self.repeated[index] += stamp == self.last[index]
+        self.last[index] = stamp
+
+    def warn(self, topics: list[str]) -> None:
+        for index, repeated in enumerate(self.repeated):
+            if repeated and index in (LEFT_IMAGE, RIGHT_IMAGE):
+                LOG.warning('%s', repeated_stamps_text(topics[index], repeated,
+                                                       self.count[index]))
+
+
 def _warn_rare_camera_info(received: list[int], cached: bool, topics: list[str]) -> None:
-    """Suggest --cache-camera-info when a camera's images far outnumber its CameraInfo."""
-    if cached:
-        return
+    """Say when a camera's images far outnumber its CameraInfo, or it has none at all."""
     for image, info in ((LEFT_IMAGE, LEFT_INFO), (RIGHT_IMAGE, RIGHT_INFO)):
-        if received[image] > 2 * received[info]:
+        if received[image] and not received[info]:
+            LOG.warning('%s holds no messages (no CameraInfo was recorded) for %d images on '
+                        '%s: without a calibration no pair can be processed, and '
+                        '--cache-camera-info cannot help; record the camera_info topics with '
+                        'the images', topics[info], received[image], topics[image])
+        elif received[image] > 2 * received[info] and not cached:
             LOG.warning('%s holds %d messages for %d images on %s: images without a CameraInfo '
                         'of their stamp were not processed; pass --cache-camera-info to reuse '
                         'the latest CameraInfo for every pair', topics[info], received[info],
