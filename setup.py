@@ -1,9 +1,14 @@
 """ament_python package definition for foundation_stereo_ros."""
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 package_name = 'foundation_stereo_ros'
+# The fleet tool's optional engine (Ray), pinned in one place.
+_FLEET = Path(__file__).resolve().parent / 'requirements-fleet.txt'
+fleet_requires = [line.strip() for line in _FLEET.read_text().splitlines()
+                  if line.strip() and not line.startswith('#')]
 
 setup(
     name=package_name,
@@ -22,7 +27,7 @@ setup(
     description='FoundationStereo depth for ROS 2: DisparityImage, depth and PointCloud2.',
     license='Apache-2.0',
     # colcon runs no tests at all without this extra.
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest'], 'fleet': fleet_requires},
     entry_points={
         'console_scripts': [
             'foundation_stereo_node = foundation_stereo_ros.ros.node:main',
@@ -31,6 +36,7 @@ setup(
             'foundation_stereo_bag = foundation_stereo_ros.tools.bag_tool:main',
             'foundation_stereo_batch = foundation_stereo_ros.tools.batch:main',
             'foundation_stereo_sweep = foundation_stereo_ros.tools.sweep:main',
+            'foundation_stereo_fleet = foundation_stereo_ros.tools.fleet:main',
         ],
     },
 )

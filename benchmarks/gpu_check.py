@@ -15,7 +15,9 @@ tables for the issue note) and ``gpu_check.json`` (every figure) into ``--out``:
    compile time); the ``onnx`` backend with the CUDA and TensorRT providers when the package
    has that backend and onnxruntime those providers;
 4. the node end to end with the synthetic camera at 640x480 (``bench_node.py --json``):
-   latency p50/p99, camera, node input and output rates, dropped sets.
+   latency p50/p99, camera, node input and output rates, dropped sets;
+5. the trust filters at 640x480 and 1280x720 (``bench_trust.py``): confidence threshold,
+   left-right check, edge filter and denoising, one frame each.
 
 Each step runs in its own process group with a time limit, so a hung compilation or engine
 build costs its cap and no more; its rows say ``timeout`` and the rest goes on. Steps run in
@@ -51,6 +53,7 @@ if str(REPO_ROOT) not in sys.path:  # the package from this checkout, as the ste
 FFS_CHECKPOINT = (REPO_ROOT.parent / 'shared' / 'reference' / 'ffs' / 'cffs_like'
                   / 'model_best_bp2_serialize.pth')
 BENCH_NODE = Path(__file__).resolve().parent / 'bench_node.py'
+BENCHMARKS = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Plan:
     node: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     caps: dict[str, float] = field(default_factory=dict)
+    trust_sizes: list[tuple[int, int]] = field(default_factory=list)   # (height, width)
 
 
 FULL = Plan(
@@ -80,7 +84,8 @@ FULL = Plan(
     node={'width': 640, 'height': 480, 'rate': 30.0, 'duration': 20.0, 'window': 5.0,
           'family': 'vits', 'params': ['valid_iters:=16']},
     caps={'checkpoints': 60, 'parity': 60, 'precision': 60, 'eager': 60, 'node': 75,
-          'compiled': 100, 'onnx': 120})
+          'compiled': 100, 'onnx': 120, 'trust': 40},
+    trust_sizes=[(480, 640), (720, 1280)])
 DRY = Plan(
     device='cpu', budget_s=600.0, size=(64, 96), parity_size=(64, 96), parity_iters=1,
     iters={'vits': [1], 'ffs': [1]}, eager_precisions=['fp32', 'bf16'],
@@ -90,7 +95,8 @@ DRY = Plan(
     dry_run=True,
     # About a minute in all on two free cores; the caps leave room for a loaded CI machine.
     caps={'checkpoints': 90, 'parity': 150, 'precision': 150, 'eager': 200, 'node': 200,
-          'compiled': 0, 'onnx': 0})
+          'compiled': 0, 'onnx': 0, 'trust': 120},
+    trust_sizes=[(64, 96)])
 
 
 # ----------------------------------------------------------------------------- workers
@@ -275,8 +281,24 @@ def worker_onnx(spec: dict[str, Any]) -> None:
             _emit({**base, 'error': f'{type(exc).__name__}: {exc}'[:300]})
 
 
+def worker_trust(spec: dict[str, Any]) -> None:
+    """Time each trust stage (bench_trust.py) on ``spec['device']``, one row per stage."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_trust
+    for height, width in spec['sizes']:
+        try:
+            rows = bench_trust.measure(width, height, spec['device'], spec['repeat'])
+        except Exception as exc:  # noqa: BLE001 - the row reports it
+            _emit({'stage': 'all', 'size': f'{width}x{height}', 'device': spec['device'],
+                   'error': f'{type(exc).__name__}: {exc}'[:300]})
+            continue
+        for row in rows:
+            _emit(row)
+
+
 WORKERS = {'checkpoints': worker_checkpoints, 'parity': worker_parity,
-           'precision': worker_precision, 'latency': worker_latency, 'onnx': worker_onnx}
+           'precision': worker_precision, 'latency': worker_latency, 'onnx': worker_onnx,
+           'trust': worker_trust}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -412,6 +434,9 @@ def run_plan(plan: Plan, out_dir: Path) -> dict[str, Any]:
                 latency(family, 'eager', plan.eager_precisions, plan.caps['eager'])
         if plan.node.get('family') in checkpoints:
             _node_step(runner, plan, checkpoints[plan.node['family']], workdir)
+        runner.worker('trust filters', 'trust', plan.caps['trust'], device=plan.device,
+                      sizes=[list(size) for size in plan.trust_sizes],
+                      repeat=max(plan.repeat, 10))
         for precision in plan.compiled_precisions:
             for family in plan.iters:
                 if family in families:
@@ -539,6 +564,18 @@ def markdown(report: dict[str, Any]) -> str:
                          f'{" ".join(row["params"])} |')
         if not step['rows']:
             lines.append(f'| {step["status"]}: {step["detail"]} | | | | | | | | | | |')
+    lines += ['', '### Trust filters (one frame, mask and drop)', '',
+              '| stage | size | device | median ms | min ms | note |',
+              '| --- | --- | --- | --- | --- | --- |']
+    for step in steps:
+        if step['kind'] != 'trust':
+            continue
+        for row in step['rows']:
+            lines.append(f'| {row["stage"]} | {row["size"]} | {row["device"]} | '
+                         f'{_fmt(row.get("median_ms"), 2)} | {_fmt(row.get("min_ms"), 2)} | '
+                         f'{row.get("error", "")} |')
+        if step['status'] != 'ok':
+            lines.append(f'| {step["status"]}: {step["detail"]} | | | | | |')
     lines += ['', '### Steps', '', '| step | status | seconds | detail |',
               '| --- | --- | --- | --- |']
     lines += [f'| {s["name"]} | {s["status"]} | {s["seconds"]:.0f} | {s["detail"]} |'

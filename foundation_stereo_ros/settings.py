@@ -11,9 +11,10 @@ from it:
 * the ranges :class:`~foundation_stereo_ros.pipeline.PipelineConfig` checks, and the backend
   options :func:`make_backend` receives.
 
-Enumerations live beside their owner and are imported here: backend names from the backend
-registry, precisions and devices from :mod:`.backends.device`, sync policies from :mod:`.sync`.
-Pure Python plus those imports (no rclpy), so the rules are unit-tested alone.
+The names a setting chooses from come from :mod:`.choices` (which the backends import too) and
+sync policies from :mod:`.sync`: pure Python, no torch, OpenCV or rclpy, so generating the
+parameters file, parsing a command line or printing ``--help`` loads nothing heavy, and the
+rules are unit-tested alone.
 """
 from __future__ import annotations
 
@@ -24,10 +25,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from foundation_stereo_ros.backends import BACKENDS
-from foundation_stereo_ros.backends.device import CUDA_INDEX, DEVICES, PRECISION_CHOICES
-from foundation_stereo_ros.backends.onnx import PROVIDER_CHOICES
-from foundation_stereo_ros.backends.sgbm import SGBM_MODES
+from foundation_stereo_ros.choices import (
+    BACKENDS,
+    CUDA_INDEX,
+    DEVICES,
+    PRECISION_CHOICES,
+    PROVIDER_CHOICES,
+    SGBM_MODES,
+)
 from foundation_stereo_ros.sync import SYNC_POLICIES
 
 Value = bool | int | float | str
@@ -131,8 +136,9 @@ SETTINGS: tuple[Setting, ...] = (
             BACKEND, choices=tuple(BACKENDS)),
     Setting('checkpoint', '',
             'Network checkpoint: FoundationStereo model_best_bp2.pth (its cfg.yaml beside it) '
-            'or Fast-FoundationStereo model_best_bp2_serialize.pth / converted .safetensors; '
-            'needed by the foundation_stereo backend.', BACKEND, backends=_FS),
+            'or Fast-FoundationStereo model_best_bp2_serialize.pth / converted .safetensors, '
+            'or the folder holding one; needed by the foundation_stereo backend.',
+            BACKEND, backends=_FS),
     Setting('model', '',
             'Exported network (.onnx) for the onnx backend: this package\'s export, '
             'FoundationStereo scripts/make_onnx.py or Fast-FoundationStereo '
@@ -165,8 +171,8 @@ SETTINGS: tuple[Setting, ...] = (
             'Height of the warm-up pair (the camera height times scale); 0: no warm-up.',
             BACKEND, low=0, high=8192, step=1, backends=_FS),
     Setting('valid_iters', 0, 'GRU refinement iterations of the network (more: finer, '
-            'slower); 0: the checkpoint family\'s official default (FoundationStereo 32, '
-            'Fast-FoundationStereo 8).',
+            'slower); 0: the checkpoint\'s own count (FoundationStereo 32; '
+            'Fast-FoundationStereo its cfg.yaml\'s valid_iters, else 8).',
             BACKEND, low=0, high=100, step=1, runtime=True, backends=_FS),
     Setting('hierarchical', False,
             'Coarse-to-fine inference: a low-resolution pass initialises the full one.',
@@ -184,7 +190,7 @@ SETTINGS: tuple[Setting, ...] = (
             BACKEND, low=-1024, high=1024, step=1, backends=_SGBM),
     Setting('sgbm_mode', 'sgbm_3way',
             'SGBM path directions: sgbm_3way (fastest), sgbm (5), hh4 (4), hh (8, slow).',
-            BACKEND, choices=tuple(SGBM_MODES), backends=_SGBM),
+            BACKEND, choices=SGBM_MODES, backends=_SGBM),
     Setting('uniqueness_ratio', 10,
             'SGBM: percent by which the best match must beat the second best.',
             BACKEND, low=0, high=100, step=1, backends=_SGBM),
@@ -365,6 +371,43 @@ def pipeline_options(values: Mapping[str, Value]) -> dict[str, Any]:
     return options
 
 
+# -- how a message names a setting ----------------------------------------------------------------
+
+# Who reads a message about a setting: the node's user (ROS parameters, ``checkpoint:=X``) or
+# an offline tool's (command-line options, ``--checkpoint X``).
+ROS_PARAMETERS, COMMAND_LINE = 'ros_parameters', 'command_line'
+
+
+def mention(name: str, value: Value | None = None, phrasing: str = ROS_PARAMETERS) -> str:
+    """Name setting ``name`` (with ``value``, if given) the way ``phrasing``'s reader sets it."""
+    setting = BY_NAME[name]
+    if phrasing == COMMAND_LINE:
+        return setting.option if value is None else f'{setting.option} {value}'
+    return name if value is None else f'{name}:={value}'
+
+
+def startup_settings(backend: str) -> tuple[str, ...]:
+    """Names of the settings fixed when ``backend`` starts (what to check when it cannot)."""
+    return tuple(s.name for s in SETTINGS
+                 if s.target == BACKEND and not s.runtime and backend in s.backends)
+
+
+def without_effect(backend: str, values: Mapping[str, Any]) -> list[str]:
+    """Names in ``values`` that ``backend`` does not take, where they differ from the default.
+
+    Another backend's settings: SGBM's ``block_size`` given with the network, the network's
+    ``valid_iters`` with SGBM. A value may be a list (a sweep's): given if any differs.
+    """
+    def given(name: str, value: Any) -> bool:
+        many = value if isinstance(value, list | tuple) else [value]   # a sweep's list
+        return any(v != BY_NAME[name].default for v in many)
+
+    return [name for name, value in values.items()
+            if name in BY_NAME and BY_NAME[name].target == BACKEND
+            and BY_NAME[name].backends    # () : every backend's (the backend choice itself)
+            and backend not in BY_NAME[name].backends and given(name, value)]
+
+
 # -- command lines ------------------------------------------------------------------------------
 
 def tool_settings(targets: Iterable[str] = (BACKEND, PIPELINE)) -> tuple[Setting, ...]:
@@ -432,14 +475,20 @@ def _yaml_value(value: Value) -> str:
     return repr(value)
 
 
-def params_yaml() -> str:
-    """Return the text of ``config/foundation_stereo.yaml``: every setting and its default."""
-    lines = [_YAML_HEADER.rstrip('\n')]
-    for s in SETTINGS:
+def params_yaml(table: Iterable[Setting] = SETTINGS, header: str = _YAML_HEADER,
+                values: Mapping[str, Value] | None = None) -> str:
+    """Return a parameters file of ``table``: ``config/foundation_stereo.yaml`` by default.
+
+    Each setting with its description, whether it may change at runtime and its range, then
+    its value: the default unless ``values`` gives another.
+    """
+    values = values or {}
+    lines = [header.rstrip('\n')]
+    for s in table:
         when = 'runtime' if s.runtime else 'read-only'
         extra = f'; {s.constraints}' if s.constraints else ''
         lines.append(f'    # {s.description} [{when}{extra}]')
-        lines.append(f'    {s.name}: {_yaml_value(s.default)}')
+        lines.append(f'    {s.name}: {_yaml_value(values.get(s.name, s.default))}')
     return '\n'.join(lines) + '\n'
 
 

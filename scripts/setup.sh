@@ -13,6 +13,8 @@ fi
 # torch first and alone, so nothing else can pull a different (multi-GB) build.
 .venv/bin/python -m pip install --quiet "$(grep -E '^torch==' requirements.txt)"
 .venv/bin/python -m pip install --quiet -r requirements.txt
+# The fleet tool's optional Ray (its tests run in CI).
+.venv/bin/python -m pip install --quiet -r requirements-fleet.txt
 
 # shellcheck disable=SC1091
 source .venv/bin/activate

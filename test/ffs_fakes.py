@@ -18,6 +18,7 @@ import math
 import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -391,3 +392,24 @@ class TinyFFS:
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
         return model.eval()
+
+
+# ----------------------------------------------------------------------------- checkpoint files
+def write_tiny_serialized(path: Path, **network_kwargs: Any) -> Path:
+    """Write a tiny serialized FFS checkpoint (``torch.save`` of :meth:`TinyFFS.network`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with official_classes() as fakes:
+        torch.save(TinyFFS(fakes).network(**network_kwargs), path)
+    return path
+
+
+def write_tiny_converted(folder: Path, source: Path) -> Path:
+    """Convert a tiny serialized checkpoint written at ``source`` into ``folder``, alone.
+
+    Returns the converted ``.safetensors``: the only file of ``folder`` (no cfg.yaml).
+    """
+    from foundation_stereo_ros.model.ffs.loader import save_converted
+    write_tiny_serialized(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    out, _ = save_converted(source, folder / 'c_ffs.safetensors')
+    return out

@@ -2,6 +2,7 @@
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from foundation_stereo_ros.ply import read_ply
 from foundation_stereo_ros.synthetic.scenes import make_scene, save_scene
@@ -73,7 +74,8 @@ def test_errors_say_what_to_do(tmp_path, capsys, case, message):
     elif case == 'missing_checkpoint':
         args += ['--backend', 'foundation_stereo', '--checkpoint', tmp_path / 'x.pth']
     elif case == 'missing_cfg':
-        (tmp_path / 'model_best_bp2.pth').write_bytes(b'not really')
+        # A real torch.save state dict (a file that is not one is named as such first).
+        torch.save({'model': {'w': torch.zeros(2)}}, tmp_path / 'model_best_bp2.pth')
         args += ['--backend', 'foundation_stereo', '--checkpoint',
                  tmp_path / 'model_best_bp2.pth']
     elif case == 'only_left':
@@ -103,3 +105,8 @@ def test_k_txt_of_another_resolution_is_refused(tmp_path, capsys):
     assert 'principal point (319.5, 239.5) lies outside the 160x120 images' in err
     assert 'about 640x480' in err and 'scale the first two rows of K' in err
     assert not (tmp_path / 'o').exists()
+
+
+def test_an_option_the_backend_does_not_take_is_named(tmp_path, capsys):
+    assert run_demo('--backend', 'sgbm', '--valid-iters', '4', '--out', tmp_path) == 0
+    assert 'warning: --valid-iters has no effect on the sgbm backend' in capsys.readouterr().err

@@ -13,9 +13,12 @@ import torch
 import yaml
 from conftest import DATA_DIR, SHARED_REFERENCE
 from ffs_fakes import TinyFFS, official_classes, record_to_modules
+from ffs_fakes import write_tiny_serialized as write_tiny
 from torch import nn
 
+from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.model import CheckpointError, FastFoundationStereo, load_checkpoint
+from foundation_stereo_ros.model.checkpoint import check_checkpoint
 from foundation_stereo_ros.model.convert import main as convert_main
 from foundation_stereo_ros.model.ffs import safe_pickle
 from foundation_stereo_ros.model.ffs.builder import BUILDERS
@@ -36,12 +39,6 @@ def pair(height=64, width=96, seed=0):
     gen = torch.Generator().manual_seed(seed)
     left = torch.rand(1, 3, height, width, generator=gen) * 255
     return left, torch.roll(left, -3, dims=-1)
-
-
-def write_tiny(path, **kwargs):
-    with official_classes() as fakes:
-        torch.save(TinyFFS(fakes).network(**kwargs), path)
-    return path
 
 
 # ----------------------------------------------------------------------------- safety
@@ -316,3 +313,71 @@ def test_converted_cffs_like_matches_the_goldens(tmp_path):
     np.testing.assert_allclose(init_disp.numpy(), golden['init_disp'], atol=1e-3, rtol=1e-5)
     np.testing.assert_allclose(torch.stack(preds).numpy(), golden['disp_preds'],
                                **FULL_RES_DISP)
+
+
+# ----------------------------------------------------------------------------- what a file is
+FFS_CFG = {'max_disp': 64, 'valid_iters': 8, 'hidden_dims': [20], 'n_gru_layers': 1,
+           'corr_levels': 2, 'corr_radius': 4, 'normalize': True}
+
+
+def with_ffs_cfg(folder):
+    """Put an FFS cfg.yaml (not a FoundationStereo one) beside the file under test."""
+    (folder / 'cfg.yaml').write_text(yaml.safe_dump(FFS_CFG))
+
+
+def zip_without_data_pkl(path):
+    with zipfile.ZipFile(path, 'w') as archive:
+        archive.writestr('archive/version', '3\n')
+        archive.writestr('archive/data/0', b'\0' * 64)
+    return path
+
+
+def unknown_root_class(path):
+    with official_classes() as fakes:
+        model = TinyFFS(fakes).network()
+        torch.save(fakes.retype(model, 'core.foundation_stereo.FasterFoundationStereo'), path)
+    return path
+
+
+def truncated(path):
+    whole = write_tiny(path).read_bytes()
+    path.write_bytes(whole[:len(whole) * 6 // 10])
+    return path
+
+
+@pytest.mark.parametrize('make, fault', [
+    (unknown_root_class, r'class core\.foundation_stereo\.FasterFoundationStereo'),
+    (truncated, 'is a truncated zip archive'),
+    (zip_without_data_pkl, r'zip archive but not a PyTorch checkpoint \(no data\.pkl'),
+])
+def test_the_loader_names_what_a_file_is_before_any_cfg_check(tmp_path, make, fault):
+    path = make(tmp_path / 'model_best_bp2_serialize.pth')
+    with_ffs_cfg(tmp_path)
+    for check in (load_checkpoint, check_checkpoint):
+        with pytest.raises(CheckpointError, match=fault) as info:
+            check(path)
+        assert 'hidden_dims' not in str(info.value)
+
+
+def test_cfg_yaml_valid_iters_is_the_checkpoint_default_also_after_conversion(tmp_path):
+    src = write_tiny(tmp_path / 'src' / 'model_best_bp2_serialize.pth')
+    (src.parent / 'cfg.yaml').write_text(yaml.safe_dump({'valid_iters': 3}))
+    model, cfg = load_checkpoint(src)
+    assert model.default_iters == cfg['valid_iters'] == 3
+    assert FastFoundationStereo.default_iters == 8, 'the family default stays'
+    out = tmp_path / 'deploy' / 'c.safetensors'
+    assert convert_main([str(src), str(out)]) == 0
+    converted, _ = load_checkpoint(out.parent)          # alone in its folder: baked in
+    assert converted.default_iters == 3
+    left, right = pair(seed=5)
+    backend = make_backend('foundation_stereo', checkpoint=str(out), device='cpu')
+    assert backend.valid_iters == 3
+    with torch.inference_mode():
+        three = model(left, right, iters=3, test_mode=True)[0, 0]
+        eight = model(left, right, iters=8, test_mode=True)[0, 0]
+    got = backend.compute(left[0], right[0])      # no count asked for: the checkpoint's 3
+    torch.testing.assert_close(got, three, atol=1e-4, rtol=1e-5)
+    assert not torch.allclose(got, eight, atol=1e-3)
+    (src.parent / 'cfg.yaml').write_text(yaml.safe_dump({'valid_iters': 'many'}))
+    with pytest.raises(CheckpointError, match="'valid_iters' must be a positive integer"):
+        load_checkpoint(src)

@@ -74,3 +74,15 @@ def test_node_end_to_end_row(report):
     assert row['first_output_s'] > 0 and row['camera_hz'] > 0
     assert row['dropped_busy'] >= 0 and row['dropped_unmatched'] >= 0
     assert '### The node end to end' in text and '| 96x64 |' in text
+
+
+def test_trust_filter_rows(report):
+    data, text = report
+    (trust,) = steps_of(data, 'trust')
+    assert trust['status'] == 'ok', trust
+    stages = [row['stage'] for row in trust['rows']]
+    assert stages == ['confidence threshold', 'left-right check', 'edge filter', 'denoising']
+    for row in trust['rows']:
+        assert row['size'] == '96x64' and row['median_ms'] >= row['min_ms'] > 0
+        assert f'| {row["stage"]} | 96x64 | cpu |' in text
+    assert '### Trust filters' in text

@@ -23,7 +23,8 @@ from package_setup import console_scripts
 
 from foundation_stereo_ros import settings
 from foundation_stereo_ros.ros.stereo_io import INPUT_TOPICS, RAW_INPUT_TOPICS
-from foundation_stereo_ros.ros.synthetic_camera import SETTINGS as CAMERA_TABLE
+from foundation_stereo_ros.synthetic.camera_settings import SETTINGS as CAMERA_TABLE
+from foundation_stereo_ros.synthetic.camera_settings import camera_params_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_DIR = ROOT / 'launch'
@@ -126,7 +127,12 @@ def test_node_params_file_is_generated_from_the_settings_table():
 
 
 def test_camera_params_file_matches_declared_parameters():
+    text = (ROOT / 'config' / 'synthetic_camera.yaml').read_text()
+    assert text == camera_params_yaml(), (
+        'regenerate it: python -m foundation_stereo_ros.synthetic.camera_settings > '
+        'config/synthetic_camera.yaml')
     params = ros_params(ROOT / 'config' / 'synthetic_camera.yaml')
+    assert params == {s.name: s.default for s in CAMERA_TABLE} | {'moving': True}
     assert set(params) <= set(CAMERA_SETTINGS)
     for name, value in params.items():
         assert CAMERA_SETTINGS[name].check(value) is None, (name, value)

@@ -2,7 +2,9 @@
 
 * Only ``foundation_stereo_ros/ros/`` imports rclpy, rcl_interfaces or message packages.
 * ``model/`` imports nothing of ROS and nothing of the package outside ``model/``.
-* No offline tool imports another tool (what they share is ``tools/common.py``).
+* No offline tool imports another tool (what they share is in the shared modules of
+  ``tools/``: those without a ``main``, e.g. ``common.py`` and ``bags.py``).
+* Only the fleet tool imports Ray (an optional extra).
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ ROS_ROOTS = ('rclpy', 'rcl_interfaces', 'lifecycle_msgs', 'builtin_interfaces',
              'rosidl_runtime_py')
 # Entry points kept at their documented paths (python -m foundation_stereo_ros.node...): each
 # only imports the module that holds the code.
-ENTRY_SHIMS = {'node.py', 'demo.py', 'batch.py', 'sweep.py', 'bag_tool.py',
+ENTRY_SHIMS = {'node.py', 'demo.py', 'batch.py', 'sweep.py', 'bag_tool.py', 'fleet.py',
                'synthetic/camera_node.py'}
+RAY_IMPORTERS = {'tools/fleet.py'}
 
 
 def imported_modules(path: Path, package: str | None = None) -> set[str]:
@@ -74,8 +77,16 @@ def test_the_model_imports_nothing_outside_itself():
     assert not offenders, offenders
 
 
+def defines_main(path: Path) -> bool:
+    """Whether ``path`` defines a top-level ``main``: a tool, not a shared module."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return any(isinstance(node, ast.FunctionDef) and node.name == 'main' for node in tree.body)
+
+
 def test_no_tool_imports_another_tool():
-    tools = {p.stem for p in package_files('tools')} - {'__init__', 'common'}
+    tools = {p.stem for p in package_files('tools') if defines_main(p)}
+    assert {'demo', 'batch', 'sweep', 'bag_tool', 'fleet'} <= tools
+    assert not tools & {'common', 'bags'}, 'the shared modules have no main'
     offenders = {}
     for path in package_files('tools'):
         others = sorted(m for m in imported_modules(path)
@@ -85,6 +96,12 @@ def test_no_tool_imports_another_tool():
         if others:
             offenders[path.name] = others
     assert not offenders, offenders
+
+
+def test_only_the_fleet_tool_imports_ray():
+    offenders = {path.relative_to(PACKAGE).as_posix() for path in package_files()
+                 if any(m.split('.')[0] == 'ray' for m in imported_modules(path))}
+    assert offenders <= RAY_IMPORTERS, offenders - RAY_IMPORTERS
 
 
 def test_entry_shims_only_forward():

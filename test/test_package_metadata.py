@@ -2,7 +2,7 @@
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from package_setup import distribution
+from package_setup import console_scripts, distribution
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +19,16 @@ def test_package_xml_declares_runtime_dependencies():
 
 def test_setup_py_runs_tests_under_colcon():
     # Without the 'test' extra colcon silently collects zero tests.
-    assert distribution().extras_require == {'test': ['pytest']}
+    assert distribution().extras_require['test'] == ['pytest']
+
+
+def test_the_fleet_extra_is_the_pinned_ray_of_requirements_fleet():
+    pins = [line for line in (ROOT / 'requirements-fleet.txt').read_text().splitlines()
+            if line and not line.startswith('#')]
+    assert len(pins) == 1 and pins[0].startswith('ray[') and '==' in pins[0], pins
+    assert distribution().extras_require['fleet'] == pins
+    assert set(distribution().extras_require) == {'test', 'fleet'}
+    assert console_scripts()['foundation_stereo_fleet'] == 'foundation_stereo_ros.tools.fleet:main'
 
 
 def test_setup_py_installs_the_launch_and_config_files():

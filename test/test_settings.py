@@ -8,7 +8,7 @@ import rclpy
 import yaml
 
 from foundation_stereo_ros import settings as S
-from foundation_stereo_ros.backends import BACKENDS
+from foundation_stereo_ros.choices import BACKENDS
 from foundation_stereo_ros.pipeline import PipelineConfig
 from foundation_stereo_ros.sync import SYNC_POLICIES
 from foundation_stereo_ros.tools import bag_tool, demo

@@ -18,7 +18,8 @@ def run_sweep(*argv):
 
 def read_csv(path):
     with open(path, encoding='utf-8') as stream:
-        return [{k: float(v) for k, v in row.items() if k != 'hierarchical'}
+        # An empty valid_iters: a backend without iterations.
+        return [{k: float(v or 'nan') for k, v in row.items() if k != 'hierarchical'}
                 | {'hierarchical': row['hierarchical'] == 'True'}
                 for row in csv.DictReader(stream)]
 
@@ -98,3 +99,16 @@ def test_mistakes_are_reported_without_a_traceback(tmp_path, capsys, argv, messa
     assert run_sweep(*argv) == 2
     captured = capsys.readouterr()
     assert message in captured.err and 'Traceback' not in captured.err
+
+
+def test_settings_without_effect_on_the_backend_are_named(tmp_path, capsys):
+    """SGBM has no iterations nor hierarchy: given lists are reported, not silently dropped."""
+    assert run_sweep('--backend', 'sgbm', '--scene-size', '64x48', '--valid-iters', 4, 8,
+                     '--hierarchical', 'on', '--scale', 1.0, '--repeat', 1,
+                     '--out', tmp_path / 'out') == 0
+    err = capsys.readouterr().err
+    assert 'warning: --valid-iters has no effect on the sgbm backend' in err
+    assert 'warning: --hierarchical has no effect on the sgbm backend' in err
+    assert run_sweep('--backend', 'sgbm', '--scene-size', '64x48', '--scale', 1.0,
+                     '--repeat', 1, '--out', tmp_path / 'out2') == 0
+    assert 'no effect' not in capsys.readouterr().err, 'nothing given, nothing to report'

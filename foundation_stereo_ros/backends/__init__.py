@@ -1,7 +1,8 @@
 """Disparity backends and a registry that builds one by name.
 
-Backend modules are imported only when asked for, so the SGBM path never loads the network
-code (nor its weights) and the network path never needs OpenCV's matcher.
+Backend modules are imported only when asked for (the registry, :data:`.choices.BACKENDS`,
+names them), so the SGBM path never loads the network code (nor its weights) and the network
+path never needs OpenCV's matcher. :mod:`.startup` builds one from the settings.
 """
 from __future__ import annotations
 
@@ -9,16 +10,9 @@ import importlib
 from typing import Any
 
 from foundation_stereo_ros.backends.base import DisparityBackend
+from foundation_stereo_ros.choices import BACKENDS
 
 __all__ = ['BACKENDS', 'DisparityBackend', 'make_backend']
-
-# name -> (module, class)
-BACKENDS: dict[str, tuple[str, str]] = {
-    'sgbm': ('foundation_stereo_ros.backends.sgbm', 'SgbmBackend'),
-    'foundation_stereo': ('foundation_stereo_ros.backends.foundation_stereo',
-                          'FoundationStereoBackend'),
-    'onnx': ('foundation_stereo_ros.backends.onnx', 'OnnxBackend'),
-}
 
 
 def make_backend(name: str, **options: Any) -> DisparityBackend:

@@ -26,9 +26,9 @@ _WARMUP_CALLS = {True: 3, False: 1}
 class FoundationStereoBackend(DisparityBackend):
     """Runs a FoundationStereo-family checkpoint on a pair of any size (padded to /32 inside).
 
-    ``valid_iters`` (0 or None: the family's default), ``hierarchical`` and ``small_ratio`` given
-    to the constructor are the defaults; :meth:`compute` takes them per pair too (the
-    pipeline passes its snapshot).
+    ``valid_iters`` (0 or None: the checkpoint's ``default_iters``), ``hierarchical`` and
+    ``small_ratio`` given to the constructor are the defaults; :meth:`compute` takes them per
+    pair too (the pipeline passes its snapshot).
     ``precision``: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16.
     ``compile``: torch.compile the network (see :mod:`.compiled`); compilation happens at the
     first pair of each input size, or at construction for ``warmup_width`` x

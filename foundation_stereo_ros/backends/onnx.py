@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,19 +39,12 @@ import torch
 import yaml
 
 from foundation_stereo_ros.backends.base import DisparityBackend
-from foundation_stereo_ros.backends.device import CUDA_INDEX, DEVICES
+from foundation_stereo_ros.choices import ONNX_PROVIDERS as PROVIDERS
+from foundation_stereo_ros.choices import PROVIDER_CHOICES, device_index
 
 __all__ = ['FORMATS', 'PROVIDERS', 'OnnxBackend', 'OnnxFormat', 'default_trt_cache_dir']
 
 LOG = logging.getLogger(__name__)
-
-# Option value -> onnxruntime provider name, best first.
-PROVIDERS: dict[str, str] = {
-    'tensorrt': 'TensorrtExecutionProvider',
-    'cuda': 'CUDAExecutionProvider',
-    'cpu': 'CPUExecutionProvider',
-}
-PROVIDER_CHOICES = ('auto', *PROVIDERS)
 
 # ImageNet statistics of RGB images in 0..1, the normalisation Fast-FoundationStereo's
 # single-file export leaves to its caller.
@@ -126,7 +118,7 @@ class OnnxBackend(DisparityBackend):
         if provider not in PROVIDER_CHOICES:
             raise ValueError(f'provider must be one of {", ".join(PROVIDER_CHOICES)}, got '
                              f'{provider!r}')
-        device_id = _gpu_index(device)
+        device_id = device_index(device) or 0  # GPU 0 unless cuda:N names another
         if device == 'cpu':
             if provider not in ('auto', 'cpu'):
                 raise ValueError(f"device 'cpu' contradicts provider {provider!r}: use device "
@@ -267,15 +259,6 @@ class OnnxBackend(DisparityBackend):
 
 
 _NUMPY_TYPES = {'tensor(float)': np.float32, 'tensor(float16)': np.float16}
-
-
-def _gpu_index(device: str) -> int:
-    """GPU index of 'auto', 'cuda', 'cuda:N' (0 unless N is given); 'cpu' gives 0 too."""
-    if device in DEVICES:
-        return 0
-    if not re.fullmatch(CUDA_INDEX, device):
-        raise ValueError(f"device must be 'auto', 'cuda', 'cuda:N' or 'cpu', got {device!r}")
-    return int(device.partition(':')[2])
 
 
 def _provider_list(ort, provider: str, cache_dir: Path, fp16: bool,

@@ -5,16 +5,15 @@ import cv2
 import numpy as np
 import torch
 
+from foundation_stereo_ros import choices
 from foundation_stereo_ros.backends.base import DisparityBackend
 
 __all__ = ['SGBM_MODES', 'SgbmBackend']
 
-SGBM_MODES = {
-    'sgbm': cv2.STEREO_SGBM_MODE_SGBM,          # 5 directions, single pass
-    'sgbm_3way': cv2.STEREO_SGBM_MODE_SGBM_3WAY,  # 3 directions, fastest, parallel
-    'hh': cv2.STEREO_SGBM_MODE_HH,              # full 8 directions, slow, memory hungry
-    'hh4': cv2.STEREO_SGBM_MODE_HH4,            # 4 directions
-}
+# Mode name -> OpenCV constant: sgbm (5 directions, single pass), sgbm_3way (3 directions,
+# fastest, parallel), hh (full 8 directions, slow, memory hungry), hh4 (4 directions).
+SGBM_MODES: dict[str, int] = {name: getattr(cv2, f'STEREO_SGBM_MODE_{name.upper()}')
+                              for name in choices.SGBM_MODES}
 
 # OpenCV returns fixed-point disparities with 4 fractional bits.
 _SUBPIXEL = 16

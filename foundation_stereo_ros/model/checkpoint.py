@@ -8,8 +8,11 @@
   by a restricted unpickler that runs nothing from the file) or its converted
   ``.safetensors`` form; see :mod:`.ffs.loader`.
 
-:func:`load_checkpoint` tells them apart from the file itself. Every failure raises
-:class:`CheckpointError` with what was wrong and what to do.
+:func:`load_checkpoint` tells them apart from the file itself, and says what a file is (empty,
+truncated, not a torch archive, a pickled object of an unknown class) before judging its
+config or weights. :func:`check_checkpoint` does that much without loading anything, and
+:data:`ACCEPTED` says in words what is accepted. Every failure raises :class:`CheckpointError`
+with what was wrong and what to do.
 """
 from __future__ import annotations
 
@@ -24,14 +27,16 @@ import yaml
 
 from .config import VIT_SIZES, ConfigError, normalize_config
 from .ffs.builder import ArchitectureError
-from .ffs.loader import SERIALIZED_NAME, is_ffs_checkpoint, load_ffs_checkpoint
+from .ffs.loader import CONVERTED_SUFFIX, SERIALIZED_NAME, load_ffs_checkpoint
 from .ffs.network import FastFoundationStereo
-from .ffs.safe_pickle import UnsafeCheckpointError
+from .ffs.safe_pickle import MODULE_CLASSES, UnsafeCheckpointError, root_class
 from .foundation_stereo import FoundationStereo
 
 __all__ = [
+    'ACCEPTED',
     'CheckpointError',
     'build_model',
+    'check_checkpoint',
     'checkpoint_filter_fn',
     'load_checkpoint',
     'read_config',
@@ -44,6 +49,14 @@ DEFAULT_WEIGHTS_NAME = 'model_best_bp2.pth'
 _EMBED_DIM_TO_VIT = {384: 'vits', 768: 'vitb', 1024: 'vitl'}
 _CLS_TOKEN_KEY = 'feature.dino.depth_anything.pretrained.cls_token'
 _VIT_NAMES = {'vits': 'ViT-S', 'vitb': 'ViT-B', 'vitl': 'ViT-L'}
+
+# What load_checkpoint accepts, in words (for the advice of whoever asks for a checkpoint).
+ACCEPTED = (f'a FoundationStereo {DEFAULT_WEIGHTS_NAME} with its {CONFIG_NAME} beside it, a '
+            f'Fast-FoundationStereo {SERIALIZED_NAME} or its converted {CONVERTED_SUFFIX} '
+            f'({CONFIG_NAME} optional), or the folder holding one of them')
+# Roots of a state-dict pickle: plain containers, not a pickled object.
+_CONTAINER_ROOTS = ('', 'collections.OrderedDict', 'builtins.dict', '__builtin__.dict')
+_ZIP_END = b'PK\x05\x06'   # end-of-central-directory record, the last part of a zip
 
 PathLike = str | Path
 StereoModel = FoundationStereo | FastFoundationStereo
@@ -116,13 +129,24 @@ def _resolve_weights(path: Path) -> Path:
     return path
 
 
-def _check_torch_file(path: Path) -> None:
-    """Reject files that cannot be torch.save output, before unpickling anything."""
+def _check_torch_file(path: Path) -> bool:
+    """Reject files that cannot be torch.save output, before unpickling anything.
+
+    Returns whether it is a zip archive (the current format) rather than a legacy pickle.
+    """
     with open(path, 'rb') as stream:
         head = stream.read(4)
+        stream.seek(0, 2)
+        size = stream.tell()
+        stream.seek(max(0, size - 65557))   # the end record sits in the last 64 KiB + 22
+        tail = stream.read()
     if not head:
         raise CheckpointError(f'{path} is empty; download or copy the checkpoint again')
     if head.startswith(b'PK'):
+        if _ZIP_END not in tail:
+            raise CheckpointError(f'{path} is a truncated zip archive (its end, the zip '
+                                  f'directory, is missing; {size} bytes): an interrupted '
+                                  f'download or copy. Download or copy the checkpoint again')
         try:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
@@ -131,12 +155,60 @@ def _check_torch_file(path: Path) -> None:
                                   f'copy the checkpoint again') from err
         if not any(name.endswith('/data.pkl') for name in names):
             raise CheckpointError(f'{path} is a zip archive but not a PyTorch checkpoint '
-                                  f'(no data.pkl inside; holds {names[:3]}); expected the '
-                                  f'{DEFAULT_WEIGHTS_NAME} of a FoundationStereo release')
-    elif head[0] != 0x80:   # legacy torch.save files are pickles (protocol opcode 0x80)
+                                  f'(no data.pkl inside; holds {names[:3]}); expected '
+                                  f'{ACCEPTED}')
+        return True
+    if head[0] != 0x80:   # legacy torch.save files are pickles (protocol opcode 0x80)
         raise CheckpointError(f'{path} is not a PyTorch checkpoint (neither a torch.save zip '
-                              f'archive nor a pickle); expected the {DEFAULT_WEIGHTS_NAME} of '
-                              f'a FoundationStereo release')
+                              f'archive nor a pickle); expected {ACCEPTED}')
+    return False
+
+
+def _is_ffs(weights: Path) -> bool:
+    """Tell the family of a weights file from the file itself; CheckpointError if neither.
+
+    Judged before any cfg.yaml is read, so a damaged or foreign file is named as such rather
+    than by a config check of the other family.
+    """
+    if weights.suffix == CONVERTED_SUFFIX:
+        return True
+    if not _check_torch_file(weights):
+        return False    # a legacy pickle: only state dicts were saved that way
+    try:
+        root = root_class(weights)
+    except (OSError, zipfile.BadZipFile, UnsafeCheckpointError) as err:
+        raise CheckpointError(f'{weights} could not be read as a torch.save archive ({err}); '
+                              f'download or copy it again') from err
+    if root in MODULE_CLASSES:
+        return True
+    if root not in _CONTAINER_ROOTS:
+        raise CheckpointError(
+            f'{weights} holds a pickled object of class {root}, which is not a network this '
+            f'package can rebuild (nor a state dict); expected {ACCEPTED}')
+    return False
+
+
+def _config_of(weights: Path) -> Path:
+    cfg_path = weights.parent / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise CheckpointError(
+            f'{CONFIG_NAME} not found next to {weights}. FoundationStereo checkpoints are '
+            f'folders (e.g. pretrained_models/23-51-11/ with {DEFAULT_WEIGHTS_NAME} and '
+            f'{CONFIG_NAME}): copy the whole folder, not only the .pth file')
+    return cfg_path
+
+
+def check_checkpoint(path: PathLike) -> Path:
+    """Return the weights file :func:`load_checkpoint` would load for ``path``.
+
+    Checks what :func:`load_checkpoint` checks before reading weights (the file or folder, the
+    kind of file, a FoundationStereo file's ``cfg.yaml``), reading only file headers; raises
+    :class:`CheckpointError` saying what is wrong.
+    """
+    weights = _resolve_weights(Path(path))
+    if not _is_ffs(weights):
+        _config_of(weights)
+    return weights
 
 
 def _torch_load(path: Path) -> Any:
@@ -211,17 +283,12 @@ def load_checkpoint(path: PathLike, device: str | torch.device = 'cpu',
         ``architecture_summary()``.
     """
     weights = _resolve_weights(Path(path))
-    if is_ffs_checkpoint(weights):
+    if _is_ffs(weights):
         try:
             return load_ffs_checkpoint(weights, device=device)
         except (UnsafeCheckpointError, ArchitectureError, ValueError) as err:
             raise CheckpointError(f'{weights}: {err}') from err
-    cfg_path = weights.parent / CONFIG_NAME
-    if not cfg_path.is_file():
-        raise CheckpointError(
-            f'{CONFIG_NAME} not found next to {weights}. FoundationStereo checkpoints are '
-            f'folders (e.g. pretrained_models/23-51-11/ with {DEFAULT_WEIGHTS_NAME} and '
-            f'{CONFIG_NAME}): copy the whole folder, not only the .pth file')
+    cfg_path = _config_of(weights)
     raw_cfg = read_config(cfg_path)
     try:
         cfg = normalize_config(raw_cfg)

@@ -55,8 +55,8 @@ with exit_on_interrupt():
     from rclpy.qos_overriding_options import QoSOverridingOptions
 
     from foundation_stereo_ros import settings
-    from foundation_stereo_ros.backends import make_backend
     from foundation_stereo_ros.backends.base import DisparityBackend
+    from foundation_stereo_ros.backends.startup import BackendStartError, build_backend
     from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
     from foundation_stereo_ros.ros import params as ros_params
     from foundation_stereo_ros.ros.diagnostics import NodeStats, build_diagnostic_array
@@ -355,18 +355,9 @@ def _subscribed_topics(node: Node, rectify: bool, image_transport: str) -> list[
 
 def _build_backend(s: Settings) -> DisparityBackend:
     try:
-        return make_backend(s.backend, **s.backend_options())
-    except Exception as exc:
-        what = {
-            'foundation_stereo': (
-                f'check checkpoint:={s.checkpoint} (a FoundationStereo .pth with its cfg.yaml '
-                'beside it, or a Fast-FoundationStereo file; ros2 launch foundation_stereo_ros '
-                'foundation_stereo.launch.py checkpoint:=/path/to/model_best_bp2.pth), device '
-                'and precision, or run with backend:=sgbm'),
-            'onnx': f'check model:={s.model} (an exported .onnx), provider and device',
-        }.get(s.backend, f'check the {s.backend} parameters')
-        raise StartupError(f'cannot start the {s.backend} backend: '
-                           f'{type(exc).__name__}: {exc}. What to do: {what}') from exc
+        return build_backend(s, settings.ROS_PARAMETERS)
+    except BackendStartError as exc:
+        raise StartupError(str(exc)) from exc
 
 
 @quiet_main(STOPPED)

@@ -26,29 +26,8 @@ with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and to
     from foundation_stereo_ros.camera import StereoCamera
     from foundation_stereo_ros.ros import conversions
     from foundation_stereo_ros.ros import params as ros_params
-    from foundation_stereo_ros.settings import Setting
+    from foundation_stereo_ros.synthetic.camera_settings import ENCODINGS, SETTINGS
     from foundation_stereo_ros.synthetic.scenes import StereoScene, make_scene
-
-ENCODINGS = ('rgb8', 'bgr8', 'mono8')
-QOS_CHOICES = ('sensor_data', 'reliable')
-
-# All read-only: the scenes are generated once at start.
-SETTINGS: tuple[Setting, ...] = (
-    Setting('width', 640, 'Image width (pixels).', low=16, high=8192, step=1),
-    Setting('height', 480, 'Image height (pixels).', low=16, high=8192, step=1),
-    Setting('rate', 10.0, 'Frames per second.', low=0.1, high=1000.0),
-    Setting('seed', 0, 'Scene seed (scene k uses seed + k).', low=0, high=2**31 - 1, step=1),
-    Setting('frame_id', 'left_camera_optical_frame',
-            'Frame of the left camera (REP 103 optical frame); outputs use it.'),
-    Setting('right_frame_id', 'right_camera_optical_frame', 'Frame of the right camera.'),
-    Setting('encoding', 'rgb8', 'Image encoding.', choices=ENCODINGS),
-    Setting('moving', False, 'Cycle through num_scenes scenes, one per frame.'),
-    Setting('num_scenes', 4, 'Scenes generated when moving.', low=1, high=64, step=1),
-    Setting('baseline', 0.12, 'Stereo baseline (metres).', low=0.001, high=10.0),
-    Setting('noise', 0.0, 'Gaussian image noise (grey levels).', low=0.0, high=50.0),
-    Setting('qos', 'sensor_data', 'Publisher QoS: sensor_data (best effort) or reliable.',
-            choices=QOS_CHOICES),
-)
 
 
 def scene_to_messages(scene: StereoScene, encoding: str, frame_id: str,

@@ -27,6 +27,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -34,7 +35,6 @@ from tqdm import tqdm
 from foundation_stereo_ros import settings
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.interrupts import INTERRUPTED, quiet_main
-from foundation_stereo_ros.pipeline import StereoPipeline
 from foundation_stereo_ros.tools.common import (
     ToolError,
     load_camera,
@@ -43,6 +43,9 @@ from foundation_stereo_ros.tools.common import (
     run_command,
     write_outputs,
 )
+
+if TYPE_CHECKING:
+    from foundation_stereo_ros.pipeline import StereoPipeline
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.ppm', '.pgm')
 

@@ -1,25 +1,26 @@
 """What the offline tools (demo, batch, sweep) share: inputs, the pipeline, output files, errors.
 
 A tool imports this module, never another tool. A :class:`ToolError` is the user's mistake:
-:func:`run_command` prints it as ``error: ...`` without a traceback.
+:func:`run_command` prints it as ``error: ...`` without a traceback. :func:`pipeline_from_args`
+checks what every tool's command line shares (the settings, ``--out``, options without effect
+on the chosen backend) before it builds the pipeline. Torch and OpenCV are imported when they
+are needed, not here, so ``--help`` loads neither.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import cv2
 import numpy as np
 
 from foundation_stereo_ros import settings
-from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
-from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline, StereoResult
-from foundation_stereo_ros.ply import write_ply
-from foundation_stereo_ros.visualize import colorize_disparity
+
+if TYPE_CHECKING:
+    from foundation_stereo_ros.pipeline import StereoPipeline, StereoResult
 
 
 class ToolError(RuntimeError):
@@ -28,6 +29,7 @@ class ToolError(RuntimeError):
 
 def load_pair(left: Path, right: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read two images as RGB uint8, checking they exist and have the same size."""
+    import cv2
     images = []
     for name, path in (('left', left), ('right', right)):
         if not path.is_file():
@@ -58,17 +60,6 @@ def load_camera(args: argparse.Namespace, width: int, height: int) -> StereoCame
         raise ToolError(str(exc)) from exc
 
 
-def check_checkpoint(checkpoint: str) -> None:
-    """Refuse a missing checkpoint file or a missing cfg.yaml beside it, saying what to do."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise ToolError(f'checkpoint not found: {path}')
-    if not (path.parent / 'cfg.yaml').is_file():
-        raise ToolError(
-            f'cfg.yaml not found next to {path}: copy the whole checkpoint folder '
-            '(model_best_bp2.pth and its cfg.yaml), not only the .pth file')
-
-
 def check_out(out: Path) -> None:
     """Refuse an --out that cannot become a folder, before the slow part runs."""
     blocker = next((p for p in (out, *out.parents) if p.exists()), None)
@@ -77,38 +68,55 @@ def check_out(out: Path) -> None:
                         'a folder')
 
 
-def pipeline_from_args(args: argparse.Namespace, **overrides: settings.Value
-                       ) -> tuple[StereoPipeline, settings.Settings]:
-    """Build the pipeline the command line's settings ask for (shared with batch and sweep).
+def warn_without_effect(backend: str, values: Mapping[str, settings.Value | Sequence]) -> None:
+    """Say on stderr which of ``values`` (given by the user) the ``backend`` does not take."""
+    for name in settings.without_effect(backend, values):
+        print(f'warning: {settings.mention(name, phrasing=settings.COMMAND_LINE)} has no effect '
+              f'on the {backend} backend', file=sys.stderr)
 
-    ``overrides`` replace command-line values (the sweep's single starting values). Raises
-    ToolError with what to do when the settings, checkpoint or model cannot be used.
+
+def pipeline_from_args(args: argparse.Namespace, swept: Mapping[str, Sequence] | None = None,
+                       **overrides: settings.Value
+                       ) -> tuple[StereoPipeline, settings.Settings]:
+    """Check a tool's command line and build the pipeline its settings ask for.
+
+    Every tool's shared arguments are checked here once: the settings, ``--out`` (it must be
+    able to become a folder) and, as a warning, the options the chosen backend does not take
+    (``swept``: the lists a sweep gives for settings, None where not given). ``overrides``
+    replace command-line values (the sweep's single starting values). Raises ToolError with
+    what to do when the settings, checkpoint or model cannot be used.
     """
+    from foundation_stereo_ros.backends.startup import BackendStartError, build_backend
+    from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
+
     try:
         chosen = settings.from_args(args, **overrides)
     except settings.SettingsError as exc:
         raise ToolError(str(exc)) from exc
-    if chosen.backend == 'foundation_stereo':
-        check_checkpoint(chosen.checkpoint)
+    if getattr(args, 'out', None) is not None:
+        check_out(args.out)
+    given = {name: getattr(args, name) for name in chosen
+             if hasattr(args, name) and name not in overrides}
+    given.update({name: values for name, values in (swept or {}).items() if values is not None})
+    warn_without_effect(chosen.backend, given)
     try:
         config = PipelineConfig(**chosen.pipeline_options())
     except ValueError as exc:
         raise ToolError(str(exc)) from exc
     try:
-        backend = make_backend(chosen.backend, **chosen.backend_options())
-    except Exception as exc:  # the checkpoint, model or device: the user's to fix
-        what = {'foundation_stereo': '--checkpoint (a FoundationStereo .pth with its cfg.yaml '
-                                     'beside it, or a Fast-FoundationStereo file), --device and '
-                                     '--precision, or use --backend sgbm',
-                'onnx': '--model (an exported .onnx), --provider and --device'}.get(
-                    chosen.backend, 'the backend options')
-        raise ToolError(f'cannot start the {chosen.backend} backend: {type(exc).__name__}: '
-                        f'{exc}. Check {what}') from exc
+        backend = build_backend(chosen, settings.COMMAND_LINE)
+    except BackendStartError as exc:
+        raise ToolError(str(exc)) from exc
     return StereoPipeline(backend, config), chosen
 
 
 def write_outputs(out: Path, result: StereoResult, left: np.ndarray) -> int:
     """Write the four demo files; returns the number of points in cloud.ply."""
+    import cv2
+
+    from foundation_stereo_ros.ply import write_ply
+    from foundation_stereo_ros.visualize import colorize_disparity
+
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / 'disparity.npy', result.disparity.astype(np.float32))
     np.save(out / 'depth.npy', result.depth.astype(np.float32))

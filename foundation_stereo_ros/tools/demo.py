@@ -22,7 +22,6 @@ with exit_on_interrupt(INTERRUPTED):  # Ctrl-C during the seconds of importing t
     from foundation_stereo_ros import settings
     from foundation_stereo_ros.tools.common import (
         ToolError,
-        check_out,
         load_camera,
         load_pair,
         pipeline_from_args,
@@ -64,7 +63,6 @@ def run(args: argparse.Namespace) -> dict:
         left, right = load_pair(args.left, args.right)
         camera = load_camera(args, left.shape[1], left.shape[0])
 
-    check_out(args.out)
     pipeline, chosen = pipeline_from_args(args)
     start = time.perf_counter()
     result = pipeline.process(left, right, camera)

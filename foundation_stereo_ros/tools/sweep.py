@@ -12,7 +12,10 @@ timed runs). The table gives the time per pair, the difference to the most expen
 scene, or ``--ground-truth``: disparities in camera pixels, NaN or <= 0 = unknown), the mean
 absolute error and the share of pixels more than 1 px off. ``OUT/sweep.png`` plots latency
 against error (the ground truth's if known, else p95 |delta d|); ``OUT/sweep.csv`` has the
-numbers. Backends other than foundation_stereo have no iterations: only scale is swept.
+numbers. ``--valid-iters 0`` runs the checkpoint's own count (its family's default, or a
+Fast-FoundationStereo cfg.yaml's ``valid_iters``); each row shows the count in force. Backends
+other than foundation_stereo have no iterations: only scale is swept (iteration counts or
+hierarchical modes given for them are reported as having no effect).
 """
 from __future__ import annotations
 
@@ -23,13 +26,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from foundation_stereo_ros import settings
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.interrupts import INTERRUPTED, quiet_main
-from foundation_stereo_ros.pipeline import StereoPipeline
 from foundation_stereo_ros.tools.common import (
     ToolError,
     load_camera,
@@ -38,16 +41,21 @@ from foundation_stereo_ros.tools.common import (
     run_command,
 )
 
+if TYPE_CHECKING:
+    from foundation_stereo_ros.pipeline import StereoPipeline
+
 HIERARCHICAL = {'off': False, 'on': True}
+DEFAULT_ITERS = [4, 8, 16, 32]   # --valid-iters when not given
 
 
 @dataclass
 class Row:
     """One setting and its figures."""
 
-    valid_iters: int        # 0 for a backend without iterations
+    valid_iters: int | None     # as asked (0: the checkpoint's count); None: no iterations
     scale: float
     hierarchical: bool
+    iterations: int | None = None   # the count in force (0 resolved), once the model is known
     seconds: float = float('nan')
     median_delta: float = float('nan')      # |d - d_reference| over pixels both estimate
     p95_delta: float = float('nan')
@@ -59,8 +67,17 @@ class Row:
     @property
     def label(self) -> str:
         """Short name of the setting for the table and the plot."""
-        iters = f'iters={self.valid_iters} ' if self.valid_iters else ''
+        iters = f'iters={self.iters_text} ' if self.valid_iters is not None else ''
         return f'{iters}scale={self.scale:g} hier={"on" if self.hierarchical else "off"}'
+
+    @property
+    def iters_text(self) -> str:
+        """Show the count in force: '0 (8)' when 0 asked for the checkpoint's 8, '-': none."""
+        if self.valid_iters is None:
+            return '-'
+        if self.valid_iters == 0:
+            return f'0 ({self.iterations})'
+        return str(self.valid_iters)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,12 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--scene-seed', type=int, default=0, help='seed of the generated scene')
     settings.add_arguments(p)
     # The swept settings replace the single-valued options of the same names.
-    p.add_argument('--valid-iters', type=int, nargs='+', default=[4, 8, 16, 32],
-                   help='iteration counts to try')
+    p.add_argument('--valid-iters', type=int, nargs='+', default=None,
+                   help='iteration counts to try; 0: the checkpoint\'s own count (default: '
+                        + ' '.join(map(str, DEFAULT_ITERS)) + ')')
     p.add_argument('--scale', type=float, nargs='+', default=[0.5, 1.0],
                    help='image scales to try (each within the scale setting\'s range)')
-    p.add_argument('--hierarchical', nargs='+', choices=tuple(HIERARCHICAL), default=['off'],
-                   help='coarse-to-fine off, on, or both (off on)')
+    p.add_argument('--hierarchical', nargs='+', choices=tuple(HIERARCHICAL), default=None,
+                   help='coarse-to-fine off, on, or both (off on); default: off')
     p.add_argument('--no-hierarchical', dest='hierarchical', action='store_const',
                    const=['off'], help=argparse.SUPPRESS)
     p.add_argument('--repeat', type=int, default=2, help='timed runs per setting (fastest kept)')
@@ -132,24 +150,31 @@ def settings_grid(args: argparse.Namespace) -> list[Row]:
     """Every combination to run; a single iteration count and no hierarchy without a network."""
     # Each value must be one the node accepts (the settings table's ranges).
     problems = [settings.check_value(name, value) for name in ('scale', 'valid_iters')
-                for value in getattr(args, name)]
+                for value in getattr(args, name) or ()]
     problems = [p.replace('valid_iters', '--valid-iters').replace('scale', '--scale')
                 for p in problems if p]
     if problems:
         raise ToolError('; '.join(problems))
     if args.repeat < 1:
         raise ToolError(f'--repeat must be at least 1, got {args.repeat}')
-    iters = sorted(set(args.valid_iters))
-    modes = sorted({HIERARCHICAL[m] for m in args.hierarchical})
+    iters: list[int | None] = sorted(set(args.valid_iters or DEFAULT_ITERS))
+    modes = sorted({HIERARCHICAL[m] for m in args.hierarchical or ['off']})
     if args.backend != 'foundation_stereo':
-        iters, modes = [0], [False]     # 0: the backend has no iterations
+        iters, modes = [None], [False]     # the backend has no iterations
     return [Row(i, s, h) for h, s, i in itertools.product(modes, sorted(set(args.scale)), iters)]
+
+
+def resolve_iterations(rows: list[Row], default_iters: int | None) -> None:
+    """Fill in each row's count in force: 0 asks for the model's ``default_iters``."""
+    for row in rows:
+        if row.valid_iters is not None:
+            row.iterations = row.valid_iters or default_iters
 
 
 def apply_setting(pipeline: StereoPipeline, row: Row) -> None:
     """Make the next pair run with ``row``'s settings."""
-    if row.valid_iters:
-        pipeline.update_config(scale=row.scale, valid_iters=row.valid_iters,
+    if row.iterations is not None:
+        pipeline.update_config(scale=row.scale, valid_iters=row.iterations,
                                hierarchical=row.hierarchical)
     else:
         pipeline.update_config(scale=row.scale)
@@ -171,7 +196,7 @@ def measure(pipeline: StereoPipeline, rows: list[Row], left: np.ndarray, right: 
 
 def compare(rows: list[Row], truth: np.ndarray | None, known: np.ndarray) -> Row:
     """Fill in the differences to the most expensive setting and the errors; return it."""
-    reference = max(rows, key=lambda r: (r.valid_iters, r.scale, r.hierarchical))
+    reference = max(rows, key=lambda r: (r.iterations or 0, r.scale, r.hierarchical))
     for row in rows:
         both = np.isfinite(row.disparity) & np.isfinite(reference.disparity)
         if both.any():
@@ -194,13 +219,15 @@ def table(rows: list[Row], reference: Row, with_truth: bool) -> str:
         head += ['MAE px', '>1px', 'coverage']
     lines = [head]
     for r in rows:
-        line = [str(r.valid_iters or '-'), f'{r.scale:g}', 'on' if r.hierarchical else 'off',
+        line = [r.iters_text, f'{r.scale:g}', 'on' if r.hierarchical else 'off',
                 f'{r.seconds:.3f}', f'{r.median_delta:.3f}', f'{r.p95_delta:.3f}']
         if with_truth:
             line += [f'{r.mae:.3f}', f'{r.bad1:.1%}', f'{r.coverage:.1%}']
         lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     text = ['  '.join(c.rjust(w) for c, w in zip(line, widths)) for line in lines]
+    if any(r.valid_iters == 0 for r in rows):
+        text.append('valid_iters 0 (N): the checkpoint\'s own count, N iterations')
     text.append(f'|dd|: |disparity - disparity of the reference ({reference.label})| in px, '
                 'over pixels both estimate')
     return '\n'.join(text)
@@ -218,14 +245,14 @@ def plot(rows: list[Row], path: Path, with_truth: bool, title: str) -> None:
     series = sorted({(r.scale, r.hierarchical) for r in rows})
     for scale, hierarchical in series:
         points = sorted((r for r in rows if (r.scale, r.hierarchical) == (scale, hierarchical)),
-                        key=lambda r: r.valid_iters)
+                        key=lambda r: r.iterations or 0)
         x = [r.seconds * 1000.0 for r in points]
         y = [r.mae if with_truth else r.p95_delta for r in points]
         ax.plot(x, y, marker='s' if hierarchical else 'o', linestyle='--' if hierarchical else '-',
                 label=f'scale {scale:g}' + (', hierarchical' if hierarchical else ''))
         for r, xi, yi in zip(points, x, y):
-            if r.valid_iters:
-                ax.annotate(str(r.valid_iters), (xi, yi), textcoords='offset points',
+            if r.iterations is not None:
+                ax.annotate(str(r.iterations), (xi, yi), textcoords='offset points',
                             xytext=(4, 4), fontsize=8)
     ax.set_xlabel('latency per pair (ms)')
     ax.set_ylabel(error_name)
@@ -239,24 +266,30 @@ def plot(rows: list[Row], path: Path, with_truth: bool, title: str) -> None:
 
 
 def write_csv(path: Path, rows: list[Row]) -> None:
-    """One row per setting."""
+    """One row per setting: valid_iters is the count in force (empty: no iterations)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = ['valid_iters', 'scale', 'hierarchical', 'seconds', 'median_delta', 'p95_delta',
-             'mae', 'bad1', 'coverage']
+    names = ['valid_iters', 'valid_iters_requested', 'scale', 'hierarchical', 'seconds',
+             'median_delta', 'p95_delta', 'mae', 'bad1', 'coverage']
+    fields = {'valid_iters': 'iterations', 'valid_iters_requested': 'valid_iters'}
     with open(path, 'w', newline='', encoding='utf-8') as stream:
         writer = csv.writer(stream)
         writer.writerow(names)
         for r in rows:
-            writer.writerow([getattr(r, n) for n in names])
+            values = [getattr(r, fields.get(n, n)) for n in names]
+            writer.writerow(['' if v is None else v for v in values])
 
 
 def run(args: argparse.Namespace) -> list[Row]:
     """Run the sweep, print the table, write the plot and the CSV; returns the rows."""
     left, right, camera, truth, known = load_input(args)
     rows = settings_grid(args)
-    # The pipeline is built once, with single values; apply_setting changes them per row.
-    pipeline, _ = pipeline_from_args(args, valid_iters=rows[0].valid_iters or 1, scale=1.0,
-                                     hierarchical=False)
+    # The pipeline is built once, with single values (valid_iters 0: the model's own count);
+    # apply_setting changes them per row.
+    pipeline, _ = pipeline_from_args(
+        args, swept={'valid_iters': args.valid_iters, 'hierarchical': args.hierarchical and [
+            HIERARCHICAL[m] for m in args.hierarchical]},
+        valid_iters=0, scale=1.0, hierarchical=False)
+    resolve_iterations(rows, getattr(pipeline.backend, 'valid_iters', None))
     print(f'sweep: {len(rows)} settings on a {camera.width}x{camera.height} pair, '
           f'backend {args.backend} on {pipeline.backend.device}', file=sys.stderr)
     measure(pipeline, rows, left, right, camera, args.repeat)

@@ -14,6 +14,10 @@ module at start, before the node's module:
   reach), for the start-up interrupt sweep.
 * ``FSR_TEST_SLOW_IMPORT=1``: importing torch prints ``importing torch`` and waits a minute
   first, so a test can interrupt the import.
+* ``FSR_TEST_NO_RAY=1``: ``import ray`` fails as if Ray were not installed.
+* ``FSR_TEST_CRASH_ONCE=PATH``: the process dies (``os._exit``) in its second SGBM inference
+  if it is the first to rename the file PATH to ``PATH.fired``: one worker of a fleet dies
+  mid-bag once, the test deciding when by creating PATH.
 """
 import os
 import sys
@@ -96,3 +100,57 @@ if os.environ.get('FSR_TEST_MARK_START'):
                 print('package import starts', flush=True)
 
     sys.meta_path.insert(0, _MarkStart())
+
+if os.environ.get('FSR_TEST_NO_RAY'):
+    import importlib.abc
+
+    class _NoRay(importlib.abc.MetaPathFinder):
+        """Finds ``ray`` nowhere."""
+
+        def find_spec(self, name, path, target=None):
+            """Refuse ray and its submodules."""
+            if name.split('.')[0] == 'ray':
+                raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+
+    sys.meta_path.insert(0, _NoRay())
+
+if os.environ.get('FSR_TEST_CRASH_ONCE'):
+    import importlib.abc
+    import importlib.util
+
+    def _crash_on_second_call(backend_class):
+        compute, calls = backend_class.compute, []
+        armed = os.environ['FSR_TEST_CRASH_ONCE']
+
+        def crashing_compute(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                try:
+                    os.rename(armed, armed + '.fired')  # atomic: one process wins
+                except OSError:
+                    pass
+                else:
+                    os._exit(3)
+            return compute(self, *args, **kwargs)
+
+        backend_class.compute = crashing_compute
+
+    class _PatchSgbm(importlib.abc.MetaPathFinder):
+        """Patches SgbmBackend when its module is first imported (workers import it late)."""
+
+        def find_spec(self, name, path, target=None):
+            """Find the SGBM module normally, and patch its class once it has run."""
+            if name != 'foundation_stereo_ros.backends.sgbm':
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            exec_module = spec.loader.exec_module
+
+            def exec_and_patch(module):
+                exec_module(module)
+                _crash_on_second_call(module.SgbmBackend)
+
+            spec.loader.exec_module = exec_and_patch
+            return spec
+
+    sys.meta_path.insert(0, _PatchSgbm())

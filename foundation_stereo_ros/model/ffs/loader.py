@@ -7,7 +7,8 @@
   pickle at all.
 
 As in the official scripts, a ``cfg.yaml`` next to the file overrides the pickled
-``max_disp`` (and gives ``valid_iters``, default :data:`DEFAULT_VALID_ITERS`).
+``max_disp``. Its ``valid_iters`` (else the pickled one, else the family's 8) becomes the
+network's ``default_iters``: the count run when none is asked for (``valid_iters: 0``).
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from .safe_pickle import is_serialized_module, read_module_records
 __all__ = [
     'CONVERTED_FORMAT',
     'CONVERTED_SUFFIX',
-    'DEFAULT_VALID_ITERS',
     'SERIALIZED_NAME',
     'is_ffs_checkpoint',
     'load_ffs_checkpoint',
@@ -38,8 +38,6 @@ __all__ = [
 SERIALIZED_NAME = 'model_best_bp2_serialize.pth'
 CONVERTED_SUFFIX = '.safetensors'
 CONVERTED_FORMAT = 'foundation_stereo_ros/fast_foundation_stereo/1'
-# The official scripts run FFS with 8 refinement iterations.
-DEFAULT_VALID_ITERS = 8
 # Fields of cfg.yaml the official scripts write into model.args before running.
 _CFG_OVERRIDES = ('max_disp', 'valid_iters')
 
@@ -115,7 +113,8 @@ def load_ffs_checkpoint(path: str | Path, device: str | torch.device = 'cpu',
     """Rebuild and load an FFS checkpoint without running any code from it.
 
     Returns ``(model, cfg)``: the network in eval mode on ``device`` and its config (the
-    pickled ``args`` with the ``cfg.yaml`` overrides and ``valid_iters`` filled in).
+    pickled ``args`` with the ``cfg.yaml`` overrides and ``valid_iters`` filled in; the
+    model's ``default_iters`` is that ``valid_iters``).
     Raises :class:`.safe_pickle.UnsafeCheckpointError`, :class:`.builder.ArchitectureError`
     or ``ValueError`` with what was wrong.
     """
@@ -125,7 +124,12 @@ def load_ffs_checkpoint(path: str | Path, device: str | torch.device = 'cpu',
     builder.load_weights(model, weights)
     _check_max_disp(model)
     cfg = dict(model.args)
-    cfg.setdefault('valid_iters', DEFAULT_VALID_ITERS)
+    cfg.setdefault('valid_iters', FastFoundationStereo.default_iters)
+    iters = cfg['valid_iters']
+    if type(iters) is not int or iters < 1:
+        raise ValueError(f"cfg 'valid_iters' must be a positive integer (the refinement "
+                         f"iterations run by default), got {iters!r}")
+    model.default_iters = iters   # this checkpoint's count, for valid_iters 0
     return model.to(torch.device(device)).eval(), cfg
 
 

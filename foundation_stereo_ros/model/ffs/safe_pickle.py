@@ -35,6 +35,7 @@ __all__ = [
     'canonical_class_path',
     'is_serialized_module',
     'read_module_records',
+    'root_class',
 ]
 
 
@@ -333,19 +334,26 @@ def _pickle_prefix(archive: zipfile.ZipFile) -> str:
     return names[0].rsplit('/', 1)[0]
 
 
-def is_serialized_module(path: str | Path) -> bool:
-    """Tell whether ``path`` is a torch zip archive whose pickle has a module at its root.
+def root_class(path: str | Path) -> str:
+    """Canonical class path of the object at the root of a torch zip archive's pickle.
 
-    Reads only the first opcodes of ``data.pkl``; nothing is unpickled.
+    '' when the root is a plain container (the dict of a state-dict checkpoint). Reads only
+    the first opcodes of ``data.pkl``; nothing is unpickled. Raises ``OSError``,
+    ``zipfile.BadZipFile`` or :class:`UnsafeCheckpointError` (no single ``data.pkl``).
     """
+    with zipfile.ZipFile(path) as archive:
+        prefix = _pickle_prefix(archive)
+        with archive.open(f'{prefix}/data.pkl') as stream:
+            head = stream.read(256)
+    return _root_global(head)
+
+
+def is_serialized_module(path: str | Path) -> bool:
+    """Tell whether ``path`` is a torch zip archive whose pickle has a module at its root."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            prefix = _pickle_prefix(archive)
-            with archive.open(f'{prefix}/data.pkl') as stream:
-                head = stream.read(256)
+        return root_class(path) in MODULE_CLASSES
     except (OSError, zipfile.BadZipFile, UnsafeCheckpointError):
         return False
-    return _root_global(head) in MODULE_CLASSES
 
 
 def _root_global(head: bytes) -> str:
