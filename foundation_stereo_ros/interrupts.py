@@ -51,27 +51,36 @@ def leave_on_next_interrupt(code: int) -> None:
             signal.signal(signum, lambda *_: exit_now(code))
 
 
+def _ignore_interrupts() -> None:
+    """Ignore SIGINT from now on: the process is ending (finalisation only remains).
+
+    SIG_IGN rather than a handler: Python puts its own handlers back to the default at the
+    very end of finalisation, where a Ctrl-C would then kill the process by signal.
+    """
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def quiet_main(interrupted_code: int) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Decorate an executable's ``main``: no traceback for Ctrl-C, even after it returned.
 
-    A KeyboardInterrupt that escapes ``main`` gives ``interrupted_code``; once ``main`` has
-    returned (or raised SystemExit, as argparse does for ``--help``), a Ctrl-C during the
-    interpreter's finalisation (torch's atexit handlers) ends the process at once with the
-    exit code already chosen.
+    A KeyboardInterrupt that escapes ``main`` gives ``interrupted_code``. Called as the
+    process's entry (no arguments: the command line is ``sys.argv``), once ``main`` has
+    returned or raised SystemExit (argparse's ``--help``) further Ctrl-C are ignored while
+    the interpreter finalises (torch's atexit handlers); a call with arguments (a test, a
+    script) leaves the process's signal handling alone.
     """
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def wrapper(*args: object, **kwargs: object) -> int:
+            entry = not args and not kwargs
             try:
-                code = main(*args, **kwargs)
-            except SystemExit as exc:
-                leave_on_next_interrupt(exc.code if isinstance(exc.code, int) else 1)
-                raise
+                return main(*args, **kwargs)
             except KeyboardInterrupt:
-                leave_on_next_interrupt(interrupted_code)
                 return interrupted_code
-            leave_on_next_interrupt(code if isinstance(code, int) else 0)
-            return code
+            finally:
+                if entry:
+                    _ignore_interrupts()
         return wrapper
     return decorate
 
