@@ -31,6 +31,7 @@ setup(
     entry_points={
         'console_scripts': [
             'foundation_stereo_node = foundation_stereo_ros.ros.node:main',
+            'foundation_stereo_lifecycle_node = foundation_stereo_ros.ros.lifecycle_node:main',
             'synthetic_stereo_camera = foundation_stereo_ros.ros.synthetic_camera:main',
             'foundation_stereo_demo = foundation_stereo_ros.tools.demo:main',
             'foundation_stereo_bag = foundation_stereo_ros.tools.bag_tool:main',

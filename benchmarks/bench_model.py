@@ -51,6 +51,8 @@ import types
 from pathlib import Path
 from typing import Any
 
+from common import json_rows, worker_command
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CPU_DEFAULT_SIZES = ['96x128', '128x160']
 GPU_DEFAULT_SIZES = ['480x640']
@@ -526,15 +528,15 @@ def _is_ffs(checkpoint: str) -> bool:
 def _run_worker(spec: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
     """Run one worker subprocess; its last stdout line is JSON (or an 'error' entry)."""
     try:
-        proc = subprocess.run([sys.executable, __file__, '--worker', json.dumps(spec)],
-                              capture_output=True, text=True, env=env, timeout=timeout,
-                              check=False)
+        proc = subprocess.run(worker_command(__file__, json.dumps(spec)), capture_output=True,
+                              text=True, env=env, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {'error': f'timed out after {timeout:.0f} s'}
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ['?']
         return {'error': f'failed: {tail[0]}'}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = json_rows(proc.stdout)
+    return rows[-1] if rows else {'error': 'the worker printed no result'}
 
 
 if __name__ == '__main__':

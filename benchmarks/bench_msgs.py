@@ -10,28 +10,15 @@ from __future__ import annotations
 
 import argparse
 import array
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
+from common import timed
 from std_msgs.msg import Header
 
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.geometry import depth_to_points, disparity_to_depth
 from foundation_stereo_ros.ros import conversions
-
-
-def timed(name: str, function: Callable[[], object], repeat: int) -> None:
-    function()  # warm-up: first-touch allocations, cv2 / numpy dispatch
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    print(f'{name:<44s} median {statistics.median(times) * 1e3:8.2f} ms   '
-          f'min {min(times) * 1e3:8.2f} ms')
 
 
 def padded_message(image: np.ndarray, encoding: str, pad: int) -> object:

@@ -43,7 +43,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros.ros.stereo_io import INPUT_TOPICS
+from foundation_stereo_ros.ros.topic_names import INPUT_TOPICS, LEFT_INFO
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ class Probe:
             node.create_subscription(
                 OUTPUT_TYPES[topic], topic,
                 (lambda msg: self._on_output(msg)) if topic == first else (lambda msg: None), 5)
-        node.create_subscription(CameraInfo, 'left/camera_info', self._on_input,
+        node.create_subscription(CameraInfo, INPUT_TOPICS[LEFT_INFO], self._on_input,
                                  qos_profile_sensor_data)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
 

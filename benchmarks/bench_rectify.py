@@ -16,14 +16,12 @@ should pick.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import torch
+from common import timed
 
 from foundation_stereo_ros.rectification import RectificationMaps, StereoRectifier
 
@@ -44,30 +42,19 @@ def camera_info(width: int, height: int, side: str) -> SimpleNamespace:
                                                do_rectify=False))
 
 
-def timed(name: str, function: Callable[[], object], repeat: int, device: torch.device) -> None:
-    def synced() -> None:
-        function()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-
-    synced()  # warm-up: allocations, kernels, cv2 dispatch
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        synced()
-        times.append(time.perf_counter() - start)
-    print(f'  {name:<40s} median {statistics.median(times) * 1e3:8.2f} ms   '
-          f'min {min(times) * 1e3:8.2f} ms')
-
-
 def bench_size(width: int, height: int, device: torch.device, repeat: int) -> None:
     """Print the timings of one image size."""
     print(f'{width}x{height} RGB pair')
     rng = np.random.default_rng(0)
     infos = camera_info(width, height, 'left'), camera_info(width, height, 'right')
     left, right = (rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2))
-    timed('build maps (both cameras, once)',
-          lambda: [RectificationMaps.from_camera_info(i) for i in infos], 3, device)
+
+    def sync() -> None:
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    timed('  build maps (both cameras, once)',
+          lambda: [RectificationMaps.from_camera_info(i) for i in infos], 3, sync)
     host = StereoRectifier('cpu', method='remap')
     on_device = StereoRectifier(device, method='grid_sample')
 
@@ -76,9 +63,9 @@ def bench_size(width: int, height: int, device: torch.device, repeat: int) -> No
         for image in (pair.left, pair.right):
             torch.from_numpy(image).to(device, non_blocking=True)
 
-    timed('remap on host (+ upload)', remap_then_upload, repeat, device)
-    timed(f'grid_sample on {device} (upload raw)',
-          lambda: on_device.rectify(left, right, *infos), repeat, device)
+    timed('  remap on host (+ upload)', remap_then_upload, repeat, sync)
+    timed(f'  grid_sample on {device} (upload raw)',
+          lambda: on_device.rectify(left, right, *infos), repeat, sync)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from common import OFFICIAL_DENOISE_MIN_NEIGHBORS, OFFICIAL_DENOISE_RADIUS, parse_size
 
 from foundation_stereo_ros import geometry, trust
 from foundation_stereo_ros.synthetic.scenes import make_scene
@@ -33,17 +34,6 @@ STAGES = ('confidence threshold', 'left-right check', 'edge filter', 'denoising'
 CONFIDENCE_THRESHOLD = 0.5
 LEFT_RIGHT_MAX_DIFF = 1.0
 EDGE_RTOL = 0.04
-DENOISE_RADIUS = 0.03
-DENOISE_MIN_NEIGHBORS = 30
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'640x480' -> (640, 480)."""
-    try:
-        width, height = (int(part) for part in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 640x480, got {text!r}') from None
-    return width, height
 
 
 def _stages(width: int, height: int, device: torch.device) -> dict[str, Callable[[], object]]:
@@ -69,7 +59,8 @@ def _stages(width: int, height: int, device: torch.device) -> dict[str, Callable
         return torch.where(trust.flying_pixel_mask(depth, EDGE_RTOL), nan, depth)
 
     def denoise() -> object:
-        drop = trust.radius_outlier_mask(points, DENOISE_RADIUS, DENOISE_MIN_NEIGHBORS,
+        drop = trust.radius_outlier_mask(points, OFFICIAL_DENOISE_RADIUS,
+                                         OFFICIAL_DENOISE_MIN_NEIGHBORS,
                                          camera.fx, camera.fy)
         return torch.where(drop[..., None], nan, points)
 

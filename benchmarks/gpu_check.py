@@ -18,6 +18,9 @@ tables for the issue note) and ``gpu_check.json`` (every figure) into ``--out``:
    latency p50/p99, camera, node input and output rates, dropped sets;
 5. the trust filters at 640x480 and 1280x720 (``bench_trust.py``): confidence threshold,
    left-right check, edge filter and denoising, one frame each.
+6. 1, 2 and 4 cameras through one node against as many separate nodes, FFS ``cffs_like``
+   (``bench_cameras.py --json``): total sets/s, each camera's latency p50/p99, resident memory
+   (last, in the time the other steps leave).
 
 Each step runs in its own process group with a time limit, so a hung compilation or engine
 build costs its cap and no more; its rows say ``timeout`` and the rest goes on. Steps run in
@@ -47,12 +50,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import json_rows, worker_command
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # the package from this checkout, as the step workers get it
     sys.path.insert(0, str(REPO_ROOT))
 FFS_CHECKPOINT = (REPO_ROOT.parent / 'shared' / 'reference' / 'ffs' / 'cffs_like'
                   / 'model_best_bp2_serialize.pth')
 BENCH_NODE = Path(__file__).resolve().parent / 'bench_node.py'
+BENCH_CAMERAS = Path(__file__).resolve().parent / 'bench_cameras.py'
 BENCHMARKS = Path(__file__).resolve().parent
 
 
@@ -71,6 +77,7 @@ class Plan:
     repeat: int
     precision_vits: list[str]              # families of the precision step
     node: dict[str, Any] = field(default_factory=dict)
+    cameras: dict[str, Any] = field(default_factory=dict)  # bench_cameras.py options
     dry_run: bool = False
     caps: dict[str, float] = field(default_factory=dict)
     trust_sizes: list[tuple[int, int]] = field(default_factory=list)   # (height, width)
@@ -83,8 +90,10 @@ FULL = Plan(
     repeat=5, precision_vits=['vits', 'vitl'],
     node={'width': 640, 'height': 480, 'rate': 30.0, 'duration': 20.0, 'window': 5.0,
           'family': 'vits', 'params': ['valid_iters:=16']},
+    cameras={'counts': [1, 2, 4], 'width': 640, 'height': 480, 'rate': 30.0,
+             'duration': 5.0, 'params': ['valid_iters:=8']},
     caps={'checkpoints': 60, 'parity': 60, 'precision': 60, 'eager': 60, 'node': 75,
-          'compiled': 100, 'onnx': 120, 'trust': 40},
+          'cameras': 150, 'compiled': 100, 'onnx': 120, 'trust': 40},
     trust_sizes=[(480, 640), (720, 1280)])
 DRY = Plan(
     device='cpu', budget_s=600.0, size=(64, 96), parity_size=(64, 96), parity_iters=1,
@@ -92,10 +101,12 @@ DRY = Plan(
     compiled_precisions=['fp16'], repeat=1, precision_vits=['vits'],
     node={'width': 96, 'height': 64, 'rate': 4.0, 'duration': 4.0, 'window': 2.0,
           'family': 'vits', 'params': ['valid_iters:=1', 'device:=cpu']},
+    cameras={'counts': [2], 'width': 96, 'height': 64, 'rate': 4.0, 'duration': 2.0,
+             'params': ['valid_iters:=1']},
     dry_run=True,
     # About a minute in all on two free cores; the caps leave room for a loaded CI machine.
     caps={'checkpoints': 90, 'parity': 150, 'precision': 150, 'eager': 200, 'node': 200,
-          'compiled': 0, 'onnx': 0, 'trust': 120},
+          'cameras': 200, 'compiled': 0, 'onnx': 0, 'trust': 120},
     trust_sizes=[(64, 96)])
 
 
@@ -356,12 +367,7 @@ class Runner:
             step.seconds = time.monotonic() - begin
             out.seek(0)
             err.seek(0)
-            for line in out:
-                if line.startswith('{'):
-                    try:
-                        step.rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass
+            step.rows.extend(json_rows(out.read()))
             tail = err.read().strip().splitlines()
         if step.status == 'timeout':
             step.detail = f'stopped at its limit of {limit:.0f} s'
@@ -374,8 +380,8 @@ class Runner:
     def worker(self, name: str, kind: str, cap: float, minimum: float = 10.0,
                **spec: Any) -> Step:
         """Run one of :data:`WORKERS` with ``spec``."""
-        return self.run(name, kind, [sys.executable, __file__, '--worker', kind,
-                                     json.dumps(spec)], cap, minimum)
+        return self.run(name, kind, worker_command(__file__, kind, json.dumps(spec)), cap,
+                        minimum)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -443,6 +449,8 @@ def run_plan(plan: Plan, out_dir: Path) -> dict[str, Any]:
                     latency(family, 'compile', [precision], plan.caps['compiled'])
             if precision == plan.compiled_precisions[0]:
                 _onnx_step(runner, plan, checkpoints.get('vits'), workdir)
+        # Last: it gets the time the earlier steps leave (it needs the FFS reference).
+        _cameras_step(runner, plan, workdir)
         report = {
             'meta': {'dry_run': plan.dry_run, 'device': plan.device,
                      'device_name': (torch.cuda.get_device_name(0) if plan.device == 'cuda'
@@ -472,6 +480,26 @@ def _node_step(runner: Runner, plan: Plan, checkpoint: str, workdir: Path) -> No
                       'node', command, plan.caps['node'])
     if summary.exists():
         step.rows.append(json.loads(summary.read_text()))
+
+
+def _cameras_step(runner: Runner, plan: Plan, workdir: Path) -> None:
+    cams = plan.cameras
+    name = f'cameras: one node against separate nodes ({" ".join(cams["params"])})'
+    if not FFS_CHECKPOINT.exists():
+        runner.steps.append(Step(name, 'cameras', 'skipped',
+                                 detail=f'{FFS_CHECKPOINT} not present'))
+        return
+    summary = workdir / 'cameras.json'
+    command = [sys.executable, str(BENCH_CAMERAS), '--checkpoint', str(FFS_CHECKPOINT),
+               '--device', plan.device, '--width', str(cams['width']),
+               '--height', str(cams['height']), '--rate', str(cams['rate']),
+               '--duration', str(cams['duration']), '--counts', *map(str, cams['counts']),
+               '--first-output-timeout', str(plan.caps['cameras'] / 3), '--json', str(summary)]
+    for param in cams['params']:
+        command += ['-p', param]
+    step = runner.run(name, 'cameras', command, plan.caps['cameras'])
+    if summary.exists():  # the whole run; else the rows it printed before its limit
+        step.rows = json.loads(summary.read_text())
 
 
 def _onnx_step(runner: Runner, plan: Plan, checkpoint: str | None, workdir: Path) -> None:
@@ -518,9 +546,8 @@ def markdown(report: dict[str, Any]) -> str:
               f'{meta["budget_s"]:.0f} s budget. Seeded weights (not a trained model): latency '
               'and memory are those of the real architectures, disparities are meaningless.'),
              '']
-    lines += ['### Parity and precision (|delta d| in pixels)', '',
-              '| comparison | model | size | iters | max | median | p99 | finite | mean d |',
-              '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += _table('Parity and precision (|delta d| in pixels)', (
+        'comparison', 'model', 'size', 'iters', 'max', 'median', 'p99', 'finite', 'mean d'))[1:]
     for step in steps:
         if step['kind'] in ('parity', 'precision'):
             for row in step['rows']:
@@ -532,10 +559,9 @@ def markdown(report: dict[str, Any]) -> str:
                              f'{row["iters"]} | {_fmt(row["max"], 3)} | '
                              f'{_fmt(row["median"], 3)} | {_fmt(row["p99"], 3)} | '
                              f'{_fmt(row["finite"], 3)} | {_fmt(row["mean_disp"])} |')
-    lines += ['', '### Latency and peak memory (backend.compute, one pair)', '',
-              ('| model | mode | precision | size | iters | median ms | min ms | peak MB | '
-               'setup s | note |'),
-              '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += _table('Latency and peak memory (backend.compute, one pair)', (
+        'model', 'mode', 'precision', 'size', 'iters', 'median ms', 'min ms', 'peak MB',
+        'setup s', 'note'))
     for step in steps:
         if step['kind'] not in ('latency', 'onnx'):
             continue
@@ -548,10 +574,9 @@ def markdown(report: dict[str, Any]) -> str:
         if step['status'] != 'ok':
             lines.append(f'| {step["name"]} | | | | | | | | | {step["status"]}: '
                          f'{step["detail"]} |')
-    lines += ['', '### The node end to end (synthetic camera)', '',
-              ('| size | camera Hz | node input Hz | output Hz | latency p50 ms | p99 ms | '
-               'max ms | dropped (busy) | dropped (unmatched) | first output s | params |'),
-              '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    lines += _table('The node end to end (synthetic camera)', (
+        'size', 'camera Hz', 'node input Hz', 'output Hz', 'latency p50 ms', 'p99 ms',
+        'max ms', 'dropped (busy)', 'dropped (unmatched)', 'first output s', 'params'))
     for step in steps:
         if step['kind'] != 'node':
             continue
@@ -564,9 +589,8 @@ def markdown(report: dict[str, Any]) -> str:
                          f'{" ".join(row["params"])} |')
         if not step['rows']:
             lines.append(f'| {step["status"]}: {step["detail"]} | | | | | | | | | | |')
-    lines += ['', '### Trust filters (one frame, mask and drop)', '',
-              '| stage | size | device | median ms | min ms | note |',
-              '| --- | --- | --- | --- | --- | --- |']
+    lines += _table('Trust filters (one frame, mask and drop)', (
+        'stage', 'size', 'device', 'median ms', 'min ms', 'note'))
     for step in steps:
         if step['kind'] != 'trust':
             continue
@@ -576,11 +600,37 @@ def markdown(report: dict[str, Any]) -> str:
                          f'{row.get("error", "")} |')
         if step['status'] != 'ok':
             lines.append(f'| {step["status"]}: {step["detail"]} | | | | | |')
-    lines += ['', '### Steps', '', '| step | status | seconds | detail |',
-              '| --- | --- | --- | --- |']
+    lines += _table('Several cameras: one node against separate nodes (FFS cffs_like)',
+                    ('cameras', 'mode', 'size', 'total sets/s', 'per camera Hz',
+                     'latency p50 ms', 'p99 ms', 'resident MiB'))
+    for step in steps:
+        if step['kind'] != 'cameras':
+            continue
+        for row in step['rows']:
+            if 'error' in row:
+                lines.append(f'| {row["cameras"]} | {row["mode"]} | | error: '
+                             f'{row["error"][:100]} | | | | |')
+                continue
+            cams = row['per_camera']
+            lines.append(
+                f'| {row["cameras"]} | {row["mode"]} | {row["width"]}x{row["height"]} | '
+                f'{_fmt(row["total_sets_per_s"], 2)} | '
+                + ' / '.join(_fmt(c['hz'], 2) for c in cams) + ' | '
+                + ' / '.join(_fmt(c['p50_ms'], 0) for c in cams) + ' | '
+                + ' / '.join(_fmt(c['p99_ms'], 0) for c in cams)
+                + f' | {_fmt(row["rss_mib"], 0)} |')
+        if not step['rows']:
+            lines.append(f'| {step["status"]}: {step["detail"]} | | | | | | | |')
+    lines += _table('Steps', ('step', 'status', 'seconds', 'detail'))
     lines += [f'| {s["name"]} | {s["status"]} | {s["seconds"]:.0f} | {s["detail"]} |'
               for s in steps]
     return '\n'.join(lines) + '\n'
+
+
+def _table(title: str, columns: tuple[str, ...]) -> list[str]:
+    """Return the markdown lines that open a table: a blank line, its title, its header."""
+    return ['', f'### {title}', '', '| ' + ' | '.join(columns) + ' |',
+            '|' + ' --- |' * len(columns)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from common import OFFICIAL_DENOISE_MIN_NEIGHBORS, OFFICIAL_DENOISE_RADIUS, parse_size
 from scipy.spatial import cKDTree
 
 from foundation_stereo_ros import geometry, trust
@@ -44,21 +45,9 @@ from foundation_stereo_ros.synthetic.scenes import StereoScene, make_scene, rend
 LR_MAX_DIFFS = (0.5, 1.0, 2.0, 3.0)
 EDGE_RTOLS = (0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12)
 DENOISE_CAPS = (4, 8, 12)
-# Official demo: 30 neighbours within 0.03 m.
-DENOISE_RADIUS = 0.03
-DENOISE_MIN_NEIGHBORS = 30
 # A point is "off the surface" beyond this relative depth error; boundaries are jumps of it.
 BAD_RELATIVE = 0.05
 BOUNDARY_BAND_PX = 3
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'640x480' -> (640, 480)."""
-    try:
-        width, height = (int(part) for part in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 640x480, got {text!r}') from None
-    return width, height
 
 
 def _share(part: np.ndarray, whole: np.ndarray) -> float:
@@ -182,13 +171,14 @@ def denoise_figures(scene: StereoScene, case: str, disparity: torch.Tensor
     camera = scene.camera
     points = geometry.depth_to_points(depth_of(disparity, scene), camera)
     valid = torch.isfinite(points).all(-1).numpy()
-    oracle = kd_tree_drop(points.numpy(), DENOISE_RADIUS, DENOISE_MIN_NEIGHBORS)
+    oracle = kd_tree_drop(points.numpy(), OFFICIAL_DENOISE_RADIUS, OFFICIAL_DENOISE_MIN_NEIGHBORS)
     rows = []
     default_cap = trust.DENOISE_MAX_HALF_WINDOW
     try:
         for cap in DENOISE_CAPS:
             trust.DENOISE_MAX_HALF_WINDOW = cap
-            drop = trust.radius_outlier_mask(points, DENOISE_RADIUS, DENOISE_MIN_NEIGHBORS,
+            drop = trust.radius_outlier_mask(points, OFFICIAL_DENOISE_RADIUS,
+                                             OFFICIAL_DENOISE_MIN_NEIGHBORS,
                                              camera.fx, camera.fy).numpy()
             rows.append({'case': case, 'cap': cap, 'agree': _share(drop == oracle, valid),
                          'dropped': _share(drop, valid), 'oracle_dropped': _share(oracle, valid),
@@ -250,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     _table('(a) left-right check with SGBM', figures['left_right'])
     _table(f'(b) flying pixels: points > {BAD_RELATIVE:.0%} off within {BOUNDARY_BAND_PX} px '
            'of a depth boundary (rtol 0 = no filter)', figures['flying'])
-    _table(f'(c) organized radius outlier removal ({DENOISE_MIN_NEIGHBORS} within '
-           f'{DENOISE_RADIUS} m) vs cKDTree', figures['denoise'])
+    _table(f'(c) organized radius outlier removal ({OFFICIAL_DENOISE_MIN_NEIGHBORS} within '
+           f'{OFFICIAL_DENOISE_RADIUS} m) vs cKDTree', figures['denoise'])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + '\n')
     return 0

@@ -65,8 +65,8 @@ def depth_to_points(depth: torch.Tensor, camera: StereoCamera) -> torch.Tensor:
     height, width = depth.shape[-2:]
     if (width, height) != (camera.width, camera.height):
         raise ValueError(f'depth is {width}x{height} but the camera is '
-                         f'{camera.width}x{camera.height}; resize the camera with '
-                         'StereoCamera.resized() or the depth to the camera size')
+                         f'{camera.width}x{camera.height}; compute the depth at the '
+                         'camera size')
     u = torch.arange(width, dtype=torch.float32, device=depth.device)
     v = torch.arange(height, dtype=torch.float32, device=depth.device)
     ray_x = (u - camera.cx) / camera.fx

@@ -3,6 +3,12 @@
 One object used by the node, the offline tools and the benchmarks, so every path runs the same
 code. Tensors stay on the backend's device from upload to the very end; the only host copies
 are the final outputs someone asked for.
+
+After the disparity come the stages that decide what to trust (:mod:`.trust`), each run only
+when its setting is on (or, for the confidence map, when someone asks for it): the left-right
+check (the mirrored pair as a second batch half), the confidence threshold, the flying-pixel
+filter on depth and the denoising of the organized cloud. Dropped pixels are NaN in every
+output; the share each stage removed comes with the result (:mod:`.empty_output`).
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from foundation_stereo_ros import geometry, settings
+from foundation_stereo_ros import empty_output, geometry, settings, trust
 from foundation_stereo_ros.backends.base import DisparityBackend
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.settings import DEFAULTS
@@ -37,8 +43,15 @@ class PipelineConfig:
         input size (an exported network) is always run at that size instead.
     z_near, z_far: depth and points outside [z_near, z_far] metres are NaN (no return).
     remove_invisible: disparities whose match falls left of the right image are invalid.
+    left_right_check, left_right_max_diff: drop pixels whose left and right disparities (the
+        mirror trick) differ by more than this many pixels at the run size.
+    confidence_threshold: drop pixels whose confidence is below it (0: off).
+    edge_rtol: drop flying pixels, where the relative depth spread in a 3x3 window exceeds it
+        (0: off).
+    denoise_radius, denoise_min_neighbors: drop points with fewer neighbours within the
+        radius (metres; 0: off).
     backend_options: the backend's per-pair settings (``valid_iters``...), passed to
-        ``backend.compute``.
+        ``backend.compute_batch``.
     Defaults and ranges are those of :mod:`foundation_stereo_ros.settings`.
     """
 
@@ -46,6 +59,12 @@ class PipelineConfig:
     z_near: float = DEFAULTS['z_near']
     z_far: float = DEFAULTS['z_far']
     remove_invisible: bool = DEFAULTS['remove_invisible']
+    left_right_check: bool = DEFAULTS['left_right_check']
+    left_right_max_diff: float = DEFAULTS['left_right_max_diff']
+    confidence_threshold: float = DEFAULTS['confidence_threshold']
+    edge_rtol: float = DEFAULTS['edge_rtol']
+    denoise_radius: float = DEFAULTS['denoise_radius']
+    denoise_min_neighbors: int = DEFAULTS['denoise_min_neighbors']
     backend_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,6 +95,15 @@ class StereoResult:
     min_disparity, max_disparity, delta_d: the search range and resolution in camera pixels,
         for stereo_msgs/DisparityImage.
     timings: seconds per stage ('upload', 'inference', 'postprocess', 'download').
+    confidence: (H, W) float32 in [0, 1]: the backend's confidence times the left-right
+        agreement where the check runs, or either alone (README, Depth you can trust); 0
+        where the disparity is invalid; None when not requested or when neither the backend
+        nor the left-right check gives one (``notices`` then says why).
+    removed: share of all pixels each stage removed (:data:`.empty_output.STAGES`, a pixel
+        counted under the first stage that drops it; 'z_range' drops depth and points only).
+    valid_share: share of pixels left with a valid depth.
+    notices: (kind, message) for the user, to be shown once per kind: no confidence to be had,
+        or why the output is (almost) empty.
     """
 
     disparity: np.ndarray
@@ -85,6 +113,10 @@ class StereoResult:
     max_disparity: float
     delta_d: float
     timings: dict[str, float] = field(default_factory=dict)
+    confidence: np.ndarray | None = None
+    removed: dict[str, float] = field(default_factory=dict)
+    valid_share: float = math.nan
+    notices: list[tuple[str, str]] = field(default_factory=list)
 
 
 class StereoPipeline:
@@ -125,39 +157,55 @@ class StereoPipeline:
         *,
         want_depth: bool = True,
         want_points: bool = True,
+        want_confidence: bool = False,
     ) -> StereoResult:
-        """Compute disparity (and depth, points when wanted) for one rectified RGB pair.
+        """Compute disparity (and depth, points, confidence when wanted) for one RGB pair.
 
         left, right: (H, W, 3) uint8 RGB images matching ``camera.width`` x ``camera.height``,
         numpy arrays or torch tensors (e.g. rectified on the device by
         :class:`~foundation_stereo_ros.rectification.StereoRectifier`).
         """
         return self.process_batch([(left, right)], camera, want_depth=want_depth,
-                                  want_points=want_points)[0]
+                                  want_points=want_points, want_confidence=want_confidence)[0]
 
     def process_batch(
         self,
         pairs: Sequence[tuple[np.ndarray, np.ndarray]],
-        camera: StereoCamera,
+        camera: StereoCamera | Sequence[StereoCamera],
         *,
         want_depth: bool = True,
         want_points: bool = True,
+        want_confidence: bool = False,
     ) -> list[StereoResult]:
-        """:meth:`process` for several pairs of one camera, run through the backend at once.
+        """:meth:`process` for several pairs, run through the backend at once.
 
-        The backend sees one (B, 3, h, w) batch (see ``DisparityBackend.compute_batch``);
-        each result's timings are the batch's stage times divided by B.
+        ``camera``: one camera for every pair, or one per pair (several stereo cameras of
+        the same image size: each result has its own camera's geometry). The backend sees one
+        (B, 3, h, w) batch (see ``DisparityBackend.compute_batch``), or (2B, 3, h, w) with the
+        left-right check (the mirrored pairs as the second half), and the whole batch uses one
+        config snapshot; each result's timings are the batch's stage times divided by B.
         """
         config = self._config  # one consistent snapshot for the whole batch
         if not pairs:
             return []
-        for left, right in pairs:
-            _check_pair(left, right, camera)
+        cameras = ([camera] * len(pairs) if isinstance(camera, StereoCamera)
+                   else list(camera))
+        if len(cameras) != len(pairs):
+            raise ValueError(f'{len(pairs)} pairs but {len(cameras)} cameras: give one camera, '
+                             'or one per pair')
+        sizes = {(c.width, c.height) for c in cameras}
+        if len(sizes) > 1:
+            raise ValueError(
+                'a batch runs pairs of one size, got cameras of '
+                + ', '.join(f'{w}x{h}' for w, h in sorted(sizes))
+                + '; process each size in its own batch')
+        for (left, right), pair_camera in zip(pairs, cameras):
+            _check_pair(left, right, pair_camera)
         device = self.backend.device
         timings: dict[str, float] = {}
         clock = _StageClock(device, timings)
 
-        height, width = camera.height, camera.width
+        height, width = cameras[0].height, cameras[0].width
         run_h, run_w = self._run_size(height, width, config)
         uploaded = [(self._upload(f'left{i}', left), self._upload(f'right{i}', right))
                     for i, (left, right) in enumerate(pairs)]
@@ -170,40 +218,119 @@ class StereoPipeline:
             rights = _resize_images(rights, run_h, run_w)
         clock.lap('upload')
 
+        need_confidence = want_confidence or config.confidence_threshold > 0.0
+        notices = self._confidence_notices(config, want_confidence)
         try:
-            raws = self.backend.compute_batch(lefts, rights, **config.backend_options)
+            raws, confidences = self._disparities(lefts, rights, config, need_confidence)
         except torch.cuda.OutOfMemoryError as exc:
             if device.type == 'cuda':
                 torch.cuda.empty_cache()
             raise PipelineOutOfMemory(
                 f'{device} out of memory on {len(pairs)} {width}x{height} pair(s) ({exc}); '
-                'lower scale, use precision fp16/bf16 or hierarchical') from exc
+                'lower scale, use precision fp16/bf16 or hierarchical'
+                + ('; left_right_check doubles the batch: turn it off' if
+                   config.left_right_check else '')) from exc
         clock.lap('inference')
+
+        raws, confidences, keeps = self._left_right(raws, confidences, len(pairs), config,
+                                                    need_confidence)
 
         # Back to camera pixels: disparity is a horizontal length, so it scales with width.
         x_scale = width / run_w
-        outputs = [self._geometry(raw, camera, config, x_scale, want_depth, want_points)
-                   for raw in raws]
+        outputs = [self._geometry(raw, confidence, keep, pair_camera, config, x_scale,
+                                  want_depth, want_points)
+                   for raw, confidence, keep, pair_camera in zip(raws, confidences, keeps,
+                                                                 cameras)]
         clock.lap('postprocess')
 
-        results = [
-            StereoResult(
-                disparity=disparity.cpu().numpy(),
-                depth=depth.cpu().numpy() if (want_depth and depth is not None) else None,
-                points=points.cpu().numpy() if points is not None else None,
+        results = []
+        for out, pair_camera in zip(outputs, cameras):
+            shares = out.shares.cpu().tolist()  # the one small host copy the figures need
+            removed = dict(zip(empty_output.STAGES, shares[:-1]))
+            result = StereoResult(
+                disparity=out.disparity.cpu().numpy(),
+                depth=out.depth.cpu().numpy() if want_depth else None,
+                points=out.points.cpu().numpy() if want_points else None,
                 min_disparity=float(self.backend.min_disparity) * x_scale,
                 max_disparity=(
                     float(self.backend.max_disparity) * x_scale
                     if self.backend.max_disparity is not None else math.inf),
                 delta_d=float(self.backend.delta_d) * x_scale,
-                timings=timings,
-            )
-            for disparity, depth, points in outputs]
+                confidence=(out.confidence.cpu().numpy()
+                            if want_confidence and out.confidence is not None else None),
+                removed=removed, valid_share=shares[-1], notices=list(notices))
+            if shares[-1] < empty_output.EMPTY_SHARE:  # the figures cost syncs: only then
+                kind, message = empty_output.explain(removed, shares[-1], out.facts(pair_camera),
+                                                     self.backend.name, config)
+                result.notices.append((f'empty_{kind}', message))
+            results.append(result)
         clock.lap('download')
         share = {stage: seconds / len(results) for stage, seconds in timings.items()}
         for result in results:
             result.timings = dict(share)
         return results
+
+    def confidence_unavailable(self, config: PipelineConfig | None = None) -> str | None:
+        """Why no confidence map can be had with these settings, or None when one can."""
+        config = config or self._config
+        if self.backend.provides_confidence or config.left_right_check:
+            return None
+        why = {
+            'sgbm': 'SGBM has no confidence of its own',
+            'onnx': 'this exported model has no confidence output (the official exports have '
+                    'none; this package\'s export has one)',
+        }.get(self.backend.name, f'the {self.backend.name} backend gives no confidence')
+        return (f'no confidence map: {why}; set left_right_check to true for the left-right '
+                'agreement as confidence')
+
+    def _confidence_notices(self, config: PipelineConfig,
+                            want_confidence: bool) -> list[tuple[str, str]]:
+        why = self.confidence_unavailable(config)
+        if why is None:
+            return []
+        notices = []
+        if want_confidence:
+            notices.append(('no_confidence', why))
+        if config.confidence_threshold > 0.0:
+            notices.append(('no_confidence_threshold', (
+                f'{why}, so confidence_threshold={config.confidence_threshold:g} has no '
+                'effect')))
+        return notices
+
+    def _disparities(self, lefts: torch.Tensor, rights: torch.Tensor, config: PipelineConfig,
+                     need_confidence: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Backend disparities at run size, and its confidences when needed and given.
+
+        With the left-right check the batch is (2B, ...): the mirror trick's pairs (flipped
+        and swapped, the right view's disparity is an ordinary left-view problem) as the
+        second half, so a batching backend runs both in one call.
+        """
+        if config.left_right_check:
+            mirrored = trust.right_view_pair(lefts, rights)
+            lefts, rights = torch.cat([lefts, mirrored[0]]), torch.cat([rights, mirrored[1]])
+        options = config.backend_options
+        if need_confidence and self.backend.provides_confidence:
+            return self.backend.compute_batch_with_confidence(lefts, rights, **options)
+        return self.backend.compute_batch(lefts, rights, **options), None
+
+    @staticmethod
+    def _left_right(raws: torch.Tensor, confidences: torch.Tensor | None, count: int,
+                    config: PipelineConfig, need_confidence: bool
+                    ) -> tuple[torch.Tensor, list, list]:
+        """Split off the left views' disparities; per pair their confidence and left-right keep.
+
+        Where the check runs, its agreement multiplies the backend's confidence (both must be
+        sure), or is the confidence of a backend without one.
+        """
+        conf = ([c.float() for c in confidences[:count]] if confidences is not None
+                else [None] * count)
+        if not config.left_right_check:
+            return raws, conf, [None] * count
+        keep, agreement = trust.left_right_check(
+            raws[:count], trust.unmirror(raws[count:]), config.left_right_max_diff)
+        if need_confidence:
+            conf = [a if c is None else c * a for c, a in zip(conf, agreement)]
+        return raws[:count], conf, list(keep)
 
     def _run_size(self, height: int, width: int, config: PipelineConfig) -> tuple[int, int]:
         """(h, w) the backend runs at: its fixed input size, else the camera size x scale."""
@@ -228,25 +355,92 @@ class StereoPipeline:
                             config.scale, self.backend.name, run_w, run_h)
         return run_h, run_w
 
-    def _geometry(self, raw: torch.Tensor, camera: StereoCamera, config: PipelineConfig,
-                  x_scale: float, want_depth: bool, want_points: bool,
-                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Backend disparity at run size -> (disparity, depth, points) at camera size."""
-        if tuple(raw.shape) != (camera.height, camera.width):
-            raw = _resize_disparity(raw, camera.height, camera.width) * x_scale
-        disparity = raw.float() - camera.doffs  # DisparityImage convention
-        invalid = ~(disparity > 0)  # also catches NaN
-        if config.remove_invisible:
-            invalid |= geometry.invisible_mask(disparity, camera.doffs)
-        disparity = torch.where(invalid, torch.nan, disparity)
+    def _geometry(self, raw: torch.Tensor, confidence: torch.Tensor | None,
+                  keep: torch.Tensor | None, camera: StereoCamera, config: PipelineConfig,
+                  x_scale: float, want_depth: bool, want_points: bool) -> _Staged:
+        """Backend disparity at run size -> disparity, depth, points at camera size, filtered.
 
-        depth = points = None
+        Every stage is counted on the device; the shares come back in one small copy.
+        """
+        size = (camera.height, camera.width)
+        if tuple(raw.shape) != size:
+            raw = _resize_disparity(raw, *size) * x_scale
+            if keep is not None:
+                keep = _resize_mask(keep, *size)
+            if confidence is not None:
+                confidence = _resize_values(confidence, *size)
+        disparity = raw.float() - camera.doffs  # DisparityImage convention
+        nan = ~torch.isfinite(disparity)
+        nonpositive = ~nan & ~(disparity > 0)
+        invisible = (geometry.invisible_mask(disparity, camera.doffs) & ~nan & ~nonpositive
+                     if config.remove_invisible else torch.zeros_like(nan))
+        valid = ~(nan | nonpositive | invisible)
+        disparity = torch.where(valid, disparity, torch.nan)
+        if confidence is not None:
+            confidence = torch.where(valid, confidence.clamp(0.0, 1.0), 0.0)
+
+        # Depth is one division: always made, so the z range is counted (an empty output's
+        # likeliest cause is a baseline in millimetres).
+        unranged = geometry.disparity_to_depth(disparity, camera)
+        depth = geometry.apply_z_range(unranged, config.z_near, config.z_far)
+        in_range = torch.isfinite(depth)
+        kept = [valid, in_range]  # cumulative: each stage's survivors, for the shares
+        drop = torch.zeros_like(valid)  # what the filters drop from every output
+        if keep is not None:
+            drop |= ~keep
+        kept.append(in_range & ~drop)
+        if confidence is not None and config.confidence_threshold > 0.0:
+            drop |= confidence < config.confidence_threshold
+        kept.append(in_range & ~drop)
+        if config.edge_rtol > 0.0:
+            depth = torch.where(drop, torch.nan, depth)
+            drop |= trust.flying_pixel_mask(depth, config.edge_rtol)
+        kept.append(in_range & ~drop)
+        points = None
+        if config.denoise_radius > 0.0:
+            depth = torch.where(drop, torch.nan, depth)
+            points = geometry.depth_to_points(depth, camera)
+            drop |= trust.radius_outlier_mask(points, config.denoise_radius,
+                                              config.denoise_min_neighbors,
+                                              camera.fx, camera.fy)
+        kept.append(in_range & ~drop)
+
+        disparity = torch.where(drop, torch.nan, disparity)
         if want_depth or want_points:
-            depth = geometry.disparity_to_depth(disparity, camera)
-            depth = geometry.apply_z_range(depth, config.z_near, config.z_far)
-            if want_points:
-                points = geometry.depth_to_points(depth, camera)
-        return disparity, depth, points
+            depth = torch.where(drop, torch.nan, depth)
+        if want_points:
+            points = geometry.depth_to_points(depth, camera)
+        survivors = torch.stack([k.float().mean() for k in kept])
+        before = torch.cat([torch.ones(1, device=survivors.device), survivors[:-1]])
+        shares = torch.cat([before - survivors, survivors[-1:]])
+        return _Staged(disparity, depth, points, confidence, shares, nan, nonpositive,
+                       invisible, unranged, config.z_far)
+
+
+@dataclass
+class _Staged:
+    """One pair's outputs at camera size on the device, and what each stage removed."""
+
+    disparity: torch.Tensor
+    depth: torch.Tensor
+    points: torch.Tensor | None
+    confidence: torch.Tensor | None
+    shares: torch.Tensor  # removed per stage (empty_output.STAGES), then the share kept
+    nan: torch.Tensor
+    nonpositive: torch.Tensor
+    invisible: torch.Tensor
+    unranged: torch.Tensor  # depth before the z range
+    z_far: float
+
+    def facts(self, camera: StereoCamera) -> empty_output.EmptyFacts:
+        """Host figures for :func:`.empty_output.explain` (a few small copies; rare)."""
+        far = self.unranged[self.unranged > self.z_far]
+        return empty_output.EmptyFacts(
+            nan_share=float(self.nan.float().mean()),
+            nonpositive_share=float(self.nonpositive.float().mean()),
+            invisible_share=float(self.invisible.float().mean()),
+            far_depth=float(far.median()) if far.numel() else math.nan,
+            baseline=camera.baseline)
 
 
 class _StageClock:
@@ -342,3 +536,16 @@ def _resize_disparity(disparity: torch.Tensor, height: int, width: int) -> torch
                            align_corners=False)[0, 0]
     # Pixels whose neighbourhood was entirely valid keep their value; mixed ones are invalid.
     return torch.where(weight > 0.999, up, torch.nan)
+
+
+def _resize_mask(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resize a keep mask with the rule of :func:`_resize_disparity`: mixed pixels drop."""
+    weight = F.interpolate(mask.float()[None, None], size=(height, width), mode='bilinear',
+                           align_corners=False)[0, 0]
+    return weight > 0.999
+
+
+def _resize_values(values: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear resize of a finite (h, w) field (the confidence)."""
+    return F.interpolate(torch.nan_to_num(values.float(), nan=0.0)[None, None],
+                         size=(height, width), mode='bilinear', align_corners=False)[0, 0]

@@ -4,14 +4,14 @@ Many stereo drivers publish ``image_raw`` and the full calibration: the lens dis
 (model named by ``distortion_model``), the raw intrinsics ``K``, the rectifying rotation ``R``
 and the rectified projection ``P``. :class:`StereoRectifier` checks each CameraInfo, builds
 OpenCV rectification maps once (again only when the CameraInfo changes, see
-:func:`~foundation_stereo_ros.camera.camera_info_key`) and resamples a pair into the rectified
+:func:`~foundation_stereo_ros.camera_info.camera_info_key`) and resamples a pair into the rectified
 frame, where the pipeline expects it. The results are described by the *rectified* CameraInfo
 (:func:`rectified_camera_info`: K from P, no distortion, identity R), so outputs are in the
 rectified left frame with P's intrinsics.
 
 Binning and ROI (REP 104) are honoured: distortion and rotation act on normalised coordinates,
 so the maps of a binned or cropped image come from K and P mapped to that image by
-:class:`~foundation_stereo_ros.camera.ImageGeometry`; the rectified image keeps the raw one's
+:class:`~foundation_stereo_ros.binning_roi.ImageGeometry`; the rectified image keeps the raw one's
 size.
 
 Resampling runs with ``cv2.remap`` on the host or with ``torch.nn.functional.grid_sample`` on
@@ -31,11 +31,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from foundation_stereo_ros.camera import (
+from foundation_stereo_ros.binning_roi import ImageGeometry
+from foundation_stereo_ros.camera_info import (
+    FIX_CALIBRATION,
     CameraInfoError,
-    ImageGeometry,
     camera_info_key,
+    camera_info_matrix,
+    check_focal_length,
     principal_point_problem,
+    which_camera_info,
 )
 
 __all__ = [
@@ -56,6 +60,7 @@ DISTORTION_MODELS: dict[str, tuple[int, str]] = {
 _ROTATION_TOL = 1e-3
 _IMAGE_PROC_HINT = 'or rectify with image_proc and subscribe to image_rect (rectify:=false)'
 LOG = logging.getLogger(__name__)
+_FIX = f'{FIX_CALIBRATION} {_IMAGE_PROC_HINT}'
 
 
 @dataclass(frozen=True)
@@ -73,18 +78,15 @@ class RectificationMaps:
     @classmethod
     def from_camera_info(cls, info: Any, side: str = '') -> RectificationMaps:
         """Check a raw camera's CameraInfo and build its maps (CameraInfoError: what to fix)."""
-        which = f'the {side} CameraInfo' if side else 'the CameraInfo'
+        which = which_camera_info(side)
         geometry = ImageGeometry.from_camera_info(info, side)
         model, d = _distortion(info, which)
-        k = _matrix(info, 'k', (3, 3), which)
+        k = camera_info_matrix(info, 'k', (3, 3), which, _FIX)
         r = _rotation(info, which)
-        p = _matrix(info, 'p', (3, 4), which)
+        p = camera_info_matrix(info, 'p', (3, 4), which, _FIX)
         for name, m in (('K', k), ('P', p)):
-            if not (m[0, 0] > 0 and m[1, 1] > 0):
-                raise CameraInfoError(
-                    f'{which} {name} has a non-positive focal length (fx={m[0, 0]}, '
-                    f'fy={m[1, 1]}): the camera is not calibrated; calibrate it with '
-                    f'camera_calibration {_IMAGE_PROC_HINT}')
+            check_focal_length(which, name, m[0, 0], m[1, 1],
+                               f'calibrate it with camera_calibration {_IMAGE_PROC_HINT}')
         k_image = _intrinsics(geometry, k)
         p_image = _intrinsics(geometry, p)
         size = geometry.size
@@ -235,17 +237,6 @@ def _intrinsics(geometry: ImageGeometry, m: np.ndarray) -> np.ndarray:
     return np.array([[fx, skew, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def _matrix(info: Any, field: str, shape: tuple[int, int], which: str) -> np.ndarray:
-    values = getattr(info, field, None)
-    array = np.asarray(values if values is not None else (), dtype=np.float64).ravel()
-    size = shape[0] * shape[1]
-    if array.size != size or not np.isfinite(array).all():
-        raise CameraInfoError(
-            f'{which} {field.upper()} must be {size} finite numbers, got {array.tolist()}; '
-            f'fix the calibration file {_IMAGE_PROC_HINT}')
-    return array.reshape(shape)
-
-
 def _distortion(info: Any, which: str) -> tuple[str, np.ndarray]:
     model = str(getattr(info, 'distortion_model', '') or '')
     d = np.asarray(getattr(info, 'd', None) if getattr(info, 'd', None) is not None else (),
@@ -264,12 +255,12 @@ def _distortion(info: Any, which: str) -> tuple[str, np.ndarray]:
     if d.size != count or not np.isfinite(d).all():
         raise CameraInfoError(
             f'{which} D has {d.size} coefficient(s) {d.tolist()} but {model} needs {count} '
-            f'finite ones ({names}); fix the calibration file')
+            f'finite ones ({names}); {FIX_CALIBRATION}')
     return model, d
 
 
 def _rotation(info: Any, which: str) -> np.ndarray:
-    r = _matrix(info, 'r', (3, 3), which)
+    r = camera_info_matrix(info, 'r', (3, 3), which, _FIX)
     if not r.any():
         raise CameraInfoError(
             f'{which} R is all zeros (no stereo calibration): calibrate the stereo pair with '
@@ -281,6 +272,5 @@ def _rotation(info: Any, which: str) -> np.ndarray:
         raise CameraInfoError(
             f'{which} R is not a rotation (R R^T differs from the identity by up to '
             f'{orthogonality:.3g}, det R = {det:.6g}); R must be the rectifying rotation of the '
-            'stereo calibration (rectification_matrix, 9 numbers row-major): fix the '
-            'calibration file')
+            f'stereo calibration (rectification_matrix, 9 numbers row-major): {FIX_CALIBRATION}')
     return r

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,9 @@ from foundation_stereo_ros.choices import (
 )
 from foundation_stereo_ros.sync import SYNC_POLICIES
 
-Value = bool | int | float | str
+Value = bool | int | float | str | tuple
+# A list setting's default is a tuple of its item type (ROS string/double array parameters).
+ITEM_TYPES = (bool, int, float, str)
 
 # Where a setting's value goes. BACKEND: the backend constructor (``backends`` says which);
 # PIPELINE: PipelineConfig; SYNC: the stereo synchroniser; INPUT: which images come in and
@@ -47,12 +49,18 @@ BACKEND, PIPELINE, SYNC, INPUT, NODE = 'backend', 'pipeline', 'sync', 'input', '
 # (sensor_msgs/CompressedImage, JPEG or PNG, on <image topic>/compressed). Declared here, with
 # no ROS import, for the table; stereo_io maps each to its message type.
 IMAGE_TRANSPORTS = ('raw', 'compressed')
+# A camera of the cameras setting: '' (the node's own topics) or a relative ROS namespace.
+CAMERA_NAMESPACE = r'([A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*)?'
 
 
 @dataclass(frozen=True)
 class Setting:
     """One setting: its default (which fixes its type) and what values it accepts.
 
+    A tuple default makes a list setting (a ROS array parameter): its items have the type of
+    the default's items and each item is checked as a scalar setting would be (``low``/
+    ``high``, ``choices``, ``pattern``); a list is never empty, and ``unique`` ones hold no
+    item twice.
     ``low``/``high`` bound numbers (inclusive); ``step`` (integers only) restricts them to
     ``low + k * step``; ``choices`` lists the accepted strings (``pattern`` may accept more,
     e.g. ``cuda:N``); ``runtime`` says whether it may change while the node runs; ``target``
@@ -72,24 +80,52 @@ class Setting:
     runtime: bool = False
     backends: tuple[str, ...] = ()
     tools: bool = True
+    hint: str = ''  # the accepted values in words when a pattern alone says it
+    unique: bool = False  # a list setting whose items must differ
+
+    def __post_init__(self) -> None:
+        if self.is_list and not (self.default and all(
+                type(item) is type(self.default[0]) in ITEM_TYPES for item in self.default)):
+            raise TypeError(f'{self.name}: a list default needs items of one type of '
+                            f'{ITEM_TYPES}')
+
+    @property
+    def is_list(self) -> bool:
+        """Tell whether the setting holds a list (a tuple default)."""
+        return isinstance(self.default, tuple)
+
+    @property
+    def item_type(self) -> type:
+        """Type of the value, or of each item of a list setting."""
+        return type(self.default[0]) if self.is_list else type(self.default)
 
     @property
     def type_name(self) -> str:
-        """'bool', 'int', 'float' or 'str'."""
-        return type(self.default).__name__
+        """'bool', 'int', 'float' or 'str'; 'list of str'... for a list setting."""
+        name = self.item_type.__name__
+        return f'list of {name}' if self.is_list else name
 
     @property
     def constraints(self) -> str:
         """Describe the accepted values in words, for descriptors and error messages."""
+        text = self.item_constraints
+        if self.is_list:
+            return ('a non-empty list' + (', no item twice' if self.unique else '')
+                    + (f'; each item {text}' if text else ''))
+        return text
+
+    @property
+    def item_constraints(self) -> str:
+        """Describe the accepted values of one item (of the value itself, for a scalar)."""
+        text = self.hint
         if self.choices:
-            return 'one of ' + ', '.join(self.choices) + (
+            text = 'one of ' + ', '.join(self.choices) + (
                 f' (or {self.pattern_hint})' if self.pattern else '')
-        if self.low is not None:
+        elif self.low is not None:
             text = f'{self.low} to {self.high}'
             if self.step:
                 text += f' in steps of {self.step}'
-            return text
-        return ''
+        return text
 
     @property
     def pattern_hint(self) -> str:
@@ -102,25 +138,51 @@ class Setting:
         return '--' + self.name.replace('_', '-')
 
     def check(self, value: Any) -> str | None:
-        """Return why ``value`` is not acceptable, or None if it is."""
-        expected = type(self.default)
-        if not (type(value) is expected or (expected is float and type(value) is int)):
-            return (f'{self.name} must be a {self.type_name}, got {type(value).__name__} '
-                    f'{value!r}')
-        if self.choices:
-            if value in self.choices or (self.pattern and re.fullmatch(self.pattern, value)):
-                return None
-            return f'{self.name} must be {self.constraints}, got {value!r}'
-        if self.low is not None:
-            if isinstance(value, float) and not math.isfinite(value):
-                return f'{self.name} must be a finite number ({self.constraints}), got {value}'
-            if not self.low <= value <= self.high or (
-                    self.step and (value - self.low) % self.step):
-                return f'{self.name} must be {self.constraints}, got {value}'
+        """Return why ``value`` is not acceptable, or None if it is.
+
+        A list setting takes a list or tuple (ROS gives lists, or arrays of numbers).
+        """
+        if not self.is_list:
+            return self._check_item(value, self.name)
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            return (f'{self.name} must be a {self.type_name} ([a, b, ...]), got '
+                    f'{type(value).__name__} {value!r}')
+        if not value:
+            return f'{self.name} must hold at least one item'
+        for index, item in enumerate(value):
+            reason = self._check_item(item, f'{self.name}[{index}]')
+            if reason:
+                return reason
+        twice = sorted({str(item) for item in value if list(value).count(item) > 1})
+        if twice and self.unique:
+            return f'{self.name} holds {", ".join(map(repr, twice))} more than once'
         return None
 
-    def coerce(self, value: Value) -> Value:
-        """``value`` in the declared type (an integer given for a float becomes a float)."""
+    def _check_item(self, value: Any, name: str) -> str | None:
+        expected = self.item_type
+        if not (type(value) is expected or (expected is float and type(value) is int)):
+            article = 'an' if expected.__name__[0] in 'aeiou' else 'a'
+            return (f'{name} must be {article} {expected.__name__}, got '
+                    f'{type(value).__name__} {value!r}')
+        if self.choices or self.pattern:
+            if value in self.choices or (self.pattern and re.fullmatch(self.pattern, value)):
+                return None
+            return f'{name} must be {self.item_constraints}, got {value!r}'
+        if self.low is not None:
+            if isinstance(value, float) and not math.isfinite(value):
+                return f'{name} must be a finite number ({self.item_constraints}), got {value}'
+            if not self.low <= value <= self.high or (
+                    self.step and (value - self.low) % self.step):
+                return f'{name} must be {self.item_constraints}, got {value}'
+        return None
+
+    def coerce(self, value: Any) -> Value:
+        """``value`` in the declared type (an integer given for a float becomes a float).
+
+        A list setting's value becomes a tuple of the item type.
+        """
+        if self.is_list:
+            return tuple(self.item_type(item) for item in value)
         return float(value) if self.type_name == 'float' else value
 
 
@@ -199,9 +261,6 @@ SETTINGS: tuple[Setting, ...] = (
             BACKEND, low=0, high=10000, step=1, backends=_SGBM),
     Setting('speckle_range', 2, 'SGBM speckle filter: disparity spread within one blob.',
             BACKEND, low=0, high=64, step=1, backends=_SGBM),
-    Setting('lr_check', False,
-            'SGBM: also match right to left and drop disagreeing pixels (occlusions; twice '
-            'the cost).', BACKEND, backends=_SGBM),
     # -- the pipeline (may change at runtime) -----------------------------------------------
     Setting('scale', 1.0,
             'Run the backend on images resized by this factor; outputs stay at camera '
@@ -213,6 +272,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting('remove_invisible', True,
             'Invalidate disparities whose match falls outside the right image.',
             PIPELINE, runtime=True),
+    # -- depth you can trust: filters after the disparity (may change at runtime; 0 = off) ----
+    Setting('left_right_check', False,
+            'Left-right consistency check for every backend: the right view\'s disparity by '
+            'the mirror trick (one batch of two), pixels whose two disparities disagree by '
+            'more than left_right_max_diff dropped; the agreement joins the confidence map '
+            '(and gives SGBM one). Twice the backend\'s cost.', PIPELINE, runtime=True),
+    Setting('left_right_max_diff', 1.0,
+            'Largest left/right disparity disagreement (pixels at the backend\'s run size) '
+            'the left-right check keeps.', PIPELINE, low=0.1, high=64.0, runtime=True),
+    Setting('confidence_threshold', 0.0,
+            'Drop pixels whose confidence is below this from disparity, depth and points; '
+            '0: off.', PIPELINE, low=0.0, high=1.0, runtime=True),
+    Setting('edge_rtol', 0.0,
+            'Flying pixels: drop pixels where the relative depth spread in a 3x3 window '
+            'exceeds this (about 0.04 drops object edges); 0: off.',
+            PIPELINE, low=0.0, high=10.0, runtime=True),
+    Setting('denoise_radius', 0.0,
+            'Cloud denoising: drop points with fewer than denoise_min_neighbors neighbours '
+            'within this radius (metres; the official demo: 0.03), counted in the organized '
+            'cloud\'s image neighbourhood; 0: off.', PIPELINE, low=0.0, high=10.0, runtime=True),
+    Setting('denoise_min_neighbors', 30,
+            'Neighbours a point needs within denoise_radius to be kept (the official demo: '
+            '30).', PIPELINE, low=1, high=10000, step=1, runtime=True),
     # -- input synchronisation (read-only) ---------------------------------------------------
     Setting('sync_policy', 'exact',
             'Input synchronisation: exact (equal stamps) or approximate (within slop).',
@@ -235,6 +317,20 @@ SETTINGS: tuple[Setting, ...] = (
             'Reuse the latest CameraInfo of each camera for every image pair, instead of '
             'synchronising it with the images: for drivers and bags that publish CameraInfo '
             'once (latched) or rarely, or stamp it 0.', SYNC),
+    # -- cameras (one node, one model, several stereo cameras) ------------------------------
+    Setting('cameras', ('',),
+            'Stereo cameras this node serves, each by the namespace of its topics relative to '
+            'the node\'s: [front, rear] reads front/left/image_rect... and publishes '
+            'front/disparity...; \'\' is the node\'s own topics (the default, one camera). '
+            'One model serves them all: sets of the same size run as one batch.',
+            NODE, pattern=CAMERA_NAMESPACE, tools=False, unique=True,
+            hint="'' (the node's own topics) or a relative namespace such as front or "
+                 'head/left'),
+    Setting('camera_max_rates', (0.0,),
+            'Most sets per second processed for each camera (0: as fast as the model goes): '
+            'one value for every camera, or one per camera in the order of cameras, e.g. '
+            '[0.0, 15.0] to run the rear camera at most at 15 Hz.',
+            NODE, low=0.0, high=1000.0, runtime=True, tools=False),
     # -- the node's monitoring (read-only) ---------------------------------------------------
     Setting('camera_info_timeout', 2.0,
             'Warn (throttled) when an input is silent while the others arrive, or no set '
@@ -245,6 +341,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+# Former names, for the hint to a user who still passes one.
+RENAMED: dict[str, str] = {'lr_check': 'left_right_check'}
 DEFAULTS: dict[str, Value] = {s.name: s.default for s in SETTINGS}
 
 
@@ -269,30 +367,50 @@ def check_together(values: Mapping[str, Any]) -> list[str]:
     if 'z_far' in values and values['z_far'] <= values.get('z_near', DEFAULTS['z_near']):
         errors.append(f'z_far ({values["z_far"]}) must be greater than z_near '
                       f'({values.get("z_near", DEFAULTS["z_near"])})')
+    cameras = values.get('cameras', DEFAULTS['cameras'])
+    rates = values.get('camera_max_rates', DEFAULTS['camera_max_rates'])
+    if len(rates) not in (1, len(cameras)):
+        errors.append(f'camera_max_rates has {len(rates)} values for {len(cameras)} cameras: '
+                      'give one value for every camera, or one per camera')
     return errors
 
 
-def check_changes(current: Mapping[str, Any], changes: Mapping[str, Any]) -> str | None:
+def camera_rates(values: Mapping[str, Any]) -> tuple[float, ...]:
+    """Return the rate cap of each camera (0: none), one per item of ``cameras``."""
+    rates = tuple(values['camera_max_rates'])
+    return rates * len(values['cameras']) if len(rates) == 1 else rates
+
+
+# How a read-only setting changes; a managed (lifecycle) node says it its own way.
+RESTART_HINT = 'restart with -p {name}:={value}'
+
+
+def check_changes(current: Mapping[str, Any], changes: Mapping[str, Any], *,
+                  how_to_change: str = RESTART_HINT) -> str | None:
     """Return why the runtime ``changes`` must be rejected, or None to accept them all.
 
     ``current`` holds every setting's value now; the changes are judged together (so
-    ``z_near`` and ``z_far`` may move past each other in one call). Names that are not ours
+    ``z_near`` and ``z_far`` may move past each other in one call). ``how_to_change`` (with
+    ``{name}`` and ``{value}``) tells how to change a read-only setting. Names that are not ours
     (``use_sim_time``...) are left to whoever owns them.
     """
     errors = []
+    coerced = {}
     for name, value in changes.items():
         setting = BY_NAME.get(name)
         if setting is None:
             continue
-        if not setting.runtime and value != current.get(name):
-            errors.append(f'{name} cannot change while the node runs (it selects the model, '
-                          f'device or ROS plumbing): restart with -p {name}:={value}')
-            continue
         reason = setting.check(value)
-        if reason:
+        if reason is None:
+            coerced[name] = setting.coerce(value)
+        if not setting.runtime and coerced.get(name, value) != current.get(name):
+            errors.append(f'{name} cannot change while the node runs (it selects the model, '
+                          f'device or ROS plumbing): '
+                          + how_to_change.format(name=name, value=value))
+        elif reason:
             errors.append(reason)
     if not errors:
-        errors.extend(check_together({**current, **changes}))
+        errors.extend(check_together({**current, **coerced}))
     return '; '.join(errors) or None
 
 
@@ -430,6 +548,9 @@ def add_arguments(parser: argparse.ArgumentParser,
         if s.type_name == 'bool':
             group.add_argument(s.option, dest=s.name, default=s.default,
                                action=argparse.BooleanOptionalAction, help=help_text)
+        elif s.is_list:  # --cameras front rear
+            group.add_argument(s.option, dest=s.name, default=s.default, nargs='+',
+                               type=s.item_type, metavar=s.name.upper(), help=help_text)
         else:
             group.add_argument(s.option, dest=s.name, default=s.default,
                                type=type(s.default), metavar=s.name.upper(), help=help_text)
@@ -443,15 +564,26 @@ def from_args(args: argparse.Namespace, targets: Iterable[str] = (BACKEND, PIPEL
     """
     values = {s.name: getattr(args, s.name) for s in tool_settings(targets)}
     values.update(overrides)
+    values = {name: tuple(value) if isinstance(value, list) else value
+              for name, value in values.items()}
     try:
         return Settings(values)
     except SettingsError as exc:
-        message = str(exc)
-        for s in SETTINGS:
-            # Whole words only: 'model' must not rewrite 'model_best_bp2.pth'.
-            message = re.sub(rf'\b{s.name}\b(:=)?', lambda m, s=s: s.option + (
-                ' ' if m.group(1) else ''), message)
-        raise SettingsError(message) from None
+        raise SettingsError(option_names(str(exc))) from None
+
+
+def option_names(message: str, every_word: bool = True) -> str:
+    """``message`` with settings named as command-line options: ``--z-far`` for ``z_far``.
+
+    ``every_word`` False: one-word names (backend, model, scale...) only where a value
+    follows (``scale=0.5``), so prose that uses them as words stays readable.
+    """
+    for s in SETTINGS:
+        # Whole words only: 'model' must not rewrite 'model_best_bp2.pth'.
+        valued = '' if every_word or '_' in s.name else '(?=:?=)'
+        message = re.sub(rf'\b{s.name}\b{valued}(:=|=)?', lambda m, s=s: s.option + (
+            ' ' if m.group(1) else ''), message)
+    return message
 
 
 # -- the parameters file ------------------------------------------------------------------------
@@ -468,6 +600,8 @@ _YAML_HEADER = """\
 
 
 def _yaml_value(value: Value) -> str:
+    if isinstance(value, tuple):  # a YAML flow sequence: [front, rear]
+        return '[' + ', '.join(_yaml_value(item) for item in value) + ']'
     if isinstance(value, bool):
         return 'true' if value else 'false'
     if isinstance(value, str):

@@ -1,4 +1,4 @@
-"""Time synchronisation of the four stereo inputs and a newest-set mailbox for the worker.
+"""Time synchronisation of the four stereo inputs.
 
 Pure Python (no rclpy), so it is shared by the node and the rosbag tool and unit-tested alone.
 
@@ -13,8 +13,9 @@ Pure Python (no rclpy), so it is shared by the node and the rosbag tool and unit
   time catches up with the old stamps.
 * :class:`CachedInputSynchronizer` synchronises only some inputs and completes each set with
   the latest message of the others (CameraInfo published once: ``cache_camera_info``).
-* :class:`LatestSlot` holds at most one item: a producer that is faster than the consumer
-  overwrites the unprocessed item (counted as dropped), so latency cannot grow.
+
+The newest complete sets go to the worker through
+:class:`~foundation_stereo_ros.scheduling.CameraScheduler` (one slot per camera).
 """
 from __future__ import annotations
 
@@ -23,11 +24,9 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 SYNC_POLICIES = ('exact', 'approximate')
-
-T = TypeVar('T')
 
 
 @dataclass
@@ -95,11 +94,6 @@ class StereoSynchronizer:
         """Return how many messages wait in each input queue."""
         with self._lock:
             return [len(q) for q in self._queues]
-
-    def reset(self) -> None:
-        """Forget every pending message and every stamp seen (counters are kept)."""
-        with self._lock:
-            self._clear()
 
     def add(self, index: int, stamp_ns: int, msg: Any) -> list[Any] | None:
         """Add ``msg`` stamped ``stamp_ns`` (integer nanoseconds) on input ``index``.
@@ -260,10 +254,6 @@ class CachedInputSynchronizer:
             pending[live] = count
         return pending
 
-    def reset(self) -> None:
-        """Forget every pending message (the cached messages are kept)."""
-        self._inner.reset()
-
     def add(self, index: int, stamp_ns: int, msg: Any) -> list[Any] | None:
         """Add ``msg``; return the complete set (in input order) if it completed one."""
         with self._lock:
@@ -307,76 +297,3 @@ def make_synchronizer(num_inputs: int, *, cached: Sequence[int] = (), **options:
     if cached:
         return CachedInputSynchronizer(num_inputs, cached, **options)
     return StereoSynchronizer(num_inputs, **options)
-
-
-@dataclass
-class SlotCounters:
-    """Accounting of a :class:`LatestSlot` (all monotonic)."""
-
-    offered: int = 0       # items put into the slot
-    taken: int = 0         # items handed to the consumer
-    overwritten: int = 0   # items replaced before the consumer took them (dropped)
-
-
-class LatestSlot(Generic[T]):
-    """A one-item mailbox between producer callbacks and a worker thread.
-
-    :meth:`put` never blocks; it replaces an item the consumer has not taken yet. :meth:`take`
-    blocks until an item is there, the slot is closed or the timeout passes.
-    """
-
-    def __init__(self) -> None:
-        """Create an empty, open slot."""
-        self._cond = threading.Condition()
-        self._item: T | None = None
-        self._full = False
-        self._closed = False
-        self._counters = SlotCounters()
-
-    @property
-    def counters(self) -> SlotCounters:
-        """Return a snapshot of the counters."""
-        with self._cond:
-            c = self._counters
-            return SlotCounters(c.offered, c.taken, c.overwritten)
-
-    @property
-    def closed(self) -> bool:
-        """Tell whether :meth:`close` was called."""
-        with self._cond:
-            return self._closed
-
-    def put(self, item: T) -> bool:
-        """Store ``item``; return True if it replaced an item nobody had taken (a drop)."""
-        with self._cond:
-            if self._closed:
-                return False
-            replaced = self._full
-            self._item = item
-            self._full = True
-            self._counters.offered += 1
-            if replaced:
-                self._counters.overwritten += 1
-            self._cond.notify()
-            return replaced
-
-    def take(self, timeout: float | None = None) -> T | None:
-        """Return the newest item, or None when closed or after ``timeout`` seconds."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._full or self._closed, timeout):
-                return None
-            if not self._full:
-                return None
-            item = self._item
-            self._item = None
-            self._full = False
-            self._counters.taken += 1
-            return item
-
-    def close(self) -> None:
-        """Wake every waiting consumer; later puts are ignored and takes return None."""
-        with self._cond:
-            self._closed = True
-            self._item = None
-            self._full = False
-            self._cond.notify_all()

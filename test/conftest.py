@@ -38,6 +38,53 @@ def hiera_golden():
 CFFS_CHECKPOINT = SHARED_REFERENCE / 'ffs' / 'cffs_like' / 'model_best_bp2_serialize.pth'
 
 
+def frame_messages(left, right, camera) -> list:
+    """Return a golden (3, H, W) pair and its camera as the node's four input messages.
+
+    Left image (rgb8, frame 'left_cam'), left CameraInfo, right image, right CameraInfo.
+    """
+    import numpy as np
+
+    from foundation_stereo_ros.ros import conversions
+    from foundation_stereo_ros.ros.synthetic_camera import camera_info_pair
+
+    left_info, right_info = camera_info_pair(camera, 'left_cam', 'right_cam')
+    left, right = (np.ascontiguousarray(image.transpose(1, 2, 0).astype(np.uint8))
+                   for image in (left, right))
+    frame = [conversions.array_to_image(left, 'rgb8'), left_info,
+             conversions.array_to_image(right, 'rgb8'), right_info]
+    frame[0].header.frame_id = 'left_cam'
+    return frame
+
+
+def golden_frame() -> tuple[list, object]:
+    """Return the golden synthetic pair (96x64, fx 80, B 0.1) as node inputs, and its disparity.
+
+    The disparity is the official network's, 2 iterations on the seeded ViT-S checkpoint
+    (doffs 0).
+    """
+    import numpy as np
+
+    from foundation_stereo_ros.camera import StereoCamera
+
+    golden = np.load(DATA_DIR / 'golden_model_synth.npz')
+    camera = StereoCamera(width=96, height=64, fx=80.0, fy=80.0, cx=47.5, cy=31.5,
+                          baseline=0.1)
+    return (frame_messages(golden['left'][0], golden['right'][0], camera),
+            golden['disp_test_iters2'][0, 0])
+
+
+@pytest.fixture(scope='module')
+def ros_context():
+    """Return an rclpy context of its own for a module's nodes (shut down afterwards)."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
 def cffs_demo_frame() -> tuple[list, object]:
     """Return the official FFS demo crop (120x200) as four node inputs, and its golden disparity.
 
@@ -47,18 +94,11 @@ def cffs_demo_frame() -> tuple[list, object]:
     import numpy as np
 
     from foundation_stereo_ros.camera import StereoCamera
-    from foundation_stereo_ros.ros import conversions
-    from foundation_stereo_ros.ros.synthetic_camera import camera_info_pair
 
     if not CFFS_CHECKPOINT.is_file():
         pytest.skip(f'FFS reference checkpoint not found at {CFFS_CHECKPOINT}')
     golden = np.load(DATA_DIR / 'golden_ffs_hiera.npz')
-    left, right = (np.ascontiguousarray(golden[k][0].transpose(1, 2, 0).astype(np.uint8))
-                   for k in ('left', 'right'))
     camera = StereoCamera(width=200, height=120, fx=100.0, fy=100.0, cx=100.0, cy=60.0,
                           baseline=0.1)
-    left_info, right_info = camera_info_pair(camera, 'left_cam', 'right_cam')
-    frame = [conversions.array_to_image(left, 'rgb8'), left_info,
-             conversions.array_to_image(right, 'rgb8'), right_info]
-    frame[0].header.frame_id = 'left_cam'
+    frame = frame_messages(golden['left'][0], golden['right'][0], camera)
     return frame, golden['demo_disp'][0, 0]

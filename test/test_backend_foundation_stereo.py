@@ -125,3 +125,43 @@ def test_bad_device_strings_are_refused(monkeypatch, device):
     with pytest.raises(ValueError, match=f"device must be 'auto', 'cuda', 'cuda:N' or 'cpu', "
                                          f"got '{device}'"):
         resolve_device(device)
+
+
+def test_confidence_comes_with_the_same_disparity_at_camera_size(backend, checkpoint):
+    # 50x70 is padded to 64x96 inside: the confidence is cropped back as the disparity is.
+    left, right = (t[:, :50, :70][None] for t in pair_tensors())
+    assert backend.provides_confidence
+    disp, conf = backend.compute_batch_with_confidence(left, right)
+    assert torch.equal(disp, backend.compute_batch(left, right))
+    assert conf.shape == (1, 50, 70) and conf.dtype == torch.float32
+    assert conf.device == disp.device and conf.min() >= 0.0 and conf.max() <= 1.0
+    # The network's own map on the padded pair, cropped as the official demo crops.
+    from foundation_stereo_ros.model import InputPadder, load_checkpoint
+    model, _ = load_checkpoint(str(checkpoint), device='cpu')
+    padder = InputPadder(left.shape, divis_by=32)
+    with torch.inference_mode():
+        _, expected = model(*padder.pad(left, right), iters=2, test_mode=True, confidence=True)
+    torch.testing.assert_close(conf, padder.unpad(expected)[:, 0], atol=1e-5, rtol=0)
+
+
+def test_hierarchical_confidence_is_the_full_resolution_pass(backend):
+    left, right = (t[None] for t in pair_tensors())
+    seen = []
+    plain_forward = backend.model.forward
+
+    def recording_forward(*args, **kwargs):
+        out = plain_forward(*args, **kwargs)
+        seen.append((kwargs.get('confidence', False), out))
+        return out
+
+    backend.model.forward = recording_forward
+    backend.hierarchical = True
+    try:
+        disp, conf = backend.compute_batch_with_confidence(left, right)
+    finally:
+        backend.hierarchical = False
+        del backend.model.forward
+    assert [asked for asked, _ in seen] == [False, True]   # only the second pass computes it
+    assert torch.equal(disp, backend.compute_batch(left, right, hierarchical=True))
+    # 64x96 needs no padding: the map is the full-resolution pass's own.
+    torch.testing.assert_close(conf, seen[1][1][1][:, 0], atol=0, rtol=0)

@@ -15,9 +15,9 @@ from conftest import DATA_DIR
 from onnx import TensorProto, helper
 
 from foundation_stereo_ros.backends import make_backend
-from foundation_stereo_ros.backends.onnx import IMAGENET_MEAN, IMAGENET_STD
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.model import load_checkpoint
+from foundation_stereo_ros.model.feature import IMAGENET_MEAN, IMAGENET_STD
 from foundation_stereo_ros.model.onnx_export import export_onnx
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 
@@ -74,6 +74,31 @@ def test_package_export_matches_the_pytorch_backend(onnx_backend, torch_backend)
     # The official code's output for these weights (fp32 CPU) as an independent oracle.
     np.testing.assert_allclose(disp.numpy(), GOLDEN['disp_test_iters2'][0, 0],
                                atol=2e-3, rtol=1e-5)
+
+
+def test_package_export_gives_the_pytorch_confidence(onnx_backend, torch_backend):
+    assert onnx_backend.provides_confidence
+    left, right = (torch.stack([a, b]) for a, b in zip(golden_pair(), golden_pair()[::-1]))
+    disp, conf = onnx_backend.compute_batch_with_confidence(left, right)
+    expected_disp, expected = torch_backend.compute_batch_with_confidence(left, right)
+    assert conf.shape == (2, HEIGHT, WIDTH) and conf.dtype == torch.float32
+    np.testing.assert_allclose(disp.numpy(), expected_disp.numpy(), atol=2e-3, rtol=1e-5)
+    np.testing.assert_allclose(conf.numpy(), expected.numpy(), atol=1e-4)
+
+
+def test_an_export_without_confidence_gives_none_and_says_so_once(tmp_path, caplog):
+    nodes, consts = red_channel('left', 'disp')
+    path = write_graph(tmp_path / 'official.onnx', ['left', 'right'], 'disp', nodes,
+                       initializers=consts)
+    backend = make_backend('onnx', model=str(path), provider='cpu')
+    assert not backend.provides_confidence
+    lefts = torch.full((1, 3, 32, 48), 7.0)
+    with caplog.at_level(logging.INFO, logger='foundation_stereo_ros.backends.onnx'):
+        for _ in range(3):
+            disp, conf = backend.compute_batch_with_confidence(lefts, lefts)
+            assert conf is None and torch.equal(disp, torch.full((1, 32, 48), 7.0))
+    told = [r for r in caplog.records if 'publishes no confidence' in r.getMessage()]
+    assert len(told) == 1 and 'official.onnx' in told[0].getMessage()
 
 
 def test_fixed_size_model_through_the_pipeline_at_twice_the_size(onnx_backend, torch_backend):

@@ -179,7 +179,7 @@ def test_no_pair_processed_exits_1(tmp_path, scenes, capsys):
                 raw = serialize_message(info)
             writer.write(conns[conn.id], timestamp, raw)
     assert main([str(skewed), str(tmp_path / 'out'), *CLI_TOPICS, *SGBM]) == 1
-    assert '--sync approximate' in capsys.readouterr().err
+    assert '--sync-policy approximate' in capsys.readouterr().err
     assert main([str(skewed), str(tmp_path / 'out2'), *CLI_TOPICS, *SGBM, '--sync',
                  'approximate', '--slop', '0.6']) == 0
 

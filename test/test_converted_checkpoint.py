@@ -16,17 +16,16 @@ import cv2
 import numpy as np
 import pytest
 from ffs_fakes import write_tiny_converted
-from rclpy.serialization import deserialize_message
-from stereo_msgs.msg import DisparityImage
-from test_bag_tool import CLI_TOPICS, read_bag, write_bag
-from test_node_e2e import (  # noqa: F401
+from node_harness import (
     NETWORK_TIMEOUT,
     NodeProcess,
     Rig,
     as_float_image,
     play_until_outputs,
-    ros_context,
 )
+from rclpy.serialization import deserialize_message
+from stereo_msgs.msg import DisparityImage
+from test_bag_tool import CLI_TOPICS, read_bag, write_bag
 
 from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.camera import StereoCamera
@@ -131,7 +130,7 @@ def test_bag_tool_takes_the_converted_folder(files, tmp_path, capsys):
     assert_same_disparity(disparity, reference(files, scene.camera))
 
 
-def test_node_takes_the_converted_folder(files, ros_context):  # noqa: F811
+def test_node_takes_the_converted_folder(files, ros_context):
     scene = files['scene']
     left_info, right_info = camera_info_pair(scene.camera, 'left_cam', 'right_cam')
     frame = [conversions.array_to_image(scene.left, 'rgb8'), left_info,

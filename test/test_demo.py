@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from ply_reader import read_ply
 
-from foundation_stereo_ros.ply import read_ply
 from foundation_stereo_ros.synthetic.scenes import make_scene, save_scene
 from foundation_stereo_ros.tools import demo
 

@@ -114,3 +114,24 @@ def test_stamps_ahead_of_the_clock_are_a_warning_not_a_negative_latency():
     processing = statuses(stats.snapshot(1.0))['processing']
     assert processing.level == DiagnosticStatus.WARN
     assert processing.message.startswith('input stamps are 1000250 ms ahead of this clock')
+
+
+def test_share_of_pixels_each_stage_removed_and_an_empty_output_is_a_warning():
+    stats = NodeStats(INPUTS, now=0.0)
+    for index in range(4):
+        stats.count_input(index)
+    stats.count_processed(0.1, {}, {'invalid': 0.1, 'left_right': 0.02, 'edges': 0.0})
+    stats.count_processed(0.1, {}, {'invalid': 0.3, 'left_right': 0.04, 'edges': 0.01})
+    s = statuses(stats.snapshot(1.0))
+    p = values(s['processing'])
+    assert p['removed invalid (%)'] == '20.0' and p['removed left right (%)'] == '3.0'
+    assert p['removed edges (%)'] == '0.5'
+    assert s['processing'].level == DiagnosticStatus.OK
+
+    # Almost nothing left (a baseline in millimetres): WARN, naming the stage.
+    for index in range(4):
+        stats.count_input(index)
+    stats.count_processed(0.1, {}, {'invalid': 0.05, 'z_range': 0.95})
+    s = statuses(stats.snapshot(2.0))
+    assert s['processing'].level == DiagnosticStatus.WARN
+    assert 'z range stage removed 95%' in s['processing'].message

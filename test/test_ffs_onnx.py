@@ -18,9 +18,10 @@ from foundation_stereo_ros.model.onnx_export import main as export_main
 CFFS = SHARED_REFERENCE / 'ffs' / 'cffs_like' / 'model_best_bp2_serialize.pth'
 
 
-def run_onnx(path, left, right):
+def run_onnx(path, left, right, outputs=('disp',)):
     session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-    return session.run(['disp'], {'left': left, 'right': right})[0]
+    out = session.run(list(outputs), {'left': left, 'right': right})
+    return out[0] if len(outputs) == 1 else out
 
 
 def test_cli_exports_a_serialized_ffs_checkpoint(tmp_path, capsys):
@@ -36,9 +37,11 @@ def test_cli_exports_a_serialized_ffs_checkpoint(tmp_path, capsys):
     left = torch.rand(2, 3, 64, 96, generator=gen) * 255
     right = torch.roll(left, -5, dims=-1)
     with torch.inference_mode():
-        expected = model(left, right, iters=2, test_mode=True).numpy()
-    disp = run_onnx(out, left.numpy(), right.numpy())      # batch 2: the batch axis is dynamic
-    np.testing.assert_allclose(disp, expected, atol=1e-4, rtol=1e-5)
+        expected, expected_conf = model(left, right, iters=2, test_mode=True, confidence=True)
+    # Batch 2: the batch axis is dynamic.
+    disp, conf = run_onnx(out, left.numpy(), right.numpy(), ('disp', 'confidence'))
+    np.testing.assert_allclose(disp, expected.numpy(), atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(conf, expected_conf.numpy(), atol=1e-4)
 
 
 @pytest.mark.skipif(not CFFS.is_file(), reason=f'FFS reference checkpoint not found at {CFFS}')

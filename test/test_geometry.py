@@ -135,7 +135,7 @@ def test_invalid_disparities_give_nan_depth():
 
 def test_depth_to_points_checks_size():
     camera, *_ = plane_scene()
-    with pytest.raises(ValueError, match='resize the camera'):
+    with pytest.raises(ValueError, match='compute the depth at the camera size'):
         depth_to_points(np.ones((10, 10), np.float32), camera)
 
 

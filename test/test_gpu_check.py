@@ -76,6 +76,24 @@ def test_node_end_to_end_row(report):
     assert '### The node end to end' in text and '| 96x64 |' in text
 
 
+def test_cameras_row(report):
+    """One node with two cameras against two nodes, or why not (the FFS reference absent)."""
+    data, text = report
+    (step,) = steps_of(data, 'cameras')
+    assert '### Several cameras: one node against separate nodes' in text
+    if step['status'] == 'skipped':
+        assert 'not present' in step['detail']
+        return
+    assert step['status'] == 'ok', step
+    modes = {row['mode']: row for row in step['rows']}
+    assert len(step['rows']) == 2, 'one row per mode'
+    assert set(modes) == {'one node', 'separate nodes'}
+    for row in modes.values():
+        assert row['cameras'] == 2 and len(row['per_camera']) == 2, row
+        assert row['total_sets_per_s'] > 0 and row['rss_mib'] > 0, row
+    assert modes['one node']['processes'] == 1 and modes['separate nodes']['processes'] == 2
+
+
 def test_trust_filter_rows(report):
     data, text = report
     (trust,) = steps_of(data, 'trust')

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lifecycle_msgs.msg import Transition
 from package_setup import console_scripts
 
 from foundation_stereo_ros import settings
-from foundation_stereo_ros.ros.stereo_io import INPUT_TOPICS, RAW_INPUT_TOPICS
+from foundation_stereo_ros.ros.topic_names import INPUT_TOPICS, RAW_INPUT_TOPICS
 from foundation_stereo_ros.synthetic.camera_settings import SETTINGS as CAMERA_TABLE
 from foundation_stereo_ros.synthetic.camera_settings import camera_params_yaml
 
@@ -42,12 +43,16 @@ class Recorded:
 STAND_INS = {
     'launch': ['LaunchDescription'],
     'launch.actions': ['DeclareLaunchArgument', 'OpaqueFunction', 'IncludeLaunchDescription',
-                       'Shutdown'],
+                       'Shutdown', 'EmitEvent', 'RegisterEventHandler'],
+    'launch.events': ['matches_action'],
     'launch.launch_description': ['LaunchDescription'],
     'launch.launch_description_sources': ['PythonLaunchDescriptionSource'],
     'launch.substitutions': ['LaunchConfiguration', 'PathJoinSubstitution'],
     'launch_ros': [],
-    'launch_ros.actions': ['Node'],
+    'launch_ros.actions': ['Node', 'LifecycleNode'],
+    'launch_ros.event_handlers': ['OnStateTransition'],
+    'launch_ros.events': [],
+    'launch_ros.events.lifecycle': ['ChangeState'],
     'launch_ros.parameter_descriptions': ['ParameterValue'],
     'launch_ros.substitutions': ['FindPackageShare'],
 }
@@ -94,6 +99,9 @@ def test_launch_files_compile(name):
 @pytest.mark.parametrize('script,target,argv,code,says', [
     ('foundation_stereo_node', 'foundation_stereo_ros.ros.node:main',
      ['--ros-args', '-p', 'backend:=raft'], 1, 'backend must be one of'),
+    # Started right, it waits unconfigured; a missing --params-file ends it at once (runner).
+    ('foundation_stereo_lifecycle_node', 'foundation_stereo_ros.ros.lifecycle_node:main',
+     ['--ros-args', '--params-file', '/nonexistent.yaml'], 1, 'does not exist'),
     ('synthetic_stereo_camera', 'foundation_stereo_ros.ros.synthetic_camera:main',
      ['--ros-args', '-p', 'encoding:=yuv422'], 1, 'encoding must be one of'),
     ('foundation_stereo_demo', 'foundation_stereo_ros.tools.demo:main', ['--help'], 0, 'usage:'),
@@ -121,9 +129,14 @@ def test_node_params_file_is_generated_from_the_settings_table():
     params = ros_params(ROOT / 'config' / 'foundation_stereo.yaml')
     for name, value in params.items():
         assert settings.check_value(name, value) is None, (name, value)
-        # Same type as declared: rclpy refuses a string for a double parameter.
-        assert type(value) is type(settings.DEFAULTS[name]), name
-    assert params == settings.DEFAULTS, 'the file documents the defaults'
+        # Same type as declared: rclpy refuses a string for a double parameter (and a list
+        # of strings is a string array, a list setting's tuple default).
+        setting = settings.BY_NAME[name]
+        assert type(value) is (list if setting.is_list else setting.item_type), name
+        if setting.is_list:
+            assert all(type(item) is setting.item_type for item in value), name
+    assert {name: settings.BY_NAME[name].coerce(value) for name, value in params.items()} \
+        == settings.DEFAULTS, 'the file documents the defaults'
 
 
 def test_camera_params_file_matches_declared_parameters():
@@ -145,7 +158,8 @@ def test_foundation_stereo_launch(stand_ins):
     args = arguments_of(description, stand_ins)
     for name in ('namespace', 'checkpoint', 'backend', 'params_file', 'left_image',
                  'left_info', 'right_image', 'right_info', 'log_level', 'rectify',
-                 'image_transport', 'left_raw_image', 'right_raw_image'):
+                 'image_transport', 'left_raw_image', 'right_raw_image', 'model', 'cameras',
+                 'lifecycle', 'autostart'):
         assert name in args, name
     assert Path(args['params_file']).resolve() == ROOT / 'config' / 'foundation_stereo.yaml'
 
@@ -162,6 +176,7 @@ def test_foundation_stereo_launch(stand_ins):
     params_file, overrides = kw['parameters']
     ros_params(params_file)
     assert overrides == {'backend': 'sgbm'}, 'empty launch arguments leave the params file alone'
+    assert isinstance(node, stand_ins['Node']) and args['lifecycle'] == 'false'
     remaps = dict(kw['remappings'])
     assert set(remaps) == set(INPUT_TOPICS) | set(RAW_INPUT_TOPICS)
     assert remaps['left/image_rect'] == 'left/image_rect_color'
@@ -174,6 +189,34 @@ def test_foundation_stereo_launch(stand_ins):
     (node,) = opaque.kwargs['function'](context)
     _, overrides = node.kwargs['parameters']
     assert overrides == {'backend': 'sgbm', 'rectify': True, 'image_transport': 'compressed'}
+    # cameras:=[front,rear] reaches the node as a string array.
+    for text in ('[front,rear]', '[front, rear]', 'front,rear', "['front', 'rear']"):
+        context.launch_configurations.update(cameras=text)
+        (node,) = opaque.kwargs['function'](context)
+        assert node.kwargs['parameters'][1]['cameras'] == ['front', 'rear'], text
+    context.launch_configurations.update(cameras='', rectify='', image_transport='')
+    # lifecycle:=true: the managed node, configured then activated by launch events...
+    context.launch_configurations.update(lifecycle='true')
+    managed, handler, configure = opaque.kwargs['function'](context)
+    assert isinstance(managed, stand_ins['LifecycleNode'])
+    assert managed.kwargs['executable'] == 'foundation_stereo_lifecycle_node'
+    assert managed.kwargs['executable'] in console_scripts()
+    assert managed.kwargs['name'] == args['node_name'] and managed.kwargs['namespace'] == 'zed'
+    transitions = {}
+    for event in [configure, *handler.args[0].kwargs['entities']]:
+        change = event.kwargs['event']
+        assert change.kwargs['lifecycle_node_matcher'].args == (managed,)
+        transitions[change.kwargs['transition_id']] = event
+    on_inactive = handler.args[0].kwargs
+    assert on_inactive['target_lifecycle_node'] is managed
+    assert (on_inactive['start_state'], on_inactive['goal_state']) == ('configuring', 'inactive')
+    assert set(transitions) == {Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE}
+    assert transitions[Transition.TRANSITION_CONFIGURE] is configure
+    # ...unless autostart:=false leaves it to a lifecycle manager.
+    context.launch_configurations.update(autostart='false')
+    (managed,) = opaque.kwargs['function'](context)
+    assert isinstance(managed, stand_ins['LifecycleNode'])
+    context.launch_configurations.update(lifecycle='false', autostart='true')
     # A params file that does not exist fails the launch with its path (launch_ros would
     # only warn and start the node on its defaults).
     context.launch_configurations['params_file'] = '/nonexistent.yaml'
@@ -203,15 +246,28 @@ def test_synthetic_demo_launch(stand_ins):
     args = arguments_of(description, stand_ins)
     assert args['backend'] == 'sgbm', 'the demo runs without model weights'
 
-    (camera,) = [a for a in actions if isinstance(a, stand_ins['Node'])]
+    (opaque,) = [a for a in actions if isinstance(a, stand_ins['OpaqueFunction'])]
+    context = types.SimpleNamespace(launch_configurations=dict(args))
+    (camera,) = opaque.kwargs['function'](context)
+    assert isinstance(camera, stand_ins['Node'])
     assert camera.kwargs['executable'] in console_scripts()
+    assert camera.kwargs['namespace'] == args['namespace']
     params_file, overrides = camera.kwargs['parameters']
-    assert params_file.args == ('camera_params_file',)  # LaunchConfiguration of that argument
-    camera_params = ros_params(args['camera_params_file'])
+    camera_params = ros_params(params_file)
     assert camera_params['moving'] is True
     assert set(overrides) <= set(CAMERA_SETTINGS)
-    rate = overrides['rate']
-    assert rate.kwargs['value_type'] is float
+    for name, value in overrides.items():
+        assert CAMERA_SETTINGS[name].check(value) is None, (name, value)
+    assert overrides['rate'] == 10.0 and type(overrides['rate']) is float
+
+    # Two synthetic cameras into one node: each in its namespace, its own scenes and frames.
+    context.launch_configurations['cameras'] = '[front,rear]'
+    front, rear = opaque.kwargs['function'](context)
+    assert (front.kwargs['namespace'], rear.kwargs['namespace']) == (
+        f'{args["namespace"]}/front', f'{args["namespace"]}/rear')
+    seeds = {n.kwargs['parameters'][1]['seed'] for n in (front, rear)}
+    frames = {n.kwargs['parameters'][1]['frame_id'] for n in (front, rear)}
+    assert len(seeds) == 2 and len(frames) == 2
 
     (include,) = [a for a in actions if isinstance(a, stand_ins['IncludeLaunchDescription'])]
     source = include.args[0]
@@ -223,6 +279,7 @@ def test_synthetic_demo_launch(stand_ins):
         stand_ins)
     assert set(passed) <= set(included_args)
     assert 'namespace' in passed, 'camera and node share a namespace, topics line up'
+    assert passed['cameras'].args == ('cameras',), 'the node serves the same cameras'
 
 
 def test_launch_files_with_real_launch_ros():

@@ -16,7 +16,8 @@ ROS_ROOTS = ('rclpy', 'rcl_interfaces', 'lifecycle_msgs', 'builtin_interfaces',
              'rosidl_runtime_py')
 # Entry points kept at their documented paths (python -m foundation_stereo_ros.node...): each
 # only imports the module that holds the code.
-ENTRY_SHIMS = {'node.py', 'demo.py', 'batch.py', 'sweep.py', 'bag_tool.py', 'fleet.py',
+ENTRY_SHIMS = {'node.py', 'lifecycle_node.py', 'demo.py', 'batch.py', 'sweep.py', 'bag_tool.py',
+               'fleet.py',
                'synthetic/camera_node.py'}
 RAY_IMPORTERS = {'tools/fleet.py'}
 

@@ -246,7 +246,7 @@ def test_feature_config_and_input_checks(seeded_vits_feature):
     assert vit_size_of(type('Cfg', (), {'vit_size': 'vitb'})()) == 'vitb'
     with pytest.raises(ValueError, match='vit_size'):
         vit_size_of({'vit_size': 'vitg'})
-    with pytest.raises(ValueError, match='multiple of 32'):
+    with pytest.raises(ValueError, match='multiples of 32'):
         seeded_vits_feature(torch.zeros(2, 3, 48, 96))
     with pytest.raises(ValueError, match='RGB'):
         seeded_vits_feature(torch.zeros(2, 1, 64, 96))

@@ -226,7 +226,7 @@ def test_bad_inputs_are_rejected(model):
     with pytest.raises(ValueError, match='small_ratio'):
         model.run_hierarchical(img, img, small_ratio=0.0)
     with pytest.raises(ValueError, match='test_mode'):
-        model.run_hierachical(img, img, test_mode=False)
+        model(img, img, iters=1, confidence=True)
 
 
 @pytest.mark.parametrize('change,message', [

@@ -29,6 +29,24 @@ def test_slow_camera_checked_between_image_and_info_raises_nothing():
     assert said == []
 
 
+def test_a_check_between_the_camera_infos_of_one_frame_raises_nothing():
+    """Slow camera whose two CameraInfos arrive in either order, checked between them.
+
+    After frame k's left then right CameraInfo, frame k + 1's right one comes first: it is of
+    another frame than the left input's last, but the right CameraInfo of frame k is not.
+    """
+    mon, said = monitor()
+    for k in range(6):
+        t = 100.0 + 3.0 * k
+        frame(mon, t, k * S, inputs=(0, 2))
+        order = (1, 3) if k % 2 == 0 else (3, 1)
+        frame(mon, t + 0.5, k * S, inputs=order[:1])
+        mon.check_inputs(t + 0.9)  # the left CameraInfo last came 3.4 s ago (timeout 1 s)
+        frame(mon, t + 1.0, k * S, inputs=order[1:])
+        mon.set_matched(t + 1.0)
+    assert said == []
+
+
 def test_silent_camera_info_and_silent_image_are_named():
     mon, said = monitor()
     for k in range(20):  # 10 Hz images, no left CameraInfo ever

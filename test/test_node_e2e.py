@@ -7,7 +7,10 @@ Two set-ups:
   generated scene with exact ground truth. Checks outputs field by field, diagnostics, runtime
   parameters, skipping work without subscribers, and a clean SIGINT shutdown.
 * ``local``: the node in this process with an injected backend, for the bad-input cases
-  (direct access to its counters, and a backend that raises CUDA out-of-memory on demand).
+  (its counters read from its /diagnostics, and a backend that raises CUDA out-of-memory on
+  demand).
+
+The rig, the node process and the waits are node_harness's (shared with the other node tests).
 
 Every wait has a timeout; nothing sleeps for a fixed time where a condition can be awaited.
 """
@@ -19,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +29,26 @@ import pytest
 import rclpy
 import torch
 from cloud_reader import read_points
+from conftest import golden_frame
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from node_harness import (
+    INPUTS,
+    NETWORK_TIMEOUT,
+    TIMEOUT,
+    NodeProcess,
+    Rig,
+    as_float_image,
+    diagnostics_of,
+    model_report,
+    node_command,
+    node_env,
+    play_until_outputs,
+    running_node,
+    wait_until,
+)
 from param_client import describe_parameters, get_parameters
 from param_client import set_parameters as set_remote_parameters
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
@@ -43,14 +59,8 @@ from foundation_stereo_ros.ros import conversions
 from foundation_stereo_ros.ros.synthetic_camera import scene_to_messages
 from foundation_stereo_ros.synthetic.scenes import make_scene
 
-ROOT = Path(__file__).resolve().parent.parent
-PARAMS_FILE = ROOT / 'config' / 'foundation_stereo.yaml'
 WIDTH, HEIGHT = 320, 240
 NUM_DISPARITIES = 64  # > the scene's largest disparity (fx * B / min_depth = 43 px)
-TIMEOUT = 20.0
-NETWORK_TIMEOUT = 120.0  # a pair through the network on a loaded 2-core CPU
-INPUTS = (('left/image_rect', Image), ('left/camera_info', CameraInfo),
-          ('right/image_rect', Image), ('right/camera_info', CameraInfo))
 OUTPUTS = (('disparity', DisparityImage), ('depth/image_rect', Image),
            ('depth/camera_info', CameraInfo), ('points', PointCloud2),
            ('disparity/image_color', Image))
@@ -66,146 +76,9 @@ def frame(scene):
     return list(scene_to_messages(scene, 'rgb8', 'left_cam', 'right_cam'))
 
 
-def wait_until(predicate, timeout=TIMEOUT, period=0.02, action=None):
-    """Poll ``predicate`` (calling ``action`` every 0.1 s) until true; False on timeout."""
-    deadline = time.monotonic() + timeout
-    next_action = 0.0
-    while time.monotonic() < deadline:
-        if action is not None and time.monotonic() >= next_action:
-            action()
-            next_action = time.monotonic() + 0.1
-        if predicate():
-            return True
-        time.sleep(period)
-    return bool(predicate())
-
-
-class Rig:
-    """A test node that publishes stereo frames and records what comes back."""
-
-    def __init__(self, context, namespace, *, reliable=False, extra_nodes=()):
-        self.node = rclpy.create_node('e2e_rig', namespace=namespace, context=context)
-        qos = (QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE) if reliable
-               else qos_profile_sensor_data)
-        self.pubs = [self.node.create_publisher(t, name, qos) for name, t in INPUTS]
-        self.received = defaultdict(list)
-        self.lock = threading.Lock()
-        self.stamp_sec = 1000
-        self.executor = SingleThreadedExecutor(context=context)
-        for node in (self.node, *extra_nodes):
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def subscribe(self, topic, msg_type, qos=10):
-        def store(msg):
-            with self.lock:
-                self.received[topic].append(msg)
-        return self.node.create_subscription(msg_type, topic, store, qos)
-
-    def messages(self, topic):
-        with self.lock:
-            return list(self.received[topic])
-
-    def clear(self):
-        with self.lock:
-            self.received.clear()
-
-    def next_stamp(self):
-        self.stamp_sec += 1
-        return self.stamp_sec
-
-    def publish(self, frame, sec=None, skip=()):
-        """Publish the four messages of ``frame`` with one stamp (seconds); returns it."""
-        sec = self.next_stamp() if sec is None else sec
-        for index, (pub, msg) in enumerate(zip(self.pubs, frame)):
-            if index in skip:
-                continue
-            msg.header.stamp.sec = sec
-            msg.header.stamp.nanosec = 0
-            pub.publish(msg)
-        return sec
-
-    def outputs_with_stamp(self, sec, topics):
-        found = {}
-        for topic in topics:
-            match = [m for m in self.messages(topic) if m.header.stamp.sec == sec]
-            if not match:
-                return None
-            found[topic] = match[-1]
-        return found
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=5.0)
-        self.thread.join(timeout=5.0)
-        self.node.destroy_node()
-
-
 # ---------------------------------------------------------------------------------------------
-# The node as a subprocess
+# The node as a subprocess (node_harness.NodeProcess)
 # ---------------------------------------------------------------------------------------------
-
-def node_command(*ros_args):
-    return [sys.executable, '-m', 'foundation_stereo_ros.node', '--ros-args',
-            '--params-file', str(PARAMS_FILE), *ros_args]
-
-
-PATCHES = Path(__file__).resolve().parent / 'node_patches'  # sitecustomize.py: test switches
-
-
-def node_env(**switches):
-    """Environment of a node subprocess; ``switches`` (FSR_TEST_...) turn on node_patches."""
-    env = dict(os.environ)  # ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE from conftest
-    paths = ([str(PATCHES)] if switches else []) + [str(ROOT), env.get('PYTHONPATH')]
-    env['PYTHONPATH'] = os.pathsep.join(p for p in paths if p)
-    env['PYTHONUNBUFFERED'] = '1'
-    env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'
-    env.update(switches)
-    return env
-
-
-class NodeProcess:
-    """The node in a subprocess, its output collected by a thread (the pipe never fills)."""
-
-    def __init__(self, *ros_args, command=None, **switches):
-        self.proc = subprocess.Popen(command or node_command(*ros_args), env=node_env(**switches),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self):
-        return ''.join(self.lines)
-
-    def wait_for(self, text, timeout=60.0):
-        """Wait until the node printed ``text``; False if it did not (or died first)."""
-        return wait_until(lambda: text in self.output or self.proc.poll() is not None,
-                          timeout=timeout) and text in self.output
-
-    def stop(self, timeout=15.0):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5.0)
-        self.reader.join(timeout=5.0)
-        return self.proc.returncode
-
-
-@pytest.fixture(scope='module')
-def ros_context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
-
 
 NAMESPACE = f'/e2e{os.getpid()}'
 
@@ -233,33 +106,6 @@ def subscriptions(rig):
     for sub in subs:
         rig.node.destroy_subscription(sub)
     rig.clear()
-
-
-def play_until_outputs(rig, frame, topics, node=None, timeout=TIMEOUT):
-    """Publish frames until one stamp came back on every topic in ``topics``."""
-    sent = []
-    found = {}
-
-    def publish():
-        assert node is None or node.proc.poll() is None, 'node died:\n' + node.output
-        sent.append(rig.publish(frame))
-
-    def done():
-        for sec in reversed(sent):
-            out = rig.outputs_with_stamp(sec, topics)
-            if out:
-                found.update(out)
-                return True
-        return False
-
-    assert wait_until(done, timeout=timeout, action=publish), (
-        f'no outputs on {topics} within {timeout} s; node output:\n'
-        + (node.output if node else ''))
-    return found
-
-
-def as_float_image(image_msg):
-    return conversions.image_to_array(image_msg).astype(np.float32)
 
 
 def test_outputs_match_ground_truth(rig, stereo_node, subscriptions, scene, frame):
@@ -332,13 +178,6 @@ def test_outputs_match_ground_truth(rig, stereo_node, subscriptions, scene, fram
     # test_colour_map_matches_the_official_one.
 
 
-def diagnostics_of(array_msg, suffix, namespace=NAMESPACE):
-    for status in array_msg.status:
-        if status.name == f'{namespace[1:]}/foundation_stereo: {suffix}':
-            return status, {kv.key: kv.value for kv in status.values}
-    return None, None
-
-
 def test_diagnostics_report_rates_latency_and_model(rig, stereo_node, subscriptions, frame):
     subscriptions.append(rig.subscribe('disparity', DisparityImage))
     subscriptions.append(rig.subscribe('/diagnostics', DiagnosticArray))
@@ -347,7 +186,7 @@ def test_diagnostics_report_rates_latency_and_model(rig, stereo_node, subscripti
 
     def processing_reported():
         for array_msg in rig.messages('/diagnostics'):
-            status, values = diagnostics_of(array_msg, 'processing')
+            status, values = diagnostics_of(array_msg, 'processing', NAMESPACE)
             if status is not None and float(values['output rate (Hz)']) > 0:
                 found.append(array_msg)
                 return True
@@ -356,15 +195,15 @@ def test_diagnostics_report_rates_latency_and_model(rig, stereo_node, subscripti
     assert wait_until(processing_reported, action=lambda: rig.publish(frame)), \
         stereo_node.output
     last = found[0]
-    status, values = diagnostics_of(last, 'processing')
+    status, values = diagnostics_of(last, 'processing', NAMESPACE)
     for key in ('output rate (Hz)', 'pairs processed', 'latency mean (ms)', 'latency max (ms)',
                 'stage inference (ms)', 'stage convert (ms)', 'stage publish (ms)',
                 'skipped no subscribers', 'out of memory', 'bad input'):
         assert key in values, key
-    status, values = diagnostics_of(last, 'input')
+    status, values = diagnostics_of(last, 'input', NAMESPACE)
     assert status is not None and 'left/image_rect rate (Hz)' in values
     assert 'sync sets dropped (model busy)' in values
-    status, values = diagnostics_of(last, 'model')
+    status, values = diagnostics_of(last, 'model', NAMESPACE)
     assert values['backend'] == 'sgbm' and values['device'] == 'cpu'
     assert status.hardware_id == 'cpu'
 
@@ -417,7 +256,7 @@ def test_no_subscribers_no_inference(rig, stereo_node, subscriptions, frame):
 
     def idle_confirmed():
         for array_msg in rig.messages('/diagnostics')[len(history):]:
-            _, values = diagnostics_of(array_msg, 'processing')
+            _, values = diagnostics_of(array_msg, 'processing', NAMESPACE)
             if values:
                 history.append((int(values['skipped no subscribers']),
                                 int(values['pairs processed'])))
@@ -506,12 +345,16 @@ def test_humble_rclpy_pairs_and_runtime_change(ros_context, scene, frame, tmp_pa
 
 
 def test_ctrl_c_during_slow_inference_stops_at_once(ros_context, frame):
-    """SIGINT (once or twice) or SIGTERM while the backend is busy for a minute: exit 0 fast."""
+    """SIGINT (once or twice) or SIGTERM while the backend is busy for an hour: exit 0 at once.
+
+    "At once" is shown by the inference that never finished (it would take an hour), not by a
+    time bound that a loaded machine could miss.
+    """
     namespace = f'/slow{os.getpid()}'
     signals = {'sigint': [signal.SIGINT], 'twice': [signal.SIGINT, signal.SIGINT],
                'sigterm': [signal.SIGTERM]}
     nodes = {name: NodeProcess('-p', 'backend:=slow', '-r', f'__ns:={namespace}{name}',
-                               FSR_TEST_SLOW_BACKEND='60')
+                               FSR_TEST_SLOW_BACKEND='3600')
              for name in signals}
     rigs = {name: Rig(ros_context, f'{namespace}{name}') for name in nodes}
     try:
@@ -524,16 +367,15 @@ def test_ctrl_c_during_slow_inference_stops_at_once(ros_context, frame):
         for rig in rigs.values():
             rig.close()
     for name, node in nodes.items():
-        start = time.monotonic()
         for signum in signals[name]:
             node.proc.send_signal(signum)
             time.sleep(0.3)  # the second press lands inside the shutdown: it must not wait
         try:
-            code = node.proc.wait(timeout=10.0)
+            code = node.proc.wait(timeout=NETWORK_TIMEOUT)
         finally:
             node.stop()
         assert code == 0, (name, node.output)
-        assert time.monotonic() - start < 10.0
+        assert 'inference finished' not in node.output, (name, node.output)
         assert 'Traceback' not in node.output and 'terminate called' not in node.output, \
             node.output
 
@@ -565,44 +407,21 @@ def test_ctrl_c_during_import_exits_quietly(tmp_path):
 def test_network_backend_end_to_end(tmp_path, ros_context):
     """The node on a seeded FoundationStereo checkpoint reproduces the official numbers."""
     from checkpoints import write_seeded_checkpoint
-    from conftest import DATA_DIR
 
-    from foundation_stereo_ros.camera import StereoCamera
-    from foundation_stereo_ros.ros.synthetic_camera import camera_info_pair
-
-    golden = np.load(DATA_DIR / 'golden_model_synth.npz')
-    left, right = (np.ascontiguousarray(golden[k][0].transpose(1, 2, 0).astype(np.uint8))
-                   for k in ('left', 'right'))
-    expected = golden['disp_test_iters2'][0, 0]  # official model, 2 iterations, doffs 0
-    camera = StereoCamera(width=96, height=64, fx=80.0, fy=80.0, cx=47.5, cy=31.5,
-                          baseline=0.1)
-    frame = [conversions.array_to_image(left, 'rgb8'), *camera_info_pair(camera, 'left_cam', 'r'),
-             conversions.array_to_image(right, 'rgb8')]
-    frame = [frame[0], frame[1], frame[3], frame[2]]  # left image, left info, right, right info
-    frame[0].header.frame_id = 'left_cam'
-
+    frame, expected = golden_frame()
     checkpoint = write_seeded_checkpoint(tmp_path / 'vits')
     namespace = f'/net{os.getpid()}'
     # remove_invisible off: the seeded weights give disparities beyond the image width.
-    node = NodeProcess('-p', 'backend:=foundation_stereo', '-p', f'checkpoint:={checkpoint}',
-                       '-p', 'device:=cpu', '-p', 'valid_iters:=2', '-p', 'z_far:=1000.0',
-                       '-p', 'remove_invisible:=false', '-p', 'diagnostics_period:=0.2',
-                       '-r', f'__ns:={namespace}')
-    rig = Rig(ros_context, namespace)
-    try:
-        rig.subscribe('disparity', DisparityImage)
-        rig.subscribe('depth/image_rect', Image)
-        rig.subscribe('/diagnostics', DiagnosticArray)
+    with running_node(ros_context, namespace, '-p', 'backend:=foundation_stereo',
+                      '-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu',
+                      '-p', 'valid_iters:=2', '-p', 'z_far:=1000.0',
+                      '-p', 'remove_invisible:=false', '-p', 'diagnostics_period:=0.2',
+                      subscribe=[('disparity', DisparityImage), ('depth/image_rect', Image)]
+                      ) as (node, rig):
         # CPU inference takes seconds; the node drops the frames published meanwhile.
         out = play_until_outputs(rig, frame, ['disparity', 'depth/image_rect'], node,
                                  timeout=NETWORK_TIMEOUT)
-        assert wait_until(lambda: any(
-            diagnostics_of(a, 'model', namespace)[0] for a in rig.messages('/diagnostics')))
-        model = next(diagnostics_of(a, 'model', namespace)[1] for a in
-                     rig.messages('/diagnostics') if diagnostics_of(a, 'model', namespace)[0])
-    finally:
-        rig.close()
-        assert node.stop() == 0, node.output
+        model = model_report(rig, namespace)
     assert model['backend'] == 'foundation_stereo' and model['vit_size'] == 'vits'
     assert model['valid_iters'] == '2' and model['checkpoint'] == str(checkpoint)
 
@@ -627,27 +446,18 @@ def test_fast_foundation_stereo_checkpoint_through_the_node(ros_context):
     frame, expected = cffs_demo_frame()
 
     namespace = f'/ffs{os.getpid()}'
-    node = NodeProcess('-p', 'backend:=foundation_stereo', '-p', f'checkpoint:={checkpoint}',
-                       '-p', 'device:=cpu', '-p', 'z_far:=1000.0', '-p',
-                       'remove_invisible:=false', '-p', 'diagnostics_period:=0.2',
-                       '-r', f'__ns:={namespace}')
-    rig = Rig(ros_context, namespace)
-    try:
+    with running_node(ros_context, namespace, '-p', 'backend:=foundation_stereo',
+                      '-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu',
+                      '-p', 'z_far:=1000.0', '-p', 'remove_invisible:=false',
+                      '-p', 'diagnostics_period:=0.2') as (node, rig):
         target = f'{namespace}/foundation_stereo'
         (value,) = get_parameters(rig.node, target, ['valid_iters'], timeout=60.0)
         assert value.integer_value == 8, 'the FFS family default'
         (result,) = set_remote_parameters(rig.node, target, [Parameter('valid_iters', value=2)])
         assert result.successful, result.reason
         rig.subscribe('disparity', DisparityImage)
-        rig.subscribe('/diagnostics', DiagnosticArray)
         out = play_until_outputs(rig, frame, ['disparity'], node, timeout=NETWORK_TIMEOUT)
-        assert wait_until(lambda: any(
-            diagnostics_of(a, 'model', namespace)[0] for a in rig.messages('/diagnostics')))
-        model = next(diagnostics_of(a, 'model', namespace)[1] for a in
-                     rig.messages('/diagnostics') if diagnostics_of(a, 'model', namespace)[0])
-    finally:
-        rig.close()
-        assert node.stop() == 0, node.output
+        model = model_report(rig, namespace)
     assert model['family'] == 'fast_foundation_stereo' and model['valid_iters'] == '2'
     disparity = as_float_image(out['disparity'].image)
     valid = expected > 0  # a DisparityImage marks the rest invalid
@@ -706,22 +516,56 @@ def local(ros_context):
             Parameter('diagnostics_period', value=0.1), *reliable])
     rig = Rig(ros_context, LOCAL_NS, reliable=True, extra_nodes=[node])
     rig.subscribe('disparity', DisparityImage)
+    rig.subscribe('/diagnostics', DiagnosticArray)
     rig.backend, rig.stereo = backend, node
     yield rig
     rig.close()
     node.destroy_node()
 
 
+def next_diagnostics(local, predicate=lambda stamp, input_, processing: True, action=None):
+    """Wait for a /diagnostics message of the local node meeting ``predicate``; return it.
+
+    Only messages received from now on count. ``predicate(stamp seconds, input values,
+    processing values)``; returns those three.
+    """
+    start = len(local.messages('/diagnostics'))
+    found = []
+
+    def met():
+        for array in local.messages('/diagnostics')[start:]:
+            _, input_ = diagnostics_of(array, 'input', LOCAL_NS)
+            _, processing = diagnostics_of(array, 'processing', LOCAL_NS)
+            stamp = array.header.stamp.sec + array.header.stamp.nanosec * 1e-9
+            if input_ is not None and predicate(stamp, input_, processing):
+                found.append((stamp, input_, processing))
+                return True
+        return False
+
+    assert wait_until(met, action=action), 'no such diagnostics from the local node'
+    return found[0]
+
+
+def received(input_values, topic):
+    """Messages the node received on ``topic`` (a relative input name), from its diagnostics."""
+    (count,) = [v for k, v in input_values.items() if k.endswith(f'{topic} received')]
+    return int(count)
+
+
 def expect_event(local, frame, event, *, publish=None):
-    """Publish the bad ``frame`` until the node counts ``event``; then a good pair still works."""
-    stats = local.stereo.stats
-    before = stats.event_total(event)
+    """Publish the bad ``frame`` until the node counts ``event``; then a good pair still works.
+
+    The count is the node's own, as its /diagnostics report it (``event`` with spaces).
+    """
+    key = event.replace('_', ' ')
+    before = int(next_diagnostics(local)[2][key])
     sent = []
 
     def send():
         sent.append(publish() if publish else local.publish(frame))
 
-    assert wait_until(lambda: stats.event_total(event) > before, action=send), event
+    next_diagnostics(local, lambda stamp, input_, processing: int(processing[key]) > before,
+                     action=send)
     # No output for a skipped pair (the worker is done with it once it is counted).
     assert not [m for m in local.messages('disparity') if m.header.stamp.sec == sent[0]]
 
@@ -758,17 +602,29 @@ def wait_for_log(capfd, text, action=None, timeout=TIMEOUT):
 
 
 def test_slow_camera_raises_no_false_warnings(local, frame, capfd):
-    """Frames slower than camera_info_timeout, each CameraInfo 0.2 s after its image."""
+    """Frames slower than camera_info_timeout, the watchdog checking between image and info.
+
+    Ordered by the node's own reports, not by sleeps: its diagnostics (published right after
+    each watchdog check) show the images received and the CameraInfo not yet; then the
+    CameraInfo; then a report stamped more than camera_info_timeout (0.3 s) later.
+    """
     capfd.readouterr()
-    stats = local.stereo.stats
-    before = stats.processed
+    before = int(next_diagnostics(local)[2]['pairs processed'])
     for _ in range(4):
         sec = local.next_stamp()
+        _, seen, _ = next_diagnostics(local)
+        images, info = received(seen, 'right/image_rect'), received(seen, 'right/camera_info')
         local.publish(frame, sec=sec, skip=(1, 3))
-        time.sleep(0.2)  # the 0.1 s diagnostics timer runs between image and CameraInfo
+        next_diagnostics(local, lambda stamp, input_, processing, images=images, info=info: (
+            received(input_, 'right/image_rect') > images
+            and received(input_, 'right/camera_info') == info))
         local.publish(frame, sec=sec, skip=(0, 2))
-        time.sleep(0.4)  # a frame every 0.6 s, camera_info_timeout 0.3 s
-    assert wait_until(lambda: stats.processed >= before + 4)
+        stamp, _, _ = next_diagnostics(local, lambda stamp, input_, processing, info=info:
+                                       received(input_, 'right/camera_info') > info)
+        next_diagnostics(local, lambda later, input_, processing, stamp=stamp:
+                         later - stamp > 0.4)
+    next_diagnostics(local, lambda stamp, input_, processing:
+                     int(processing['pairs processed']) >= before + 4)
     err = capfd.readouterr().err
     for false_alarm in ('no CameraInfo', 'no synchronised set', 'no message on'):
         assert false_alarm not in err, err
@@ -967,17 +823,17 @@ def test_cuda_out_of_memory_skipped_and_counted(local, frame, capfd):
 def test_outputs_without_subscribers_not_computed(local, frame):
     """Only disparity is subscribed here: no depth nor points were asked of the pipeline."""
     calls = []
-    original = local.stereo.pipeline.process
+    original = local.stereo.pipeline.process_batch
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         return original(*args, **kwargs)
 
-    local.stereo.pipeline.process = spy
+    local.stereo.pipeline.process_batch = spy
     try:
         good_pair_still_processed(local, frame)
     finally:
-        local.stereo.pipeline.process = original
+        local.stereo.pipeline.process_batch = original
     assert calls and all(not c['want_depth'] and not c['want_points'] for c in calls)
 
 

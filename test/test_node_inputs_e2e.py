@@ -12,11 +12,10 @@ import os
 import cv2
 import numpy as np
 import pytest
-import rclpy
+from node_harness import NodeProcess, Rig, as_float_image, play_until_outputs, wait_until
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from stereo_msgs.msg import DisparityImage
-from test_node_e2e import NodeProcess, Rig, as_float_image, play_until_outputs, wait_until
 from test_rectification import inside_both, raw_info, render_raw
 
 from foundation_stereo_ros.rectification import RectificationMaps
@@ -27,14 +26,6 @@ from foundation_stereo_ros.synthetic.scenes import make_scene
 NUM_DISPARITIES = 64
 OUTPUTS = (('disparity', DisparityImage), ('depth/image_rect', Image),
            ('depth/camera_info', CameraInfo))
-
-
-@pytest.fixture(scope='module')
-def ros_context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
 
 
 def start(namespace, params=(), remaps=()):

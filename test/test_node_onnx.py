@@ -10,62 +10,36 @@ import os
 import numpy as np
 import pytest
 from checkpoints import write_seeded_checkpoint
-from conftest import DATA_DIR
-from diagnostic_msgs.msg import DiagnosticArray
+from conftest import golden_frame
+from node_harness import (
+    NodeProcess,
+    as_float_image,
+    model_report,
+    play_until_outputs,
+    running_node,
+)
 from sensor_msgs.msg import Image
 from stereo_msgs.msg import DisparityImage
-from test_node_e2e import (  # noqa: F401
-    NodeProcess,
-    Rig,
-    as_float_image,
-    diagnostics_of,
-    play_until_outputs,
-    ros_context,
-    wait_until,
-)
 
-from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.model import load_checkpoint
 from foundation_stereo_ros.model.onnx_export import export_onnx
-from foundation_stereo_ros.ros import conversions
-from foundation_stereo_ros.ros.synthetic_camera import camera_info_pair
 
 
-def test_onnx_backend_end_to_end_on_the_cpu_provider(tmp_path, ros_context):  # noqa: F811
-    golden = np.load(DATA_DIR / 'golden_model_synth.npz')
-    left, right = (np.ascontiguousarray(golden[k][0].transpose(1, 2, 0).astype(np.uint8))
-                   for k in ('left', 'right'))
-    expected = golden['disp_test_iters2'][0, 0]  # official model, 2 iterations, doffs 0
-    camera = StereoCamera(width=96, height=64, fx=80.0, fy=80.0, cx=47.5, cy=31.5,
-                          baseline=0.1)
-    info_left, info_right = camera_info_pair(camera, 'left_cam', 'r')
-    frame = [conversions.array_to_image(left, 'rgb8'), info_left,
-             conversions.array_to_image(right, 'rgb8'), info_right]
-    frame[0].header.frame_id = 'left_cam'
-
+def test_onnx_backend_end_to_end_on_the_cpu_provider(tmp_path, ros_context):
+    frame, expected = golden_frame()
     model, _ = load_checkpoint(str(write_seeded_checkpoint(tmp_path / 'vits')), device='cpu')
     exported = export_onnx(model, tmp_path / 'fs.onnx', 64, 96, 2)
     namespace = f'/onnx{os.getpid()}'
     # remove_invisible off: the seeded weights give disparities beyond the image width.
-    node = NodeProcess('-p', 'backend:=onnx', '-p', f'model:={exported}', '-p', 'provider:=cpu',
-                       '-p', 'z_far:=1000.0', '-p', 'remove_invisible:=false',
-                       '-p', 'diagnostics_period:=0.2', '-r', f'__ns:={namespace}')
-    rig = Rig(ros_context, namespace)
-    try:
-        rig.subscribe('disparity', DisparityImage)
-        rig.subscribe('depth/image_rect', Image)
-        rig.subscribe('/diagnostics', DiagnosticArray)
+    with running_node(ros_context, namespace, '-p', 'backend:=onnx', '-p', f'model:={exported}',
+                      '-p', 'provider:=cpu', '-p', 'z_far:=1000.0',
+                      '-p', 'remove_invisible:=false', '-p', 'diagnostics_period:=0.2',
+                      subscribe=[('disparity', DisparityImage), ('depth/image_rect', Image)]
+                      ) as (node, rig):
         # Loading and optimising the graph takes seconds on a busy CPU: wait for the node's
         # model report before timing the first outputs.
-        assert wait_until(lambda: node.proc.poll() is not None or any(
-            diagnostics_of(a, 'model', namespace)[0] for a in rig.messages('/diagnostics')),
-            timeout=120.0), node.output
+        info = model_report(rig, namespace, timeout=120.0)
         out = play_until_outputs(rig, frame, ['disparity', 'depth/image_rect'], node)
-        info = next(diagnostics_of(a, 'model', namespace)[1] for a in
-                    rig.messages('/diagnostics') if diagnostics_of(a, 'model', namespace)[0])
-    finally:
-        rig.close()
-        assert node.stop() == 0, node.output
     assert info['backend'] == 'onnx' and info['provider'] == 'CPUExecutionProvider'
     assert info['model'] == str(exported) and info['valid_iters'] == '2'
 

@@ -34,7 +34,7 @@ def golden():
 def test_graph_interface(exported):
     graph = onnx.load(str(exported), load_external_data=False).graph
     assert [i.name for i in graph.input] == ['left', 'right']
-    assert [o.name for o in graph.output] == ['disp']
+    assert [o.name for o in graph.output] == ['disp', 'confidence']
     dims = [d.dim_value or d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims[1:] == [3, HEIGHT, WIDTH] and isinstance(dims[0], str)   # dynamic batch
     assert not any(n.op_type == 'GridSample' for n in graph.node)
@@ -42,18 +42,22 @@ def test_graph_interface(exported):
 
 def test_onnxruntime_matches_official_and_pytorch(exported, model, golden):
     session = ort.InferenceSession(str(exported), providers=['CPUExecutionProvider'])
-    (disp,) = session.run(None, {'left': golden['left'], 'right': golden['right']})
+    disp, _ = session.run(None, {'left': golden['left'], 'right': golden['right']})
     assert disp.shape == (1, 1, HEIGHT, WIDTH)
     # Official code's output for the same weights and images (fp32 CPU).
     np.testing.assert_allclose(disp, golden['disp_test_iters2'], atol=2e-3, rtol=1e-5)
     # Batch of two (swapped pair as the second sample) against PyTorch.
     left = np.concatenate([golden['left'], golden['right']])
     right = np.concatenate([golden['right'], golden['left']])
-    (disp2,) = session.run(None, {'left': left, 'right': right})
+    disp2, conf2 = session.run(None, {'left': left, 'right': right})
     with torch.inference_mode():
-        expected = model(torch.from_numpy(left), torch.from_numpy(right), iters=ITERS,
-                         test_mode=True).numpy()
-    np.testing.assert_allclose(disp2, expected, atol=2e-3, rtol=1e-5)
+        expected, expected_conf = model(torch.from_numpy(left), torch.from_numpy(right),
+                                        iters=ITERS, test_mode=True, confidence=True)
+    np.testing.assert_allclose(disp2, expected.numpy(), atol=2e-3, rtol=1e-5)
+    # The exported confidence is the PyTorch model's (a sum of probabilities: fp32 noise).
+    assert conf2.shape == (2, 1, HEIGHT, WIDTH)
+    np.testing.assert_allclose(conf2, expected_conf.numpy(), atol=1e-4)
+    assert 0.0 < conf2.min() and conf2.max() <= 1.0
 
 
 def test_cli_rejects_bad_arguments(tmp_path, capsys):

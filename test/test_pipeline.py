@@ -214,3 +214,38 @@ def test_tensor_images_are_taken_as_they_are():
     np.testing.assert_array_equal(result.depth, expected.depth)
     with pytest.raises(ValueError, match='uint8 RGB'):
         pipeline.process(torch.from_numpy(left).float(), torch.from_numpy(right), camera())
+
+
+def test_a_batch_of_several_cameras_keeps_each_cameras_geometry():
+    """Two cameras of one size in one batch: one backend call, each pair its own calibration."""
+    backend = OracleBackend(ramp())
+    pipeline = StereoPipeline(backend)
+    near = camera()
+    far = StereoCamera(width=W, height=H, fx=80.0, fy=80.0, cx=30.0, cy=20.0, baseline=0.25,
+                       cx_right=28.0)
+    calls = []
+    original = backend.compute_batch
+    backend.compute_batch = lambda *a, **k: calls.append(a[0].shape) or original(*a, **k)
+    results = pipeline.process_batch([images(), images()], [near, far])
+    assert calls == [(2, 3, H, W)], 'one batch through the backend'
+    for result, cam in zip(results, (near, far)):
+        doffs = cam.cx - (cam.cx if cam.cx_right is None else cam.cx_right)
+        disparity = ramp() - doffs  # DisparityImage convention, by hand
+        valid = np.isfinite(result.disparity)
+        np.testing.assert_allclose(result.disparity[valid], disparity[valid], rtol=1e-6)
+        np.testing.assert_allclose(result.depth[valid], cam.fx * cam.baseline / disparity[valid],
+                                   rtol=1e-5)
+        u = np.arange(W)[None, :].repeat(H, 0)
+        np.testing.assert_allclose(result.points[..., 0][valid],
+                                   ((u - cam.cx) * result.depth / cam.fx)[valid], rtol=1e-4,
+                                   atol=1e-6)
+
+
+def test_a_batch_refuses_mixed_sizes_and_camera_count():
+    pipeline = StereoPipeline(OracleBackend(ramp()))
+    other = StereoCamera(width=W // 2, height=H, fx=50.0, fy=50.0, cx=15.5, cy=23.5,
+                         baseline=0.1)
+    with pytest.raises(ValueError, match='one size'):
+        pipeline.process_batch([images(), images()], [camera(), other])
+    with pytest.raises(ValueError, match='2 pairs but 1 cameras'):
+        pipeline.process_batch([images(), images()], [camera()])

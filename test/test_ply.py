@@ -1,8 +1,9 @@
 """PLY output of the offline tools."""
 import numpy as np
 import pytest
+from ply_reader import read_ply
 
-from foundation_stereo_ros.ply import read_ply, write_ply
+from foundation_stereo_ros.ply import write_ply
 
 
 def test_finite_points_and_their_colours_round_trip(tmp_path):

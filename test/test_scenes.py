@@ -3,6 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
+from foundation_stereo_ros.calibration_files import load_k_file
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.synthetic.scenes import (
     StereoScene,
@@ -207,7 +208,7 @@ def test_save_scene_writes_official_demo_layout(tmp_path):
     k = np.array(lines[0].split(), dtype=float).reshape(3, 3)
     np.testing.assert_array_equal(k, scene.camera.K)
     assert float(lines[1]) == scene.camera.baseline
-    camera = StereoCamera.from_k_file(out / 'K.txt', 160, 96)
+    camera = load_k_file(out / 'K.txt', 160, 96)
     assert (camera.fx, camera.cx, camera.cy, camera.baseline) == (
         scene.camera.fx, scene.camera.cx, scene.camera.cy, scene.camera.baseline)
     np.testing.assert_array_equal(np.load(out / 'disparity_gt.npy'), scene.disparity)

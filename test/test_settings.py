@@ -44,9 +44,13 @@ def tool_defaults(parser: argparse.ArgumentParser) -> dict:
 def test_node_yaml_demo_and_bag_tool_agree_on_every_default(declared):
     node = {name: value for name, (value, _) in declared.items()}
     assert set(node) == set(S.BY_NAME), 'the node declares every setting and nothing else'
-    assert node == {**S.DEFAULTS, 'backend': 'sgbm'}
+    # ROS and YAML give lists where the table holds tuples (list settings).
+    assert {n: tuple(v) if isinstance(v, list) else v for n, v in node.items()} == {
+        **S.DEFAULTS, 'backend': 'sgbm'}
     params = yaml.safe_load((ROOT / 'config/foundation_stereo.yaml').read_text())
-    assert params['/**']['ros__parameters'] == S.DEFAULTS
+    assert {n: S.BY_NAME[n].coerce(v) for n, v in params['/**']['ros__parameters'].items()} \
+        == S.DEFAULTS
+    assert params['/**']['ros__parameters']['cameras'] == ['']
     demo_defaults = tool_defaults(demo.build_parser())
     bag_defaults = tool_defaults(bag_tool.build_parser())
     for name, default in S.DEFAULTS.items():
@@ -105,8 +109,8 @@ def test_node_descriptors_carry_ranges_and_runtime_rules(declared):
     ('warmup_width', -1, '0 to 8192'),
     ('valid_iters', -1, '0 to 100'),
     ('valid_iters', 101, '0 to 100'),
-    ('valid_iters', 3.0, 'must be a int'),
-    ('valid_iters', True, 'must be a int'),
+    ('valid_iters', 3.0, 'must be an int'),
+    ('valid_iters', True, 'must be an int'),
     ('scale', 1.5, '0.05 to 1.0'),
     ('scale', 0.0, '0.05 to 1.0'),
     ('scale', math.nan, 'finite'),
@@ -118,6 +122,14 @@ def test_node_descriptors_carry_ranges_and_runtime_rules(declared):
     ('sgbm_mode', 'fast', 'sgbm_3way'),
     ('sync_policy', 'nearest', 'exact, approximate'),
     ('nonsense', 1, 'unknown setting'),
+    ('cameras', 'front', 'must be a list of str'),
+    ('cameras', [], 'at least one item'),
+    ('cameras', ['front', 'front'], 'more than once'),
+    ('cameras', ['/front'], 'relative namespace'),
+    ('cameras', ['front/'], 'relative namespace'),
+    ('cameras', [3], 'must be a str'),
+    ('camera_max_rates', [-1.0], '0.0 to 1000.0'),
+    ('camera_max_rates', [math.nan], 'finite'),
 ])
 def test_bad_values_rejected_with_reason(name, value, fragment):
     reason = S.check_value(name, value)
@@ -128,6 +140,8 @@ def test_bad_values_rejected_with_reason(name, value, fragment):
 @pytest.mark.parametrize('name,value', [
     ('device', 'cuda:1'), ('scale', 1), ('num_disparities', 272), ('block_size', 31),
     ('valid_iters', 1), ('z_near', 0.0), ('min_disparity', -16),
+    ('cameras', ['']), ('cameras', ('front', 'rear', 'head/left')), ('cameras', ['', 'rear']),
+    ('camera_max_rates', [15, 15.0]),
 ])
 def test_good_values_accepted(name, value):
     assert S.check_value(name, value) is None
@@ -165,10 +179,12 @@ def test_settings_route_values_to_backend_and_pipeline():
     assert s.backend == 'sgbm' and s.scale == 1.0 and type(s.scale) is float
     assert s.backend_options() == {
         'num_disparities': 64, 'block_size': 5, 'min_disparity': 0, 'sgbm_mode': 'sgbm_3way',
-        'uniqueness_ratio': 10, 'speckle_window_size': 100, 'speckle_range': 2,
-        'lr_check': False}
-    assert s.pipeline_options() == {'scale': 1.0, 'z_near': 0.0, 'z_far': 100.0,
-                                    'remove_invisible': True, 'backend_options': {}}
+        'uniqueness_ratio': 10, 'speckle_window_size': 100, 'speckle_range': 2}
+    assert s.pipeline_options() == {
+        'scale': 1.0, 'z_near': 0.0, 'z_far': 100.0, 'remove_invisible': True,
+        'left_right_check': False, 'left_right_max_diff': 1.0, 'confidence_threshold': 0.0,
+        'edge_rtol': 0.0, 'denoise_radius': 0.0, 'denoise_min_neighbors': 30,
+        'backend_options': {}}
     assert s['queue_size'] == 10 and set(s) == set(S.BY_NAME)
 
     s = S.Settings({'checkpoint': '/w/model_best_bp2.pth', 'device': 'cpu'})
@@ -222,3 +238,75 @@ def test_pipeline_config_uses_the_table_ranges_and_defaults():
         PipelineConfig(scale=0.01)
     with pytest.raises(ValueError, match='valid_iters must be 0 to 100'):
         PipelineConfig(backend_options={'valid_iters': 101})
+
+
+def test_list_settings_in_the_node_yaml_and_on_command_lines(declared):
+    _, cameras = declared['cameras']
+    assert cameras.type == rclpy.Parameter.Type.STRING_ARRAY.value and cameras.read_only
+    _, rates = declared['camera_max_rates']
+    assert rates.dynamic_typing and not rates.read_only, '[15] is taken for [15.0] at runtime'
+    # One rate for all, or one per camera; the pipeline never sees them.
+    assert S.camera_rates(S.Settings({'backend': 'sgbm', 'cameras': ['a', 'b']})) == (0.0, 0.0)
+    assert S.camera_rates(S.Settings({'backend': 'sgbm', 'cameras': ['a', 'b'],
+                                      'camera_max_rates': [0, 15]})) == (0.0, 15.0)
+    with pytest.raises(S.SettingsError, match='2 values for 3 cameras'):
+        S.Settings({'backend': 'sgbm', 'cameras': ['a', 'b', 'c'],
+                    'camera_max_rates': [1.0, 2.0]})
+    # Runtime changes compare lists with the tuples in force, and are judged together.
+    current = dict(S.Settings({'backend': 'sgbm', 'cameras': ['a', 'b']}))
+    assert S.check_changes(current, {'cameras': ['a', 'b']}) is None
+    assert 'restart with -p cameras' in S.check_changes(current, {'cameras': ['a']})
+    assert '3 values for 2 cameras' in S.check_changes(current, {'camera_max_rates': [1, 2, 3]})
+    assert 'cleanup' in S.check_changes(current, {'cameras': ['a']},
+                                        how_to_change='cleanup, set {name}, configure')
+    with pytest.raises(TypeError, match='items of one type'):
+        S.Setting('mixed', ('a', 1), 'Mixed.')
+
+
+def test_a_list_setting_on_a_command_line_takes_several_words(monkeypatch):
+    names = S.Setting('names', ('a',), 'Names.', S.PIPELINE, unique=True)
+    monkeypatch.setattr(S, 'SETTINGS', (names,))
+    monkeypatch.setitem(S.BY_NAME, 'names', names)
+    monkeypatch.setitem(S.DEFAULTS, 'names', names.default)
+    parser = argparse.ArgumentParser()
+    S.add_arguments(parser, [S.PIPELINE])
+    assert parser.parse_args([]).names == ('a',)
+    args = parser.parse_args(['--names', 'b', 'c'])
+    assert args.names == ['b', 'c']
+    with pytest.raises(S.SettingsError, match='--names holds .b. more than once'):
+        S.from_args(parser.parse_args(['--names', 'b', 'b']), [S.PIPELINE], backend='sgbm')
+    assert '    names: [a]' in S.params_yaml((names,))
+
+
+TRUST = ('confidence_threshold', 'left_right_check', 'left_right_max_diff', 'edge_rtol',
+         'denoise_radius', 'denoise_min_neighbors')
+
+
+def test_trust_settings_change_at_runtime_and_reach_every_tool():
+    from foundation_stereo_ros.tools import batch, sweep
+    for name in TRUST:
+        assert S.BY_NAME[name].runtime and S.BY_NAME[name].target == S.PIPELINE, name
+    for parser in (demo.build_parser(), batch.build_parser(), bag_tool.build_parser(),
+                   sweep.build_parser()):
+        assert set(TRUST) <= set(tool_defaults(parser))
+    # Off by default: the outputs of a default run are what they were.
+    assert S.DEFAULTS['left_right_check'] is False
+    assert S.DEFAULTS['confidence_threshold'] == S.DEFAULTS['edge_rtol'] == 0.0
+    assert S.DEFAULTS['denoise_radius'] == 0.0
+    args = demo.build_parser().parse_args(['--backend', 'sgbm', '--left-right-check',
+                                           '--edge-rtol', '0.04', '--confidence-threshold', '1'])
+    options = S.from_args(args).pipeline_options()
+    assert options['left_right_check'] is True and options['edge_rtol'] == 0.04
+    assert options['confidence_threshold'] == 1.0
+    with pytest.raises(S.SettingsError, match='--confidence-threshold must be 0.0 to 1.0'):
+        S.from_args(demo.build_parser().parse_args(['--backend', 'sgbm',
+                                                    '--confidence-threshold', '2']))
+    assert S.check_changes(S.DEFAULTS, {'edge_rtol': 0.04, 'denoise_radius': 0.03}) is None
+
+
+def test_sgbm_lr_check_is_the_one_left_right_check():
+    assert 'lr_check' not in S.BY_NAME and S.RENAMED['lr_check'] == 'left_right_check'
+    assert 'lr_check' not in S.Settings({'backend': 'sgbm'}).backend_options()
+    assert S.option_names('set left_right_check to true; the backend and z_far=5',
+                          every_word=False) == \
+        'set --left-right-check to true; the backend and --z-far 5'

@@ -18,7 +18,7 @@ from foundation_stereo_ros import settings
 from foundation_stereo_ros.backends import compiled, make_backend
 from foundation_stereo_ros.backends.device import (
     PRECISION_CHOICES,
-    autocast_dtype,
+    PRECISIONS,
     resolve_precision,
 )
 from foundation_stereo_ros.camera import StereoCamera
@@ -43,8 +43,7 @@ def pair():
 def test_auto_precision_is_fp16_on_cuda_and_fp32_on_cpu():
     assert resolve_precision('auto', torch.device('cuda', 0)) == 'fp16'
     assert resolve_precision('auto', torch.device('cpu')) == 'fp32'
-    assert autocast_dtype('auto', torch.device('cuda')) is torch.float16
-    assert autocast_dtype('auto', torch.device('cpu')) is None
+    assert PRECISIONS['fp16'] is torch.float16 and PRECISIONS['fp32'] is None
     assert resolve_precision('bf16', torch.device('cpu')) == 'bf16'
     # The settings table offers exactly the device module's choices, auto first and default.
     assert settings.BY_NAME['precision'].choices == PRECISION_CHOICES

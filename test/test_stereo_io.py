@@ -13,7 +13,12 @@ from foundation_stereo_ros.backends import make_backend
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.pipeline import StereoPipeline
 from foundation_stereo_ros.ros import conversions
-from foundation_stereo_ros.ros.stereo_io import PairDecoder, PairError
+from foundation_stereo_ros.ros.stereo_io import (
+    PairDecoder,
+    PairError,
+    StereoSetProcessor,
+    process_sets,
+)
 from foundation_stereo_ros.ros.synthetic_camera import scene_to_messages
 from foundation_stereo_ros.synthetic.scenes import make_scene, render_depth
 
@@ -171,3 +176,39 @@ def test_size_mismatch_names_binning_and_roi(scene, case, words):
     assert error.value.kind == 'info_size'
     for word in words:
         assert word in str(error.value)
+
+
+def test_sets_of_several_cameras_share_a_batch_by_size(scene):
+    """Two cameras of one size: one batch; a third of another size: its own; bad input: alone."""
+    pipeline = StereoPipeline(make_backend('sgbm', num_disparities=64))
+    batches = []
+    original = pipeline.backend.compute_batch
+    pipeline.backend.compute_batch = lambda left, right, **k: (
+        batches.append(tuple(left.shape)) or original(left, right, **k))
+    other = make_scene(FULL_W, FULL_H, fx=200.0, baseline=0.2, seed=9, min_depth=1.5)
+    small = make_scene(160, 120, seed=4, min_depth=1.5)
+    sets = {'a': full_frame(scene), 'b': full_frame(other), 'c': full_frame(small)}
+    for name, messages in sets.items():
+        messages[0].header.frame_id = f'{name}_left'
+        messages[0].header.stamp.sec = ord(name)
+    broken = full_frame(scene)
+    broken[2] = conversions.array_to_image(np.zeros((10, 10, 3), np.uint8), 'rgb8')
+    processors = [StereoSetProcessor(pipeline) for _ in range(4)]
+    jobs = [(processors[0], sets['a'], ['disparity', 'depth/image_rect']),
+            (processors[1], sets['c'], ['disparity']),
+            (processors[2], broken, ['disparity']),
+            (processors[3], sets['b'], ['disparity'])]
+    outcomes = process_sets(pipeline, jobs)
+    assert sorted(batches) == sorted([(2, 3, FULL_H, FULL_W), (1, 3, 120, 160)])
+    assert isinstance(outcomes[2], PairError) and outcomes[2].event == 'bad_input'
+    for outcome, name, truth in ((outcomes[0], 'a', scene), (outcomes[1], 'c', small),
+                                 (outcomes[3], 'b', other)):
+        d = outcome.messages['disparity']
+        assert d.header.frame_id == f'{name}_left' and d.header.stamp.sec == ord(name)
+        assert d.f == pytest.approx(truth.camera.fx) and d.t == pytest.approx(
+            truth.camera.baseline, rel=1e-6)
+        disparity = conversions.image_to_array(d.image)
+        both = ~truth.occluded & np.isfinite(truth.disparity) & (disparity >= 0)
+        assert np.median(np.abs(disparity[both] - truth.disparity[both])) < 0.5, name
+    assert set(outcomes[0].messages) == {'disparity', 'depth/image_rect'}
+    assert set(outcomes[3].messages) == {'disparity'}, 'each set gets what it asked for'

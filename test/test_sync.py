@@ -1,10 +1,7 @@
-"""Unit tests of the stereo synchroniser and the newest-set mailbox (no ROS)."""
-import threading
-import time
-
+"""Unit tests of the stereo synchroniser (no ROS)."""
 import pytest
 
-from foundation_stereo_ros.sync import CachedInputSynchronizer, LatestSlot, StereoSynchronizer
+from foundation_stereo_ros.sync import CachedInputSynchronizer, StereoSynchronizer
 
 MS = 1_000_000  # nanoseconds
 
@@ -140,71 +137,6 @@ def test_invalid_arguments_rejected():
         StereoSynchronizer(policy='approximate', slop=-1.0)
     with pytest.raises(IndexError):
         StereoSynchronizer().add(4, 0, None)
-
-
-def test_latest_slot_keeps_newest_and_counts_overwrites():
-    slot = LatestSlot()
-    assert slot.put(1) is False
-    assert slot.put(2) is True
-    assert slot.put(3) is True
-    assert slot.take(timeout=0) == 3
-    assert slot.take(timeout=0.01) is None
-    c = slot.counters
-    assert (c.offered, c.taken, c.overwritten) == (3, 1, 2)
-
-
-def test_latest_slot_wakes_consumer_and_close_unblocks():
-    slot = LatestSlot()
-    got = []
-
-    def consumer():
-        while True:
-            item = slot.take(timeout=5.0)
-            if item is None:
-                return
-            got.append(item)
-
-    worker = threading.Thread(target=consumer)
-    worker.start()
-    slot.put('a')
-    deadline = time.monotonic() + 5.0
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.001)
-    slot.close()
-    worker.join(timeout=5.0)
-    assert not worker.is_alive()
-    assert got == ['a']
-    assert slot.put('b') is False and slot.take(timeout=0) is None and slot.closed
-
-
-def test_fast_producer_slow_consumer_latency_is_bounded():
-    """The consumer always gets a recent item, however far the producer runs ahead."""
-    slot = LatestSlot()
-    ages = []
-    produced = [0]
-    stop = threading.Event()
-
-    def producer():
-        while not stop.is_set():
-            produced[0] += 1
-            slot.put(produced[0])
-            time.sleep(0.0005)
-
-    thread = threading.Thread(target=producer)
-    thread.start()
-    try:
-        for _ in range(10):
-            item = slot.take(timeout=5.0)
-            ages.append(produced[0] - item)
-            time.sleep(0.01)  # slow model
-    finally:
-        stop.set()
-        thread.join(timeout=5.0)
-    # An item is a few puts old when taken (thread scheduling), never the backlog of the
-    # run: a FIFO queue would hand out items hundreds of puts old by the tenth take.
-    assert max(ages) < 30
-    assert produced[0] > 100
-    assert slot.counters.overwritten > 10
 
 
 def test_cached_inputs_complete_sets_with_their_latest_message():

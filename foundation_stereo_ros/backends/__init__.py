@@ -1,8 +1,8 @@
 """Disparity backends and a registry that builds one by name.
 
-Backend modules are imported only when asked for (the registry, :data:`.choices.BACKENDS`,
-names them), so the SGBM path never loads the network code (nor its weights) and the network
-path never needs OpenCV's matcher. :mod:`.startup` builds one from the settings.
+The registry imports a backend's module when that backend is built (:func:`make_backend`), so
+building SGBM or onnx loads neither the network code (``model/``) nor weights. The names are
+:data:`.choices.BACKENDS`; :mod:`.startup` builds one from the settings.
 """
 from __future__ import annotations
 

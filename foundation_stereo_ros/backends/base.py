@@ -13,20 +13,24 @@ class DisparityBackend(abc.ABC):
     """Turns a rectified stereo pair into a disparity map for the left image.
 
     Subclasses set the attributes (as class or instance attributes) and implement
-    :meth:`compute`. Per-pair settings (the network's ``valid_iters``...) arrive as keyword
-    arguments of :meth:`compute`: the pipeline passes its per-pair snapshot, so a setting
-    changed at runtime applies from the next pair. Which settings a backend takes is declared
-    once, in :mod:`foundation_stereo_ros.settings`. The pipeline calls :meth:`check_pair`
-    before :meth:`compute`.
+    :meth:`compute`; the pipeline calls :meth:`compute_batch` (one pair or several), which by
+    default runs :meth:`compute` pair by pair and which a network overrides to run a batch.
+    Per-pair settings (the network's ``valid_iters``...) arrive as keyword arguments of both:
+    the pipeline passes its per-pair snapshot, so a setting changed at runtime applies from the
+    next pair. Which settings a backend takes is declared once, in
+    :mod:`foundation_stereo_ros.settings`. The pipeline calls :meth:`check_pair` before
+    :meth:`compute_batch`.
 
     - ``name``: registry name, e.g. ``'sgbm'``.
-    - ``device``: where :meth:`compute` expects its inputs and returns its output.
+    - ``device``: where :meth:`compute_batch` expects its inputs and returns its output.
     - ``delta_d``: smallest step between two disparity values the backend can output (pixels).
     - ``max_disparity``: largest disparity it can output (pixels), ``None`` if unbounded.
     - ``min_disparity``: smallest disparity it searches (pixels), 0 unless the backend shifts
       its search range.
     - ``input_size``: ``(height, width)`` the backend must be run at (a network exported at a
       fixed size), ``None`` when it takes any size. The pipeline resizes pairs to it.
+    - ``provides_confidence``: whether :meth:`compute_batch_with_confidence` returns a
+      confidence map (``False``: it returns ``None`` in its place).
     """
 
     name: str
@@ -35,6 +39,7 @@ class DisparityBackend(abc.ABC):
     max_disparity: float | None
     min_disparity: float = 0.0
     input_size: tuple[int, int] | None = None
+    provides_confidence: bool = False
 
     @abc.abstractmethod
     def compute(self, left: torch.Tensor, right: torch.Tensor, **options: Any) -> torch.Tensor:
@@ -54,6 +59,17 @@ class DisparityBackend(abc.ABC):
         that gain from batching (a network) override it.
         """
         return torch.stack([self.compute(lft, rgt, **options) for lft, rgt in zip(left, right)])
+
+    def compute_batch_with_confidence(self, left: torch.Tensor, right: torch.Tensor,
+                                      **options: Any
+                                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Disparities of a batch and their confidence.
+
+        Returns the (B, H, W) disparity of :meth:`compute_batch`, and a (B, H, W) float32
+        confidence in [0, 1] at the same size and device, or ``None`` when the backend has none
+        (``provides_confidence`` is ``False``). This default has none.
+        """
+        return self.compute_batch(left, right, **options), None
 
     def describe(self) -> dict[str, str]:
         """Backend identity and settings, as strings for diagnostics."""

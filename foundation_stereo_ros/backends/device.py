@@ -6,7 +6,7 @@ import torch
 from foundation_stereo_ros.choices import PRECISION_CHOICES, device_index
 from foundation_stereo_ros.choices import PRECISIONS as PRECISION_NAMES
 
-__all__ = ['AUTO_PRECISION', 'PRECISIONS', 'PRECISION_CHOICES', 'autocast_dtype',
+__all__ = ['AUTO_PRECISION', 'PRECISIONS', 'PRECISION_CHOICES',
            'resolve_device', 'resolve_precision']
 
 # What each precision name means here: the autocast dtype (None: plain fp32).
@@ -44,12 +44,3 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got "
                          f"'{precision}'")
     return precision
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Return the autocast dtype of ``precision`` on ``device`` (None: fp32).
-
-    fp16 and bf16 also run on CPU (torch's CPU autocast), slowly unless the CPU has native
-    half-precision units; ``auto`` never picks them there.
-    """
-    return PRECISIONS[resolve_precision(precision, device)]

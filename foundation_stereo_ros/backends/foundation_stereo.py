@@ -15,6 +15,9 @@ from foundation_stereo_ros.backends import compiled
 from foundation_stereo_ros.backends.base import DisparityBackend
 from foundation_stereo_ros.backends.device import PRECISIONS, resolve_device, resolve_precision
 from foundation_stereo_ros.model import InputPadder, load_checkpoint
+from foundation_stereo_ros.model.config import DEFAULT_VIT_SIZE
+from foundation_stereo_ros.model.hierarchical import SIZE_DIVISOR
+from foundation_stereo_ros.model.stereo_network import DISPARITY_STEP
 
 LOG = logging.getLogger(__name__)
 
@@ -37,9 +40,10 @@ class FoundationStereoBackend(DisparityBackend):
     """
 
     name = 'foundation_stereo'
-    # The network's output is continuous (convex upsampling of a float field); 1/32 px is the
-    # order of its sub-pixel resolution, reported so depth-resolution formulas stay meaningful.
-    delta_d = 1.0 / 32.0
+    # Reported so depth-resolution formulas stay meaningful (see DISPARITY_STEP).
+    delta_d = DISPARITY_STEP
+    # From the classifier's disparity distribution (model/confidence.py).
+    provides_confidence = True
 
     def __init__(
         self,
@@ -98,6 +102,23 @@ class FoundationStereoBackend(DisparityBackend):
                       valid_iters: int | None = None, hierarchical: bool | None = None,
                       small_ratio: float | None = None) -> torch.Tensor:
         """(B,3,H,W) RGB 0..255 on self.device -> (B,H,W) float32 disparities, in one pass."""
+        return self._compute(left, right, valid_iters, hierarchical, small_ratio, False)[0]
+
+    def compute_batch_with_confidence(self, left: torch.Tensor, right: torch.Tensor, *,
+                                      valid_iters: int | None = None,
+                                      hierarchical: bool | None = None,
+                                      small_ratio: float | None = None,
+                                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Disparities as :meth:`compute_batch` and their (B,H,W) float32 confidence in [0, 1].
+
+        The confidence is the network's (:mod:`foundation_stereo_ros.model.confidence`),
+        computed in the same pass.
+        """
+        return self._compute(left, right, valid_iters, hierarchical, small_ratio, True)
+
+    def _compute(self, left: torch.Tensor, right: torch.Tensor, valid_iters: int | None,
+                 hierarchical: bool | None, small_ratio: float | None,
+                 confidence: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         iters = int(valid_iters or self.valid_iters)
         hierarchical = self.hierarchical if hierarchical is None else hierarchical
         small_ratio = self.small_ratio if small_ratio is None else float(small_ratio)
@@ -107,7 +128,7 @@ class FoundationStereoBackend(DisparityBackend):
                      'input size changed to' if self._warm else 'first pair,', width, height)
             self.warm_up(height, width, valid_iters=iters, hierarchical=hierarchical,
                          small_ratio=small_ratio)
-        return self._run(left, right, iters, hierarchical, small_ratio)
+        return self._run(left, right, iters, hierarchical, small_ratio, confidence)
 
     def warm_up(self, height: int, width: int, *, valid_iters: int | None = None,
                 hierarchical: bool | None = None, small_ratio: float | None = None) -> float:
@@ -136,19 +157,27 @@ class FoundationStereoBackend(DisparityBackend):
         return seconds
 
     def _run(self, left: torch.Tensor, right: torch.Tensor, iters: int, hierarchical: bool,
-             small_ratio: float) -> torch.Tensor:
-        # (B,3,H,W) pairs -> (B,H,W) disparities.
+             small_ratio: float, confidence: bool = False,
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # (B,3,H,W) pairs -> (B,H,W) disparities and, if asked, (B,H,W) confidences.
         with torch.inference_mode(), self._autocast():
             if self._cuda_graphs:
                 compiled.mark_step(self.device)
             if hierarchical:
-                disp = self.model.run_hierarchical(
-                    left, right, iters=iters, small_ratio=small_ratio)
+                out = self.model.run_hierarchical(left, right, iters=iters,
+                                                  small_ratio=small_ratio,
+                                                  confidence=confidence)
             else:
-                padder = InputPadder(left.shape, divis_by=32)
+                padder = InputPadder(left.shape, divis_by=SIZE_DIVISOR)
                 left_p, right_p = padder.pad(left, right)
-                disp = padder.unpad(self.model(left_p, right_p, iters=iters, test_mode=True))
-        return disp[:, 0].float()
+                out = self.model(left_p, right_p, iters=iters, test_mode=True,
+                                 confidence=confidence)
+                out = (tuple(padder.unpad(x) for x in out) if confidence
+                       else padder.unpad(out))
+        if not confidence:
+            return out[:, 0].float(), None
+        disp, conf = out
+        return disp[:, 0].float(), conf[:, 0].float()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         # On CUDA the model opens its autocast regions itself; on CPU it only follows an
@@ -171,7 +200,7 @@ class FoundationStereoBackend(DisparityBackend):
             'architecture': self.model.architecture_summary(),
             'device': str(self.device),
             'checkpoint': self.checkpoint,
-            'vit_size': str(self.cfg.get('vit_size', 'vitl')),
+            'vit_size': str(self.cfg.get('vit_size', DEFAULT_VIT_SIZE)),
             'valid_iters': str(self.valid_iters),
             'precision': self.precision,
             'hierarchical': str(self.hierarchical),

@@ -15,12 +15,14 @@ right_image ->            ``(x / 255 - mean) / std``      ``scripts/make_single_
 disparity``                                               names Isaac ROS uses)
 ========================  ==============================  =====================================
 
-All take (B, 3, H, W) float32 (or float16) images and return (B, 1, H, W) disparities in pixels
-of the input they were given. Exports have a fixed H and W: :attr:`OnnxBackend.input_size`
-tells the pipeline, which resizes each pair to it and scales the disparities back to camera
-pixels. Fast-FoundationStereo's two-file export (``scripts/make_onnx.py``: a feature network
-and a post network with a Triton kernel between them) cannot run as one ONNX model and is
-refused with what to do.
+All take (B, 3, H, W) float32 (or float16) images and return (B, 1, H, W) disparities in pixels of
+the input they were given. This package's exports also output ``confidence`` (B, 1, H, W), the
+network's confidence in [0, 1] (``model/confidence.py``); the backend reads it when the model has
+it (:attr:`OnnxBackend.provides_confidence`). Exports have a fixed H and W:
+:attr:`OnnxBackend.input_size` tells the pipeline, which resizes each pair to it and scales the
+disparities back to camera pixels. Fast-FoundationStereo's two-file export
+(``scripts/make_onnx.py``: a feature network and a post network with a Triton kernel between them)
+cannot run as one ONNX model and is refused with what to do.
 
 Execution providers, best first: TensorRT (fp16, engines cached on disk so they are built
 once), CUDA, CPU. ``provider='auto'`` takes the best one this onnxruntime build offers; naming
@@ -41,15 +43,15 @@ import yaml
 from foundation_stereo_ros.backends.base import DisparityBackend
 from foundation_stereo_ros.choices import ONNX_PROVIDERS as PROVIDERS
 from foundation_stereo_ros.choices import PROVIDER_CHOICES, device_index
+from foundation_stereo_ros.model.feature import normalize_image
+from foundation_stereo_ros.model.stereo_network import DISPARITY_STEP
 
 __all__ = ['FORMATS', 'PROVIDERS', 'OnnxBackend', 'OnnxFormat', 'default_trt_cache_dir']
 
 LOG = logging.getLogger(__name__)
 
-# ImageNet statistics of RGB images in 0..1, the normalisation Fast-FoundationStereo's
-# single-file export leaves to its caller.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# Optional output of this package's export: the network's confidence (model/confidence.py).
+CONFIDENCE_OUTPUT = 'confidence'
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class OnnxBackend(DisparityBackend):
 
     name = 'onnx'
     # Continuous output, as the PyTorch network it was exported from.
-    delta_d = 1.0 / 32.0
+    delta_d = DISPARITY_STEP
 
     def __init__(
         self,
@@ -148,6 +150,10 @@ class OnnxBackend(DisparityBackend):
                              "libraries it logged about, or use provider 'auto'")
 
         self.format = _recognise(self.session, path)
+        # Exports of this package carry a confidence output; the official ones do not.
+        self.provides_confidence = CONFIDENCE_OUTPUT in {
+            o.name for o in self.session.get_outputs()}
+        self._told_no_confidence = False
         self._input_types = [_NUMPY_TYPES[i.type] for i in self.session.get_inputs()]
         batch, _, height, width = self.session.get_inputs()[0].shape
         self.input_size = ((height, width) if isinstance(height, int) and isinstance(width, int)
@@ -175,15 +181,34 @@ class OnnxBackend(DisparityBackend):
 
     def compute_batch(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB 0..255 -> (B, H, W); split to the model's batch size if fixed."""
+        return self._compute(left, right, confidence=False)[0]
+
+    def compute_batch_with_confidence(self, left: torch.Tensor, right: torch.Tensor,
+                                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Disparities as :meth:`compute_batch` and the model's (B, H, W) confidence.
+
+        None for a model without a ``confidence`` output (the official exports); that is
+        logged once.
+        """
+        if not self.provides_confidence and not self._told_no_confidence:
+            LOG.warning('onnx: %s has no %r output (only exports of this package have one): '
+                        'this model publishes no confidence', self.model_path.name,
+                        CONFIDENCE_OUTPUT)
+            self._told_no_confidence = True
+        return self._compute(left, right, confidence=self.provides_confidence)
+
+    def _compute(self, left: torch.Tensor, right: torch.Tensor, confidence: bool,
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.input_size is not None and tuple(left.shape[-2:]) != self.input_size:
             raise ValueError(f'onnx: {self.model_path.name} was exported for '
                              f'{self.input_size[1]}x{self.input_size[0]} images, got '
                              f'{left.shape[-1]}x{left.shape[-2]}; run it through the pipeline, '
                              'which resizes pairs to the model size')
         step = self.max_batch or left.shape[0]
-        parts = [self._run(left[i:i + step], right[i:i + step])
+        parts = [self._run(left[i:i + step], right[i:i + step], confidence)
                  for i in range(0, left.shape[0], step)]
-        return torch.cat(parts)
+        disparity = torch.cat([p[0] for p in parts])
+        return disparity, torch.cat([p[1] for p in parts]) if confidence else None
 
     def describe(self) -> dict[str, str]:
         """Model identity and the provider it runs on, for diagnostics."""
@@ -200,21 +225,22 @@ class OnnxBackend(DisparityBackend):
                 info[key] = str(self.metadata[key])
         return info
 
-    def _run(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    def _run(self, left: torch.Tensor, right: torch.Tensor, confidence: bool = False,
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
         feeds = {}
         for name, image, dtype in zip(self.format.inputs, (left, right), self._input_types):
             image = image.float()
             if self.format.imagenet:
-                mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
-                std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
-                image = (image - mean) / std
+                image = normalize_image(image)
             feeds[name] = np.ascontiguousarray(image.cpu().numpy(), dtype=dtype)
-        (disparity,) = self.session.run([self.format.output], feeds)
-        disparity = torch.from_numpy(np.asarray(disparity, dtype=np.float32))
+        names = [self.format.output] + ([CONFIDENCE_OUTPUT] if confidence else [])
+        outputs = [torch.from_numpy(np.asarray(out, dtype=np.float32))
+                   for out in self.session.run(names, feeds)]
         expected = (left.shape[0], *left.shape[-2:])
-        if disparity.shape not in (expected, (expected[0], 1, *expected[1:])):
-            raise ValueError(self._output_problem(tuple(disparity.shape), expected))
-        return disparity.reshape(expected)
+        if outputs[0].shape not in (expected, (expected[0], 1, *expected[1:])):
+            raise ValueError(self._output_problem(tuple(outputs[0].shape), expected))
+        outputs = [out.reshape(expected) for out in outputs]
+        return outputs[0], (outputs[1].clamp(0.0, 1.0) if confidence else None)
 
     def _output_problem(self, shape: tuple, expected: tuple) -> str:
         batch, height, width = expected

@@ -17,8 +17,6 @@ SGBM_MODES: dict[str, int] = {name: getattr(cv2, f'STEREO_SGBM_MODE_{name.upper(
 
 # OpenCV returns fixed-point disparities with 4 fractional bits.
 _SUBPIXEL = 16
-# Largest left/right disagreement (pixels) that lr_check keeps.
-LR_TOLERANCE = 1.0
 
 
 class SgbmBackend(DisparityBackend):
@@ -34,9 +32,9 @@ class SgbmBackend(DisparityBackend):
     - ``sgbm_mode``: one of :data:`SGBM_MODES`.
     - ``uniqueness_ratio``, ``speckle_window_size``, ``speckle_range``: passed to OpenCV
       (speckle filter on by default).
-    - ``lr_check``: also match right-to-left (on the mirrored pair) and drop pixels whose two
-      disparities differ by more than :data:`LR_TOLERANCE` pixels; removes most estimates in
-      occluded areas at twice the cost.
+
+    The left-right check is the pipeline's, for every backend (the ``left_right_check``
+    setting): it runs this matcher on the mirrored pair as a second pair of the batch.
 
     Fixed choices: smoothness penalties ``8 * block_size**2`` and ``32 * block_size**2``
     (OpenCV's recommendation), and the pair is padded on the left so the leftmost
@@ -57,7 +55,6 @@ class SgbmBackend(DisparityBackend):
         uniqueness_ratio: int = 10,
         speckle_window_size: int = 100,
         speckle_range: int = 2,
-        lr_check: bool = False,
     ) -> None:
         num_disparities = _integer('num_disparities', num_disparities)
         if num_disparities <= 0 or num_disparities % 16:
@@ -87,7 +84,6 @@ class SgbmBackend(DisparityBackend):
         self.min_disparity = float(min_disparity)
         self.max_disparity = float(min_disparity + num_disparities)
         self.sgbm_mode = sgbm_mode
-        self.lr_check = bool(lr_check)
         self._settings = {
             'minDisparity': min_disparity, 'numDisparities': num_disparities,
             'blockSize': block_size, 'P1': 8 * block_size ** 2, 'P2': 32 * block_size ** 2,
@@ -99,14 +95,7 @@ class SgbmBackend(DisparityBackend):
         """(3, H, W) float32 RGB 0..255 CPU tensors -> (H, W) float32 disparity, NaN invalid."""
         left_np = self._to_uint8(left)
         right_np = self._to_uint8(right)
-        disparity = self._match(left_np, right_np)
-        if self.lr_check:
-            # Right-view disparities: the mirrored pair with the roles swapped is an ordinary
-            # left-right problem whose answer, mirrored back, belongs to the right image.
-            mirrored = self._match(np.ascontiguousarray(right_np[:, ::-1]),
-                                   np.ascontiguousarray(left_np[:, ::-1]))
-            disparity = _left_right_consistent(disparity, mirrored[:, ::-1], LR_TOLERANCE)
-        return torch.from_numpy(disparity)
+        return torch.from_numpy(self._match(left_np, right_np))
 
     def describe(self) -> dict[str, str]:
         """Backend identity and matcher settings for diagnostics."""
@@ -116,7 +105,6 @@ class SgbmBackend(DisparityBackend):
             'min_disparity': f'{self.min_disparity:g}',
             'num_disparities': str(self.num_disparities),
             'block_size': str(self.block_size),
-            'lr_check': f'{self.lr_check} (tolerance {LR_TOLERANCE:g} px)',
         })
         info.update({name: str(value) for name, value in self._settings.items()
                      if name not in ('minDisparity', 'numDisparities', 'blockSize')})
@@ -143,21 +131,6 @@ class SgbmBackend(DisparityBackend):
         invalid |= (x_right < -0.5) | (x_right > width - 0.5)
         disparity[invalid] = np.nan
         return disparity
-
-
-def _left_right_consistent(left_disparity: np.ndarray, right_disparity: np.ndarray,
-                           tolerance: float) -> np.ndarray:
-    """``left_disparity`` with NaN where the right view disagrees.
-
-    Disagreeing: the right disparity at the matched (nearest) pixel differs by more than
-    ``tolerance`` pixels, or one of the two is missing.
-    """
-    height, width = left_disparity.shape
-    x_right = np.rint(np.arange(width)[None, :] - np.nan_to_num(left_disparity, nan=0.0))
-    x_right = np.clip(x_right, 0, width - 1).astype(np.intp)
-    back = right_disparity[np.arange(height)[:, None], x_right]
-    consistent = np.abs(back - left_disparity) <= tolerance   # False wherever a NaN is involved
-    return np.where(consistent, left_disparity, np.float32(np.nan))
 
 
 def _integer(name: str, value: object) -> int:

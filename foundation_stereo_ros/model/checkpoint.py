@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import yaml
 
-from .config import VIT_SIZES, ConfigError, normalize_config
+from .config import DEFAULT_VIT_SIZE, VIT_SIZES, ConfigError, normalize_config
 from .ffs.builder import ArchitectureError
 from .ffs.loader import CONVERTED_SUFFIX, SERIALIZED_NAME, load_ffs_checkpoint
 from .ffs.network import FastFoundationStereo
@@ -299,7 +299,7 @@ def load_checkpoint(path: PathLike, device: str | torch.device = 'cpu',
     weights_vit = vit_size_of_state_dict(state_dict)
     if weights_vit is not None and weights_vit != cfg['vit_size']:
         said = (f"vit_size: {raw_cfg['vit_size']}" if raw_cfg.get('vit_size') is not None
-                else "no vit_size (which means vitl, as upstream)")
+                else f"no vit_size (which means {DEFAULT_VIT_SIZE}, as upstream)")
         raise CheckpointError(
             f'{weights} holds {_VIT_NAMES[weights_vit]} weights but {cfg_path} says {said}: '
             f'set "vit_size: {weights_vit}" in {CONFIG_NAME} (or use the cfg.yaml that came '

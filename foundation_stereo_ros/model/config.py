@@ -3,7 +3,8 @@
 Released checkpoints ship a ``cfg.yaml`` beside ``model_best_bp2.pth`` holding the training
 arguments. The network reads only the fields in :data:`DEFAULT_CONFIG`; every other key
 (training bookkeeping, demo arguments) is kept but ignored. ``vit_size`` defaults to
-``'vitl'`` because the ViT-L release omits it; the other defaults are the released values.
+:data:`DEFAULT_VIT_SIZE` because the ViT-L release omits it; the other defaults are the
+released values.
 """
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from typing import Any
 
 from .cost_attention import ATTENTION_MODES
 
-__all__ = ['DEFAULT_CONFIG', 'VIT_SIZES', 'ConfigError', 'normalize_config']
+__all__ = ['DEFAULT_CONFIG', 'DEFAULT_VIT_SIZE', 'VIT_SIZES', 'ConfigError',
+           'normalize_config']
 
 VIT_SIZES = ('vits', 'vitb', 'vitl')
+# What a cfg.yaml without vit_size means (the official demo's default: the ViT-L release has none).
+DEFAULT_VIT_SIZE = 'vitl'
 
 DEFAULT_CONFIG: dict[str, Any] = {
-    'vit_size': 'vitl',
+    'vit_size': DEFAULT_VIT_SIZE,
     'max_disp': 416,
     'hidden_dims': [128, 128, 128],
     'n_gru_layers': 3,

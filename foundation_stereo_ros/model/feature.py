@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import DEFAULT_VIT_SIZE
 from .dpt import DPT_CONFIGS, DepthAnythingFeature
 from .edgenext import edgenext_small, stage_outputs
+from .hierarchical import check_divisible
 from .layers import BasicConv, Conv2xIN, ResidualBlock
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     'vit_size_of',
 ]
 
+# ImageNet statistics of RGB images in 0..1: the normalisation both families were trained with
+# (and the one Fast-FoundationStereo's single-file ONNX export leaves to its caller).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # lcm(ViT patch 14, CNN stride 16): the DINOv2 input is resized to multiples of this.
@@ -89,12 +93,15 @@ def dino_input_size(height: int, width: int, divisor: int = DINO_SIZE_DIVISOR,
 
 
 def vit_size_of(cfg: Any) -> str:
-    """``vit_size`` of a config given as a mapping or an attribute object (default 'vitl')."""
+    """``vit_size`` of a config given as a mapping or an attribute object.
+
+    Missing or None: :data:`.config.DEFAULT_VIT_SIZE`.
+    """
     if isinstance(cfg, Mapping):
-        vit_size = cfg.get('vit_size', 'vitl')
+        vit_size = cfg.get('vit_size')
     else:
-        vit_size = getattr(cfg, 'vit_size', 'vitl')
-    vit_size = 'vitl' if vit_size is None else vit_size
+        vit_size = getattr(cfg, 'vit_size', None)
+    vit_size = DEFAULT_VIT_SIZE if vit_size is None else vit_size
     if vit_size not in DPT_CONFIGS:
         raise ValueError(f"cfg['vit_size'] must be one of {sorted(DPT_CONFIGS)}, "
                          f'got {vit_size!r}')
@@ -106,7 +113,7 @@ class Feature(nn.Module):
 
     Args:
         cfg: model config (mapping or attribute object); reads ``vit_size`` (vits / vitb /
-            vitl, default vitl as in the official demo).
+            vitl, default :data:`.config.DEFAULT_VIT_SIZE` as in the official demo).
 
     Attributes:
         d_out: channels of the four returned levels (1/4, 1/8, 1/16, 1/32), e.g.
@@ -149,10 +156,8 @@ class Feature(nn.Module):
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f'Feature expects normalized RGB images (N, 3, H, W), '
                              f'got shape {tuple(x.shape)}')
+        check_divisible(x)
         height, width = x.shape[-2:]
-        if height % 32 or width % 32:
-            raise ValueError(f'image size {height}x{width} must be a multiple of 32; '
-                             'pad or resize the images first')
         dino_in = F.interpolate(x, size=dino_input_size(height, width), mode='bicubic',
                                 align_corners=False)
         with torch.no_grad():

@@ -1,16 +1,10 @@
 """FoundationStereo (Wen et al., CVPR 2025): the top-level network.
 
-Data flow for a rectified pair (RGB, 0..255, sides multiples of 32):
-
-1. ``feature``: EdgeNeXt + DepthAnything (DINOv2 + DPT) features of both images at 1/4..1/32.
-2. Cost volume at 1/4 resolution, D = max_disp/4 bins: group-wise correlation + concatenated
-   projections -> ``corr_stem`` -> ``corr_feature_att`` -> 3D hourglass ``cost_agg``
-   (with a transformer along disparity) -> ``classifier`` logits -> soft-argmin initial
-   disparity.
-3. ``cnet`` (+ ``cam`` / ``sam`` attention): GRU hidden states and context of the left image.
-4. ``iters`` refinement steps of the selective ConvGRU ``update_block``, each reading the
-   geometry encoding (cost volume + all-pairs correlation sampled around the current disparity,
-   float32), then convex upsampling x4 guided by ``stem_2`` features of the left image.
+What this family supplies to the shared forward (:mod:`.stereo_network`): ``feature``,
+EdgeNeXt + Depth Anything (DINOv2 + DPT) features of both images at 1/4..1/32; ``cnet``, the
+context network over the left image and its Depth Anything features; a 3D hourglass
+``cost_agg`` with a transformer along disparity; the selective ConvGRU ``update_block`` over
+three levels; the channels-last 2D path (:meth:`FoundationStereo.set_channels_last`).
 
 Module names and registration order are those of the official ``core/foundation_stereo.py``, so
 ``state_dict()`` has exactly the official keys in the official order (including the unused
@@ -23,25 +17,20 @@ decides the dtype instead; on CPU, as upstream, nothing is autocast unless the c
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import normalize_config
 from .context import ChannelAttention, ContextNet, SpatialAttention
 from .cost_aggregation import FeatureAtt, Hourglass, make_classifier, make_corr_stem
-from .cost_volume import build_concat_volume, build_gwc_volume, disparity_regression
-from .feature import Feature, normalize_image
-from .geometry_encoding import GeometryEncodingVolume, geometry_channels
-from .hierarchical import check_divisible, run_hierarchical
+from .feature import Feature
+from .geometry_encoding import geometry_channels
 from .layers import BasicConvIN, Conv2x
-from .refinement import ForwardOutput, amp_region, no_autocast, refine
+from .stereo_network import StereoNetwork
 from .update import SelectiveMultiUpdateBlock
-from .upsample import convex_upsample
 
 __all__ = ['FoundationStereo']
 
@@ -50,8 +39,8 @@ CV_GROUPS = 8
 VOLUME_DIM = 28
 
 
-class FoundationStereo(nn.Module):
-    """FoundationStereo disparity network.
+class FoundationStereo(StereoNetwork):
+    """FoundationStereo disparity network (its parts; the forward is :class:`StereoNetwork`'s).
 
     Args:
         cfg: the checkpoint's ``cfg.yaml`` content (see :func:`.config.normalize_config`;
@@ -73,6 +62,8 @@ class FoundationStereo(nn.Module):
         self.corr_radius = args['corr_radius']
         self.mixed_precision = args['mixed_precision']
         self.amp_dtype = torch.float16
+        self.cv_group = CV_GROUPS
+        self.normalize = True
 
         # Registration order = official state-dict order.
         self.cnet = ContextNet(args['vit_size'], output_dim=[hidden_dims, hidden_dims],
@@ -122,120 +113,17 @@ class FoundationStereo(nn.Module):
         self.channels_last = bool(enabled)
         return self
 
-    # ------------------------------------------------------------------ helpers
-    def _amp(self, device: torch.device) -> contextlib.AbstractContextManager:
-        """Autocast region as upstream's ``autocast(enabled=mixed_precision)``."""
-        return amp_region(self.mixed_precision, self.amp_dtype, device)
+    # ------------------------------------------------------------------ family hooks
+    def extract_features(self, images: torch.Tensor,
+                         ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Return the EdgeNeXt + Depth Anything pyramid and the Depth Anything features."""
+        return self.feature(images)
 
-    @property
-    def _memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.channels_last else torch.contiguous_format
-
-    def upsample_disp(self, disp: torch.Tensor, mask_feat_4: torch.Tensor,
-                      stem_2x: torch.Tensor) -> torch.Tensor:
-        """1/4-resolution disparity (1/4 px units) -> full resolution (B, 1, H, W), float32."""
-        with self._amp(disp.device):
-            xspx = self.spx_2_gru(mask_feat_4, stem_2x)          # 1/2 resolution
-            weights = F.softmax(self.spx_gru(xspx), dim=1)        # 9 convex weights, full res
-            up = convex_upsample(disp * 4.0, weights)
-        return up.unsqueeze(1).float()
-
-    # ------------------------------------------------------------------ forward
-    def forward(self, left: torch.Tensor, right: torch.Tensor, iters: int = 12,
-                test_mode: bool = False, init_disp: torch.Tensor | None = None,
-                ) -> ForwardOutput:
-        """Disparity of ``left`` w.r.t. ``right`` (x_left - x_right, full-resolution pixels).
-
-        Args:
-            left, right: (B, 3, H, W) RGB float images, values 0..255, H and W multiples of 32.
-            iters: refinement iterations (>= 1).
-            test_mode: return only the final (B, 1, H, W) disparity (upsampled once).
-            init_disp: optional (B, 1, H/4, W/4) initial disparity in 1/4-resolution pixels;
-                replaces the cost-volume estimate.
-
-        Returns:
-            test_mode: (B, 1, H, W) float32. Otherwise ``(init_disp, disp_preds)``: the
-            initial disparity (B, 1, H/4, W/4) in 1/4-resolution pixels and the list of the
-            ``iters`` full-resolution disparities.
-        """
-        check_divisible(left)
-        if isinstance(iters, bool) or int(iters) != iters or iters < 1:
-            raise ValueError(f'iters must be a positive integer, got {iters!r}')
-        b, _, h, w = left.shape
-        if init_disp is not None and tuple(init_disp.shape) != (b, 1, h // 4, w // 4):
-            raise ValueError(f'init_disp must have shape {(b, 1, h // 4, w // 4)} '
-                             f'(1/4 resolution), got {tuple(init_disp.shape)}')
-        device = left.device
-        left = normalize_image(left)
-        right = normalize_image(right)
-
-        with self._amp(device):
-            features, vit_feat = self.feature(torch.cat([left, right], dim=0))
-            features_left = [f[:b] for f in features]
-            feat04_right = features[0][b:]
-            vit_feat = vit_feat[:b]
-            left_2d = left.contiguous(memory_format=self._memory_format)
-            stem_2x = self.stem_2(left_2d)
-
-            gwc_volume = build_gwc_volume(features_left[0], feat04_right, self.max_disp // 4,
-                                          CV_GROUPS)
-            concat_volume = build_concat_volume(self.proj_cmb(features_left[0]),
-                                                self.proj_cmb(feat04_right), self.max_disp // 4)
-            volume = self.corr_stem(torch.cat([gwc_volume, concat_volume], dim=1))
-            del gwc_volume, concat_volume
-            volume = self.corr_feature_att(volume, features_left[0])
-            volume = self.cost_agg(volume, features_left)
-            if init_disp is None:
-                # The classifier only feeds the initial disparity: skipped when one is given.
-                prob = F.softmax(self.classifier(volume).squeeze(1), dim=1)
-                init_disp = disparity_regression(prob, self.max_disp // 4)
-                del prob
-
-            context = self.cnet(left_2d, vit_feat=vit_feat.contiguous(
-                memory_format=self._memory_format), num_layers=self.n_gru_layers)
-            net_list = [torch.tanh(level[0]) for level in context]
-            inp_list = [torch.relu(level[1]) for level in context]
-            inp_list = [self.cam(x) * x for x in inp_list]
-            att_list = [self.sam(x) for x in inp_list]
-
-        with no_autocast(device):
-            geometry = GeometryEncodingVolume(features_left[0].float(), feat04_right.float(),
-                                              volume.float(), num_levels=self.corr_levels,
-                                              radius=self.corr_radius)
-        del volume, features, features_left, feat04_right
-        return refine(geometry, self.update_block,
-                      lambda d, mask: self.upsample_disp(d, mask, stem_2x.float()),
-                      lambda: self._amp(device), net_list, inp_list, att_list, init_disp,
-                      iters, test_mode)
-
-    # ------------------------------------------------------------------ coarse-to-fine
-    def run_hierarchical(self, left: torch.Tensor, right: torch.Tensor, iters: int = 12,
-                         small_ratio: float = 0.5) -> torch.Tensor:
-        """Coarse-to-fine inference (official ``run_hierachical``) for any image size.
-
-        A forward pass on the pair downscaled by ``small_ratio`` seeds the full-resolution
-        pass (useful for large disparities). Both passes pad to multiples of 32 internally.
-
-        Args:
-            left, right: (B, 3, H, W) RGB float images, values 0..255, any H, W.
-            iters: refinement iterations of each pass.
-            small_ratio: scale of the coarse pass, in (0, 1].
-
-        Returns:
-            (B, 1, H, W) float32 disparity.
-        """
-        return run_hierarchical(self.forward, left, right, iters, small_ratio)
-
-    def run_hierachical(self, image1: torch.Tensor, image2: torch.Tensor, iters: int = 12,
-                        test_mode: bool = True, low_memory: bool = False,
-                        small_ratio: float = 0.5) -> torch.Tensor:
-        """Run :meth:`run_hierarchical` under upstream's spelling and signature.
-
-        ``test_mode`` must be true, as upstream only works that way; ``low_memory`` is ignored.
-        """
-        if not test_mode:
-            raise ValueError('run_hierachical supports test_mode=True only (as upstream)')
-        return self.run_hierarchical(image1, image2, iters=iters, small_ratio=small_ratio)
+    def context(self, left: torch.Tensor, features_left: Sequence[torch.Tensor],
+                extra: torch.Tensor) -> list[Sequence[torch.Tensor]]:
+        """``cnet`` on the left image and its Depth Anything features."""
+        vit_feat = extra[:left.shape[0]].contiguous(memory_format=self.memory_format)
+        return self.cnet(left, vit_feat=vit_feat, num_layers=self.n_gru_layers)
 
     def architecture_summary(self) -> str:
         """One line naming the architecture (for logs and diagnostics)."""

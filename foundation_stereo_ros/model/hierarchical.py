@@ -17,7 +17,7 @@ __all__ = ['SIZE_DIVISOR', 'check_divisible', 'run_hierarchical']
 # Image sides the networks accept must be multiples of this (features down to 1/32).
 SIZE_DIVISOR = 32
 
-Forward = Callable[..., torch.Tensor]
+Forward = Callable[..., torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
 
 
 def check_divisible(image: torch.Tensor) -> None:
@@ -33,17 +33,20 @@ def check_divisible(image: torch.Tensor) -> None:
 
 
 def run_hierarchical(forward: Forward, left: torch.Tensor, right: torch.Tensor, iters: int,
-                     small_ratio: float = 0.5) -> torch.Tensor:
+                     small_ratio: float = 0.5, confidence: bool = False,
+                     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Coarse-to-fine disparity of a pair of any size.
 
     Args:
-        forward: the network's ``forward(left, right, iters=, test_mode=, init_disp=)``.
+        forward: the network's ``forward(left, right, iters=, test_mode=, init_disp=,
+            confidence=)``.
         left, right: (B, 3, H, W) RGB float images, values 0..255, any H, W.
         iters: refinement iterations of each pass.
         small_ratio: scale of the coarse pass, in (0, 1].
+        confidence: also return the full-resolution pass's confidence.
 
     Returns:
-        (B, 1, H, W) float32 disparity.
+        (B, 1, H, W) float32 disparity; with ``confidence``, ``(disparity, confidence)``.
     """
     if not 0.0 < small_ratio <= 1.0:
         raise ValueError(f'small_ratio must be in (0, 1], got {small_ratio}')
@@ -70,5 +73,9 @@ def run_hierarchical(forward: Forward, left: torch.Tensor, right: torch.Tensor, 
     disp_up = disp_up + padder.pad_amounts[0]
     init_disp = F.interpolate(disp_up, scale_factor=0.25, mode='bilinear',
                               align_corners=True) * 0.25
-    disp = forward(left, right, iters=iters, test_mode=True, init_disp=init_disp)
-    return padder.unpad(disp.float())
+    if not confidence:
+        disp = forward(left, right, iters=iters, test_mode=True, init_disp=init_disp)
+        return padder.unpad(disp.float())
+    disp, conf = forward(left, right, iters=iters, test_mode=True, init_disp=init_disp,
+                         confidence=True)
+    return padder.unpad(disp.float()), padder.unpad(conf)

@@ -2,11 +2,12 @@ r"""Export a FoundationStereo-family network to ONNX at a fixed image size and i
 
 The graph takes ``left`` and ``right`` (B, 3, H, W) RGB float images with values 0..255
 (normalisation is inside) and returns ``disp`` (B, 1, H, W), the final disparity of
-``forward(iters=N, test_mode=True)``; only the batch axis is dynamic, as in upstream's
-``scripts/make_onnx.py``. There is no padding inside: resize (or pad) inputs to the exported
-size. The graph is float32 even when the checkpoint's cfg asks for mixed precision (a
-TensorRT build can still use fp16, e.g. ``trtexec --fp16``). The file's metadata records
-``producer: foundation_stereo_ros``, ``max_disp``, ``valid_iters``, ``family`` (the network
+``forward(iters=N, test_mode=True)``, and ``confidence`` (B, 1, H, W), the network's confidence in
+[0, 1] (:mod:`.confidence`; an output the official exports do not have); only the batch axis is
+dynamic, as in upstream's ``scripts/make_onnx.py``. There is no padding inside: resize (or pad)
+inputs to the exported size. The graph is float32 even when the checkpoint's cfg asks for mixed
+precision (a TensorRT build can still use fp16, e.g. ``trtexec --fp16``). The file's metadata
+records ``producer: foundation_stereo_ros``, ``max_disp``, ``valid_iters``, ``family`` (the network
 class) and, for FoundationStereo, ``vit_size``, which the ``onnx`` backend reports. Usage::
 
     python -m foundation_stereo_ros.model.onnx_export --checkpoint run/model_best_bp2.pth \
@@ -32,16 +33,21 @@ __all__ = ['StereoExportWrapper', 'export_onnx', 'main']
 DEFAULT_OPSET = 17
 
 
+# Graph outputs, in order.
+OUTPUT_NAMES = ('disp', 'confidence')
+
+
 class StereoExportWrapper(nn.Module):
-    """``forward(left, right) -> disp`` with the iteration count baked in."""
+    """``forward(left, right) -> (disp, confidence)`` with the iteration count baked in."""
 
     def __init__(self, model: StereoModel, iters: int) -> None:
         super().__init__()
         self.model = model
         self.iters = int(iters)
 
-    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        return self.model(left, right, iters=self.iters, test_mode=True)
+    def forward(self, left: torch.Tensor, right: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(left, right, iters=self.iters, test_mode=True, confidence=True)
 
 
 def _check_export_args(height: int, width: int, iters: int) -> None:
@@ -66,7 +72,7 @@ def export_onnx(model: StereoModel, path: str | Path, height: int, width: int,
     # Any image gives the same graph (no data-dependent control flow); mid-grey is enough.
     left = torch.full((1, 3, height, width), 127.0, device=device)
     right = torch.full((1, 3, height, width), 127.0, device=device)
-    axes = {'left': {0: 'batch'}, 'right': {0: 'batch'}, 'disp': {0: 'batch'}}
+    axes = {name: {0: 'batch'} for name in ('left', 'right', *OUTPUT_NAMES)}
     mixed = model.mixed_precision
     model.mixed_precision = False
     try:
@@ -78,7 +84,7 @@ def export_onnx(model: StereoModel, path: str | Path, height: int, width: int,
             warnings.filterwarnings('ignore', message='Constant folding - Only steps=1')
             torch.onnx.export(wrapper, (left, right), str(path), dynamo=False,
                               opset_version=opset, input_names=['left', 'right'],
-                              output_names=['disp'],
+                              output_names=list(OUTPUT_NAMES),
                               dynamic_axes=axes if dynamic_batch else None)
     finally:
         model.mixed_precision = mixed
@@ -105,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='python -m foundation_stereo_ros.model.onnx_export',
         description='Export a FoundationStereo-family checkpoint to ONNX (inputs left/right RGB '
-                    '0..255 of a fixed size, output disp).')
+                    '0..255 of a fixed size, outputs disp and confidence).')
     parser.add_argument('--checkpoint', required=True,
                         help='model_best_bp2.pth (with its cfg.yaml in the same folder), or '
                              'a Fast-FoundationStereo model_best_bp2_serialize.pth / '
@@ -128,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'error: {err}', file=sys.stderr)
         return 1
     print(f'wrote {out} ({out.stat().st_size / 1e6:.1f} MB): inputs left/right '
-          f'(B,3,{args.height},{args.width}) RGB 0..255, output disp (B,1,{args.height},'
-          f'{args.width}), {args.iters} iterations')
+          f'(B,3,{args.height},{args.width}) RGB 0..255, outputs disp and confidence '
+          f'(B,1,{args.height},{args.width}), {args.iters} iterations')
     return 0
 
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
-ForwardOutput = torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]
+__all__ = ['amp_region', 'no_autocast', 'refine']
+
+Upsampled = TypeVar('Upsampled')
 
 
 def no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -37,18 +40,20 @@ def amp_region(mixed_precision: bool, amp_dtype: torch.dtype,
 
 
 def refine(geometry: Callable[[torch.Tensor], torch.Tensor], update_block: torch.nn.Module,
-           upsample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+           upsample: Callable[[torch.Tensor, torch.Tensor], Upsampled],
            amp: Callable[[], contextlib.AbstractContextManager], net_list: list[torch.Tensor],
            inp_list: list[torch.Tensor], att_list: list[torch.Tensor], init_disp: torch.Tensor,
-           iters: int, test_mode: bool) -> ForwardOutput:
+           iters: int, test_mode: bool) -> list[Upsampled]:
     """Run ``iters`` refinement steps from ``init_disp`` (1/4 resolution).
 
-    Returns the full-resolution disparity after the last step (``test_mode``), else
-    ``(init_disp, [full-resolution disparity after each step])``.
+    ``upsample(disp, mask_feat)`` is called with the 1/4-resolution disparity and the update
+    block's mask feature of a step, right after it (the update block's outputs may live in
+    CUDA-graph memory that the next step overwrites). Returns its results: of the last step
+    only (``test_mode``), else of every step.
     """
     device = init_disp.device
     disp = init_disp.float()
-    disp_preds: list[torch.Tensor] = []
+    outputs: list[Upsampled] = []
     # No host synchronisation in this loop: every step is a fixed sequence of kernels.
     for itr in range(iters):
         disp = disp.detach()
@@ -60,7 +65,5 @@ def refine(geometry: Callable[[torch.Tensor], torch.Tensor], update_block: torch
         disp = disp + delta_disp.float()
         if test_mode and itr < iters - 1:
             continue
-        disp_preds.append(upsample(disp, mask_feat_4.float()))
-    if test_mode:
-        return disp_preds[-1]
-    return init_disp, disp_preds
+        outputs.append(upsample(disp, mask_feat_4.float()))
+    return outputs

@@ -13,18 +13,25 @@ import torch.nn.functional as F
 __all__ = ['convex_upsample', 'neighbourhood3x3']
 
 
-def neighbourhood3x3(x: torch.Tensor) -> torch.Tensor:
-    """(B, 1, h, w) -> (B, 9, h, w): the zero-padded 3x3 neighbours, row-major (unfold order)."""
+def neighbourhood3x3(x: torch.Tensor, pad_mode: str = 'constant') -> torch.Tensor:
+    """(B, 1, h, w) -> (B, 9, h, w): the 3x3 neighbours, row-major (unfold order).
+
+    ``pad_mode`` as :func:`torch.nn.functional.pad`: ``'constant'`` (zeros, as upstream's
+    unfold) or ``'replicate'``.
+    """
     h, w = x.shape[-2:]
-    padded = F.pad(x, (1, 1, 1, 1))
+    padded = F.pad(x, (1, 1, 1, 1), mode=pad_mode)
     return torch.cat([padded[:, :, i:i + h, j:j + w] for i in range(3) for j in range(3)], 1)
 
 
-def convex_upsample(disp_low: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def convex_upsample(disp_low: torch.Tensor, weights: torch.Tensor,
+                    pad_mode: str = 'constant') -> torch.Tensor:
     """Upsample ``disp_low`` (B, 1, h, w) with convex ``weights`` (B, 9, f*h, f*w).
 
     The factor ``f`` is taken from the shapes. Values are not rescaled (multiply the
-    disparity by ``f`` first when it is in low-resolution pixels). Returns (B, f*h, f*w).
+    disparity by ``f`` first when it is in low-resolution pixels). ``pad_mode``: how the
+    border's missing neighbours are filled (see :func:`neighbourhood3x3`). Returns
+    (B, f*h, f*w).
     """
     b, c, h, w = disp_low.shape
     if c != 1 or weights.shape[1] != 9:
@@ -35,7 +42,7 @@ def convex_upsample(disp_low: torch.Tensor, weights: torch.Tensor) -> torch.Tens
     if fy * h != big_h or fx * w != big_w:
         raise ValueError(f'convex_upsample: weights {big_h}x{big_w} are not an integer '
                          f'multiple of the disparity {h}x{w}')
-    neighbours = neighbourhood3x3(disp_low).view(b, 9, h, 1, w, 1)
+    neighbours = neighbourhood3x3(disp_low, pad_mode).view(b, 9, h, 1, w, 1)
     # Broadcasting over the (fy, fx) sub-pixel axes replaces the nearest upsampling.
     up = (weights.reshape(b, 9, h, fy, w, fx) * neighbours).sum(1)
     return up.reshape(b, big_h, big_w)

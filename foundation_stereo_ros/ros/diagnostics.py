@@ -17,6 +17,8 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from foundation_stereo_ros.empty_output import EMPTY_SHARE
+
 # Events counted by the node besides inputs and processed pairs.
 EVENT_NAMES = (
     'skipped_no_subscribers',  # a set was ready but nobody listens to any output
@@ -46,6 +48,8 @@ class StatsSnapshot:
     # Seconds since the newest pair in stage_means finished: with a model slower than the
     # diagnostics period most windows finish no pair, and the last figures are kept.
     stage_age: float = math.nan
+    # Share of pixels each trust stage removed (empty_output.STAGES), mean over the window.
+    removed_means: dict[str, float] = field(default_factory=dict)
 
     @property
     def errors_window(self) -> int:
@@ -71,6 +75,7 @@ class NodeStats:
         self._stages: dict[str, list[float]] = {}
         self._last_stage_means: dict[str, float] = {}
         self._stage_finished = math.nan  # monotonic time the newest pair with stages finished
+        self._removed: dict[str, list[float]] = {}
 
     def count_input(self, index: int) -> None:
         """One message arrived on input ``index``."""
@@ -85,10 +90,12 @@ class NodeStats:
             self._events[name] += 1
 
     def count_processed(self, latency: float, timings: Mapping[str, float],
+                        removed: Mapping[str, float] | None = None,
                         now: float | None = None) -> None:
         """Count a pair processed and published ``latency`` seconds after its stamp.
 
-        ``now``: monotonic seconds it finished (default: the current time).
+        ``removed``: the share of its pixels each trust stage removed; ``now``: monotonic
+        seconds it finished (default: the current time).
         """
         finished = time.monotonic() if now is None else now
         with self._lock:
@@ -98,17 +105,8 @@ class NodeStats:
                 self._stages.setdefault(stage, []).append(float(seconds))
             if timings:
                 self._stage_finished = finished
-
-    @property
-    def processed(self) -> int:
-        """Pairs processed so far."""
-        with self._lock:
-            return self._processed
-
-    def event_total(self, name: str) -> int:
-        """How often event ``name`` happened so far."""
-        with self._lock:
-            return self._events[name]
+            for stage, share in (removed or {}).items():
+                self._removed.setdefault(stage, []).append(float(share))
 
     def snapshot(self, now: float, sync: Mapping[str, int] | None = None) -> StatsSnapshot:
         """Rates and means since the previous snapshot; starts a new window."""
@@ -119,6 +117,7 @@ class NodeStats:
             stages, self._stages = self._stages, {}
             if stages:
                 self._last_stage_means = {k: sum(v) / len(v) for k, v in stages.items()}
+            removed, self._removed = self._removed, {}
             snap = StatsSnapshot(
                 window=window,
                 input_names=self.input_names,
@@ -133,6 +132,7 @@ class NodeStats:
                 events_window={k: self._events[k] - self._last_events[k] for k in EVENT_NAMES},
                 events_total={k: self._events[k] for k in EVENT_NAMES},
                 sync=dict(sync or {}),
+                removed_means={k: sum(v) / len(v) for k, v in removed.items()},
             )
             self._last_time = now
             self._last_inputs = list(self._inputs)
@@ -173,6 +173,23 @@ def build_diagnostic_array(snap: StatsSnapshot, *, prefix: str, hardware_id: str
     ``model``: identity of the backend (backend, checkpoint, vit size, iterations, device...)
     and memory figures, shown as they are. ``stamp``: builtin_interfaces/Time for the header.
     """
+    array = DiagnosticArray(status=[*camera_statuses(snap, prefix=prefix,
+                                                     hardware_id=hardware_id),
+                                    model_status(prefix, hardware_id, model)])
+    if stamp is not None:
+        array.header.stamp = stamp
+    return array
+
+
+def model_status(prefix: str, hardware_id: str, model: Mapping[str, str]) -> DiagnosticStatus:
+    """Build the '<prefix>: model' status: the backend's identity and memory (one per node)."""
+    return _status(DiagnosticStatus.OK, f'{prefix}: model',
+                   f'{model.get("backend", "?")} on {hardware_id}', hardware_id, model)
+
+
+def camera_statuses(snap: StatsSnapshot, *, prefix: str,
+                    hardware_id: str) -> list[DiagnosticStatus]:
+    """Build the '<prefix>: input' and ': processing' statuses of one camera's snapshot."""
     # Input: rates of the four topics and what the synchroniser made of them.
     values = {f'{name} rate (Hz)': _fmt(rate) for name, rate in
               zip(snap.input_names, snap.input_rates)}
@@ -198,11 +215,18 @@ def build_diagnostic_array(snap: StatsSnapshot, *, prefix: str, hardware_id: str
     values.update({f'stage {k} (ms)': _fmt(v, 1e3, 1) for k, v in snap.stage_means.items()})
     if snap.stage_means:  # the last pairs' figures, kept until new ones come
         values['stage times age (s)'] = _fmt(snap.stage_age, 1.0, 1)
+    values.update({f'removed {k.replace("_", " ")} (%)': _fmt(v, 1e2, 1)
+                   for k, v in snap.removed_means.items()})
     values.update({k.replace('_', ' '): str(v) for k, v in snap.events_total.items()})
     if snap.errors_window:
         problems = ', '.join(f'{k.replace("_", " ")} x{v}' for k, v in
                              snap.events_window.items() if v and k != 'skipped_no_subscribers')
         level, message = DiagnosticStatus.WARN, f'pairs skipped: {problems}'
+    elif snap.removed_means and 1.0 - sum(snap.removed_means.values()) < EMPTY_SHARE:
+        stage = max(snap.removed_means, key=snap.removed_means.get)
+        level, message = DiagnosticStatus.WARN, (
+            f'almost no valid depth: the {stage.replace("_", " ")} stage removed '
+            f'{snap.removed_means[stage]:.0%} of the pixels (the node\'s log says why)')
     elif snap.latency_mean < 0.0:  # NaN (nothing processed) compares False
         level, message = DiagnosticStatus.WARN, (
             f'input stamps are {_fmt(-snap.latency_mean, 1e3, 0)} ms ahead of this clock: '
@@ -218,10 +242,4 @@ def build_diagnostic_array(snap: StatsSnapshot, *, prefix: str, hardware_id: str
     else:
         level, message = DiagnosticStatus.OK, 'waiting for input'
     processing_status = _status(level, f'{prefix}: processing', message, hardware_id, values)
-
-    model_status = _status(DiagnosticStatus.OK, f'{prefix}: model',
-                           f'{model.get("backend", "?")} on {hardware_id}', hardware_id, model)
-    array = DiagnosticArray(status=[input_status, processing_status, model_status])
-    if stamp is not None:
-        array.header.stamp = stamp
-    return array
+    return [input_status, processing_status]

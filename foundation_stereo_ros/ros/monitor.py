@@ -1,13 +1,15 @@
 """What the node tells its user besides outputs: throttled warnings, input watchdogs, model info.
 
-Pure Python (no rclpy): the node hands in a ``warn`` function (its logger's) and the resolved
-topic names, and calls these from its callbacks, worker and diagnostics timer.
+No rclpy here (the ROS glue's logic, testable on scripted times): the node hands in a ``warn``
+function (its logger's) and the resolved topic names, and calls these from its callbacks,
+worker and diagnostics timer.
 :class:`NodeMonitor` is thread-safe.
 
 The watchdogs judge silence against the other inputs, never against the clock alone: an input
 is silent when it said nothing for longer than the timeout while another input delivered at
-least two messages, so a camera slower than the timeout, or a check that runs between the
-image and the CameraInfo of one frame, raises nothing. Silence counts from the first message
+least two messages of other frames (stamps other than its last), so a camera slower than the
+timeout, or a check that runs between the messages of one frame (in whatever order they
+arrive), raises nothing. Silence counts from the first message
 of any input, not from the node's start. When inputs arrive but form no set, the warning names
 the cause the counters show (a CameraInfo stamped 0, repeated stamps, images lost on the way)
 before blaming differing stamps.
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from foundation_stereo_ros.ros.diagnostics import device_memory
-from foundation_stereo_ros.ros.stereo_io import LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO
+from foundation_stereo_ros.ros.topic_names import LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO
 
 WARN_PERIOD = 5.0  # seconds between repeats of one kind of warning
 # An image input that delivers less than this share of its CameraInfo's messages loses images.
@@ -76,7 +78,9 @@ class NodeMonitor:
             self._others_since[index] = None
             self._after[index] = [0] * len(self.topics)
             for other, since in enumerate(self._others_since):
-                if other != index:
+                # A message of the frame ``other`` last delivered is no sign of its silence.
+                same_frame = stamp_ns is not None and stamp_ns == self._last_stamp[other]
+                if other != index and not same_frame:
                     if since is None:
                         self._others_since[other] = now
                     self._after[other][index] += 1
@@ -207,7 +211,8 @@ def model_info(backend: Any, config: Any) -> dict[str, str]:
     """
     info = dict(backend.describe())
     info.update({name: str(value) for name, value in config.backend_options.items()})
-    info.update({'scale': str(config.scale), 'z_near': str(config.z_near),
-                 'z_far': str(config.z_far)})
+    # Every pipeline setting in force: the scale, the z range and the trust filters.
+    info.update({name: str(value) for name, value in vars(config).items()
+                 if name != 'backend_options'})
     info.update(device_memory(backend.device))
     return info

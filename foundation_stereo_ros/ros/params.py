@@ -29,6 +29,9 @@ from foundation_stereo_ros.ros import param_sources
 from foundation_stereo_ros.settings import Setting, Value
 
 _READ_ONLY = ' Read-only: set it at start (params file or -p), restart the node to change it.'
+# A managed (lifecycle) node reads its parameters when it is configured.
+_UNCONFIGURED = (' Set it at start or while the node is unconfigured; it is read by the configure '
+                 'transition (to change it later: deactivate, cleanup, set it, configure).')
 _RUNTIME = ' May change at runtime; applies from the next pair.'
 # The words for the types of settings in messages.
 _TYPE_WORDS = {'bool': 'a boolean (true or false)', 'int': 'an integer',
@@ -47,17 +50,25 @@ class ParameterError(RuntimeError):
     """A parameter given at start has the wrong type or value; the message says what to do."""
 
 
-def make_descriptor(setting: Setting) -> ParameterDescriptor:
-    """ROS parameter descriptor of ``setting``."""
-    description = setting.description + (_RUNTIME if setting.runtime else _READ_ONLY)
+def make_descriptor(setting: Setting, *, managed: bool = False) -> ParameterDescriptor:
+    """ROS parameter descriptor of ``setting``.
+
+    ``managed``: for a lifecycle node, whose read-only settings may be set while it is
+    unconfigured (its set-parameters check refuses them once configured).
+    """
+    description = setting.description + (
+        _RUNTIME if setting.runtime else _UNCONFIGURED if managed else _READ_ONLY)
     if setting.choices:
         description += f' Values: {setting.constraints}.'
     descriptor = ParameterDescriptor(
-        description=description, read_only=not setting.runtime,
+        description=description, read_only=not (setting.runtime or managed),
         additional_constraints=setting.constraints,
-        # A float parameter accepts an integer (50 for 50.0); the table checks the value.
-        dynamic_typing=setting.type_name == 'float')
-    if setting.low is not None and setting.type_name == 'int':
+        # A float parameter accepts an integer (50 for 50.0, [15] for [15.0]); the table
+        # checks the value.
+        dynamic_typing=setting.item_type is float)
+    if setting.is_list:
+        pass  # ROS ranges bound scalars; the table checks each item
+    elif setting.low is not None and setting.type_name == 'int':
         descriptor.integer_range = [IntegerRange(
             from_value=int(setting.low), to_value=int(setting.high), step=int(setting.step))]
     elif setting.low is not None:
@@ -80,6 +91,8 @@ def _type_problem(setting: Setting, value: Any) -> str | None:
     """Return why ``value`` is not of ``setting``'s type (a list, a word for a number...)."""
     if setting.type_name == 'float' and type(value) is str:
         value = param_sources.scalar(value)  # a file's unquoted 1e3 is a number to rcl
+    if setting.is_list:  # ROS arrays and YAML lists; the items are judged on declaring
+        return None if isinstance(value, (list, tuple)) else 'expected a list ([a, b, ...])'
     expected = type(setting.default)
     if type(value) is expected or (expected is float and type(value) is int):
         return None
@@ -139,27 +152,48 @@ def check_given(node: Node, table: Sequence[Setting],
         raise ParameterError('invalid parameters: ' + '; '.join(problems))
 
 
-def declare(node: Node, table: Sequence[Setting],
-            argv: Sequence[str] | None = None) -> dict[str, Value]:
+def declare(node: Node, table: Sequence[Setting], argv: Sequence[str] | None = None, *,
+            problems: dict[str, str] | None = None) -> dict[str, Value]:
     """Declare every setting of ``table`` on ``node``; return the values given at start.
 
     Raises :class:`ParameterError` for a value of the wrong type or out of range, also one
-    that rcl would drop in silence (see :func:`check_given`, which reads ``argv``).
+    that rcl would drop in silence (see :func:`check_given`, which reads ``argv``), unless a
+    ``problems`` dict is given (a lifecycle node, declared as ``managed`` in
+    :func:`make_descriptor`): then such a parameter is declared with its default and
+    ``problems[name]`` says what was wrong, for the configure transition to report.
     """
-    check_given(node, table, argv)
+    managed = problems is not None
+    try:
+        check_given(node, table, argv)
+    except ParameterError as exc:
+        if not managed:
+            raise
+        problems['parameters'] = str(exc)  # type: ignore[index]
     values = {}
     for setting in table:
+        descriptor = make_descriptor(setting, managed=managed)
         try:
-            parameter = node.declare_parameter(setting.name, setting.default,
-                                               make_descriptor(setting))
-        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
-            raise ParameterError(
-                f'invalid parameter {setting.name}: {exc}; expected a {setting.type_name}'
-                + (f' ({setting.constraints})' if setting.constraints else '')) from exc
-        value = parameter.value
-        reason = setting.check(value)
-        if reason:
-            raise ParameterError(f'invalid parameter: {reason}')
+            try:
+                parameter = node.declare_parameter(setting.name, _ros_value(setting.default),
+                                                   descriptor)
+            except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+                raise ParameterError(
+                    f'invalid parameter {setting.name}: {exc}; expected a {setting.type_name}'
+                    + (f' ({setting.constraints})' if setting.constraints else '')) from exc
+            value = _plain(parameter.value)
+            reason = setting.check(value)
+            if reason:
+                raise ParameterError(f'invalid parameter: {reason}')
+        except ParameterError as exc:
+            if not managed:
+                raise
+            problems[setting.name] = str(exc)  # type: ignore[index]
+            if not node.has_parameter(setting.name):
+                node.declare_parameter(setting.name, _ros_value(setting.default), descriptor,
+                                       ignore_override=True)
+            else:
+                node.set_parameters([Parameter(setting.name, value=_ros_value(setting.default))])
+            value = setting.default
         values[setting.name] = setting.coerce(value)
     return values
 
@@ -177,7 +211,7 @@ def on_change(node: Node, table: Sequence[Setting],
     by_name = {s.name: s for s in table}
 
     def callback(parameters: Sequence[Parameter]) -> SetParametersResult:
-        changes = {p.name: p.value for p in parameters if p.name in by_name}
+        changes = {p.name: _plain(p.value) for p in parameters if p.name in by_name}
         if not changes:
             return SetParametersResult(successful=True)
         reason = check(changes)
@@ -188,6 +222,22 @@ def on_change(node: Node, table: Sequence[Setting],
 
     node.add_on_set_parameters_callback(callback)
     explain_undeclared(node)
+
+
+def current_values(node: Node, table: Sequence[Setting]) -> dict[str, Any]:
+    """Return the values the declared parameters of ``table`` hold now (arrays as tuples)."""
+    return {s.name: _plain(node.get_parameter(s.name).value) for s in table}
+
+
+def _ros_value(value: Value) -> Any:
+    """Return a setting's value as rclpy takes it: lists for array parameters."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _plain(value: Any) -> Any:
+    """Return a parameter value as the table reads it: arrays as tuples."""
+    return value if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) \
+        else tuple(value)
 
 
 def closest_parameter(node: Node, name: str) -> str:

@@ -19,37 +19,37 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-from foundation_stereo_ros.camera import (
-    CameraInfoError,
-    ImageGeometry,
-    StereoCamera,
-    camera_info_key,
-)
+from foundation_stereo_ros.binning_roi import ImageGeometry
+from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.camera_info import CameraInfoError, camera_info_key
 from foundation_stereo_ros.pipeline import PipelineOutOfMemory, StereoPipeline, StereoResult
 from foundation_stereo_ros.rectification import StereoRectifier, rectified_camera_info
 from foundation_stereo_ros.ros import conversions
+
+# The node and the bag tool import the input names with the set step (one place: topic_names).
+from foundation_stereo_ros.ros.topic_names import (  # noqa: F401
+    IMAGE_SLOTS,
+    INPUT_TOPICS,
+    LEFT_IMAGE,
+    LEFT_INFO,
+    RAW_INPUT_TOPICS,
+    RIGHT_IMAGE,
+    RIGHT_INFO,
+    input_topics,
+)
 from foundation_stereo_ros.settings import IMAGE_TRANSPORTS
 from foundation_stereo_ros.visualize import colorize_disparity
 
-# The one order of the four inputs everywhere (synchroniser slots, bag tool --topics...).
-INPUT_TOPICS = ('left/image_rect', 'left/camera_info', 'right/image_rect', 'right/camera_info')
-INPUT_TYPES = (Image, CameraInfo, Image, CameraInfo)
-# With rectify: raw camera images (same CameraInfo topics).
-RAW_INPUT_TOPICS = ('left/image_raw', 'left/camera_info', 'right/image_raw', 'right/camera_info')
-LEFT_IMAGE, LEFT_INFO, RIGHT_IMAGE, RIGHT_INFO = range(4)
-IMAGE_SLOTS = (LEFT_IMAGE, RIGHT_IMAGE)
+INPUT_TYPES = (Image, CameraInfo, Image, CameraInfo)  # of INPUT_TOPICS, in their order
 # Message type of each image transport; a compressed image topic is '<image topic>/compressed'
 # (image_transport's naming, after remapping the image topic).
 IMAGE_TYPES = dict(zip(IMAGE_TRANSPORTS, (Image, CompressedImage)))
 COMPRESSED_SUFFIX = '/compressed'
+# confidence: 32FC1 in [0, 1] at camera resolution with the depth image's header, published
+# when the backend or the left-right check gives one (StereoResult.confidence).
 OUTPUT_TOPICS = ('disparity', 'depth/image_rect', 'depth/camera_info', 'points',
-                 'disparity/image_color')
-OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image)
-
-
-def input_topics(rectify: bool = False) -> tuple[str, ...]:
-    """Return the input topics (:data:`INPUT_TOPICS` order): image_raw ones to rectify."""
-    return RAW_INPUT_TOPICS if rectify else INPUT_TOPICS
+                 'disparity/image_color', 'confidence')
+OUTPUT_TYPES = (DisparityImage, Image, CameraInfo, PointCloud2, Image, Image)
 
 
 def input_types(image_transport: str = 'raw') -> tuple[type, ...]:
@@ -83,12 +83,12 @@ class PairDecoder:
     ``CompressedImage`` (image_transport compressed). With a ``rectifier`` the images are raw
     and are rectified with their CameraInfo first; the camera then comes from the rectified
     CameraInfo (:meth:`output_info`). The stereo camera is rebuilt (and validated) only when a
-    field that changes the geometry changes (:func:`~.camera.camera_info_key`: the
+    field that changes the geometry changes (:func:`~.camera_info.camera_info_key`: the
     calibration, binning, ROI or frame).
     """
 
     def __init__(self, logger: Any = None, rectifier: StereoRectifier | None = None) -> None:
-        """``logger`` receives calibration warnings (python logging or rclpy logger)."""
+        """``logger`` receives input warnings (python logging or rclpy logger)."""
         self._logger = logger
         self.rectifier = rectifier
         self._cache: tuple[tuple, StereoCamera] | None = None
@@ -100,7 +100,7 @@ class PairDecoder:
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         try:
-            camera = StereoCamera.from_camera_info(left_info, right_info, logger=self._logger)
+            camera = StereoCamera.from_camera_info(left_info, right_info)
         except CameraInfoError as exc:
             raise PairError('camera_info_error', 'camera_info',
                             f'CameraInfo unusable, pair skipped: {exc}') from exc
@@ -228,15 +228,39 @@ def output_messages(result: StereoResult, camera: StereoCamera, header: Any,
     if 'disparity/image_color' in wanted:
         out['disparity/image_color'] = conversions.array_to_image(
             colorize_disparity(result.disparity), 'rgb8', header)
+    if 'confidence' in wanted and result.confidence is not None:
+        out['confidence'] = conversions.array_to_image(
+            np.asarray(result.confidence, dtype=np.float32), '32FC1', header)
     return out
 
 
 @dataclass
 class ProcessedSet:
-    """The outputs of one stereo set: messages by topic, and seconds per stage."""
+    """The outputs of one stereo set.
+
+    Messages by topic, seconds per stage, and the share of pixels each trust stage removed
+    (``StereoResult.removed``).
+    """
 
     messages: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    removed: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class DecodedSet:
+    """One set ready for the pipeline: its messages, RGB pair, camera and decode time."""
+
+    messages: Sequence[Any]
+    left: Any
+    right: Any
+    camera: StereoCamera
+    convert: float  # seconds spent decoding
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height): sets of one size may share a batch."""
+        return self.camera.width, self.camera.height
 
 
 class StereoSetProcessor:
@@ -244,11 +268,13 @@ class StereoSetProcessor:
 
     The node and the bag tool both call :meth:`process`; any problem with the set, the device
     running out of memory included, is a :class:`PairError` the caller counts and skips.
+    Several cameras share one pipeline with one processor each (its own calibration cache and
+    rectifier): :func:`process_sets` batches their sets.
     """
 
     def __init__(self, pipeline: StereoPipeline, logger: Any = None, *,
                  rectify: bool = False) -> None:
-        """``logger`` receives calibration warnings; ``rectify``: the images are raw.
+        """``logger`` receives input warnings; ``rectify``: the images are raw.
 
         Raw images are rectified on the backend's device where that is not the CPU (torch
         grid_sample), else with cv2.remap (faster on a CPU: ``benchmarks/bench_rectify.py``).
@@ -256,28 +282,87 @@ class StereoSetProcessor:
         self.pipeline = pipeline
         rectifier = StereoRectifier(pipeline.backend.device) if rectify else None
         self.decoder = PairDecoder(logger, rectifier)
+        self._logger = logger
+        self._told: set[str] = set()  # kinds of pipeline notices already logged
 
     def process(self, messages: Sequence[Any], wanted: Sequence[str]) -> ProcessedSet:
         """Build the outputs of the ``wanted`` topics (names of :data:`OUTPUT_TOPICS`) for one set.
 
         ``messages``: left image, left info, right image, right info (:data:`INPUT_TOPICS`).
         """
+        (outcome,) = process_sets(self.pipeline, [(self, messages, wanted)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def decode(self, messages: Sequence[Any]) -> DecodedSet:
+        """Check and convert one set (:data:`INPUT_TOPICS` order); PairError when unusable."""
         left_msg, left_info, right_msg, right_info = messages
         start = time.perf_counter()
         left, right, camera = self.decoder.decode(left_msg, left_info, right_msg, right_info)
-        convert = time.perf_counter() - start
-        try:
-            result = self.pipeline.process(
-                left, right, camera, want_depth='depth/image_rect' in wanted,
-                want_points='points' in wanted)
-        except PipelineOutOfMemory as exc:
-            raise PairError('out_of_memory', 'out_of_memory', f'pair skipped: {exc}') from exc
+        return DecodedSet(messages, left, right, camera, time.perf_counter() - start)
+
+    def finish(self, decoded: DecodedSet, result: StereoResult,
+               wanted: Sequence[str]) -> ProcessedSet:
+        """Turn the pipeline's result for ``decoded`` into the ``wanted`` output messages."""
+        self._tell(result)
+        left_msg, left_info = decoded.messages[0], decoded.messages[1]
         start = time.perf_counter()
         out_info = self.decoder.output_info(left_info)
         header = output_header(left_msg, out_info)
+        left = decoded.left
         if 'points' in wanted and not isinstance(left, np.ndarray):
             left = left.cpu().numpy()  # rectified on the device: the cloud's colours
-        out = output_messages(result, camera, header, left, out_info, wanted)
-        timings = {'convert': convert, **result.timings,
+        out = output_messages(result, decoded.camera, header, left, out_info, wanted)
+        timings = {'convert': decoded.convert, **result.timings,
                    'messages': time.perf_counter() - start}
-        return ProcessedSet(out, timings)
+        return ProcessedSet(out, timings, result.removed)
+
+    def _tell(self, result: StereoResult) -> None:
+        """Log each kind of the pipeline's notices once (no confidence, an empty output)."""
+        for kind, message in result.notices:
+            if kind not in self._told and self._logger is not None:
+                self._told.add(kind)
+                self._logger.warning(f'{message} (said once)')
+
+
+SetJob = tuple[StereoSetProcessor, Sequence[Any], Sequence[str]]
+
+
+def process_sets(pipeline: StereoPipeline,
+                 jobs: Sequence[SetJob]) -> list[ProcessedSet | Exception]:
+    """Process the sets of several cameras through one pipeline; one outcome per job.
+
+    ``jobs``: (the camera's processor, its four messages, its wanted output topics). Sets of
+    the same image size go through the network as one batch (one config snapshot, each with
+    its own camera), others one batch per size. An outcome is a :class:`ProcessedSet`, a
+    :class:`PairError` (bad input, out of memory) or the exception the backend raised.
+    """
+    outcomes: list[ProcessedSet | Exception | None] = [None] * len(jobs)
+    groups: dict[tuple[int, int], list[tuple[int, DecodedSet]]] = {}
+    for index, (processor, messages, _) in enumerate(jobs):
+        try:
+            decoded = processor.decode(messages)
+        except PairError as exc:
+            outcomes[index] = exc
+            continue
+        groups.setdefault(decoded.size, []).append((index, decoded))
+    for members in groups.values():
+        wanted = {topic for index, _ in members for topic in jobs[index][2]}
+        try:
+            results = pipeline.process_batch(
+                [(decoded.left, decoded.right) for _, decoded in members],
+                [decoded.camera for _, decoded in members],
+                want_depth='depth/image_rect' in wanted, want_points='points' in wanted,
+                want_confidence='confidence' in wanted)
+        except PipelineOutOfMemory as exc:
+            error: Exception = PairError('out_of_memory', 'out_of_memory', f'pair skipped: {exc}')
+            error.__cause__ = exc
+            results = [error] * len(members)
+        except Exception as exc:  # noqa: BLE001 - each caller decides what a failure costs
+            results = [exc] * len(members)
+        for (index, decoded), result in zip(members, results):
+            processor, _, job_wanted = jobs[index]
+            outcomes[index] = (result if isinstance(result, Exception)
+                               else processor.finish(decoded, result, job_wanted))
+    return outcomes  # type: ignore[return-value]

@@ -1,8 +1,9 @@
 """A synthetic rectified stereo camera: generated scenes published like a real driver.
 
-Publishes ``left/image_rect``, ``left/camera_info``, ``right/image_rect``, ``right/camera_info``
-(relative names) at ``rate`` Hz, all four with one stamp. The CameraInfo pair is rectified:
-both P share fx, fy, cy; the right one carries the baseline, ``P_right[3] = -fx * baseline``.
+Publishes the node's inputs (:data:`~.topic_names.INPUT_TOPICS`: left/right ``image_rect``
+and ``camera_info``, relative names) at ``rate`` Hz, all four with one stamp. The CameraInfo
+pair is rectified: both P share fx, fy, cy; the right one carries the baseline,
+``P_right[3] = -fx * baseline``.
 With ``moving:=true`` it cycles through ``num_scenes`` pre-generated scenes (one per frame), so
 a subscriber sees changing data at no per-frame rendering cost.
 
@@ -26,6 +27,7 @@ with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and to
     from foundation_stereo_ros.camera import StereoCamera
     from foundation_stereo_ros.ros import conversions
     from foundation_stereo_ros.ros import params as ros_params
+    from foundation_stereo_ros.ros.topic_names import INPUT_TOPICS, LEFT_IMAGE
     from foundation_stereo_ros.synthetic.camera_settings import ENCODINGS, SETTINGS
     from foundation_stereo_ros.synthetic.scenes import StereoScene, make_scene
 
@@ -81,17 +83,13 @@ class SyntheticStereoCamera(Node):
                                                  p['right_frame_id']))
         qos = qos_profile_sensor_data if p['qos'] == 'sensor_data' else QoSProfile(
             depth=5, reliability=QoSReliabilityPolicy.RELIABLE)
-        self.publishers_out = [
-            self.create_publisher(Image, 'left/image_rect', qos),
-            self.create_publisher(CameraInfo, 'left/camera_info', qos),
-            self.create_publisher(Image, 'right/image_rect', qos),
-            self.create_publisher(CameraInfo, 'right/camera_info', qos),
-        ]
+        self.publishers_out = [self.create_publisher(msg_type, topic, qos) for msg_type, topic
+                               in zip((Image, CameraInfo, Image, CameraInfo), INPUT_TOPICS)]
         self.frame_count = 0
         self.timer = self.create_timer(1.0 / p['rate'], self.publish_frame)
         self.get_logger().info(
             f"publishing {p['encoding']} at {p['rate']} Hz on "
-            f"{self.resolve_topic_name('left/image_rect')} and friends")
+            f"{self.resolve_topic_name(INPUT_TOPICS[LEFT_IMAGE])} and friends")
 
     def publish_frame(self, stamp: Any | None = None) -> None:
         """Publish the next frame's four messages with one stamp (now by default)."""

@@ -1,8 +1,12 @@
 r"""Offline: a rosbag2 of a stereo camera in; the same bag plus disparity, depth and points out.
 
     python -m foundation_stereo_ros.bag_tool IN_BAG OUT_BAG \
-        [--topics LEFT LEFT_INFO RIGHT RIGHT_INFO] [--backend sgbm|foundation_stereo] \
-        [--checkpoint model_best_bp2.pth] [--storage mcap|sqlite3]
+        [--topics LEFT LEFT_INFO RIGHT RIGHT_INFO] [--backend foundation_stereo|onnx|sgbm] \
+        [--checkpoint CHECKPOINT] [--model EXPORT.onnx] [--storage mcap|sqlite3]
+
+``--checkpoint``: a FoundationStereo ``model_best_bp2.pth`` or a Fast-FoundationStereo
+``model_best_bp2_serialize.pth`` (``cfg.yaml`` beside either), or a converted
+``.safetensors``; ``--backend onnx --model``: an exported network on ONNX Runtime / TensorRT.
 
 Reads .mcap and .db3 bags (a bag folder or the file itself) with ``rosbags``, synchronises the
 four stereo topics with the node's synchroniser (image topics of sensor_msgs/Image or
@@ -13,8 +17,10 @@ the output bag is closed properly (readable, with its metadata.yaml) and the sum
 it stopped. A message that does not decode is skipped and counted. Outputs are stamped like
 their input and written at the log time of the message that completed the set, on
 ``<ns>/disparity``, ``<ns>/depth/image_rect``, ``<ns>/depth/camera_info`` and
-``<ns>/points``, where ``<ns>`` is the namespace of the left camera (``/stereo`` for
-``/stereo/left/image_rect``) unless --output-namespace says otherwise.
+``<ns>/points`` (``--outputs`` chooses, ``confidence`` among them), where ``<ns>`` is the
+namespace of the left camera (``/stereo`` for ``/stereo/left/image_rect``) unless
+--output-namespace says otherwise. When a set yields (almost) no valid depth, the log says once
+which stage removed the pixels and what to check.
 """
 from __future__ import annotations
 

@@ -56,9 +56,10 @@ STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 BAG_SETTINGS = (settings.BACKEND, settings.PIPELINE, settings.SYNC, settings.INPUT)
 BAG_FILES = ('.mcap', '.db3')
 TOPICS_METAVAR = tuple(t.replace('/', '_').upper() for t in INPUT_TOPICS)
-NO_PAIR = ('no stereo pair was processed: check --topics, and --sync approximate if the four '
-           'topics are not stamped identically (--cache-camera-info if CameraInfo is recorded '
-           'once or stamped 0)')
+NO_PAIR = (f'no stereo pair was processed: check --topics, and '
+           f'{settings.BY_NAME["sync_policy"].option} approximate if the four topics are not '
+           f'stamped identically ({settings.BY_NAME["cache_camera_info"].option} if CameraInfo '
+           'is recorded once or stamped 0)')
 
 
 class BagError(RuntimeError):

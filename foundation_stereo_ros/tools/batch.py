@@ -12,10 +12,10 @@ the file's folder, ``#`` comments). The camera is ``--intrinsics``/``--camera-in
 ``K.txt`` beside each left image.
 
 For each pair, ``OUT/<name>/`` gets the demo's files (disparity.npy, depth.npy, disparity.png,
-cloud.ply). Pairs that cannot be used (missing or unreadable image, left and right of different
-sizes, no camera) are skipped and listed with the reason, in the table and in
-``OUT/summary.csv``; nothing is dropped silently. ``--batch-size N`` runs up to N consecutive
-pairs of one size through the network at once.
+cloud.ply, confidence.npy when there is one). Pairs that cannot be used (missing or unreadable
+image, left and right of different sizes, no camera) are skipped and listed with the reason, in
+the table and in ``OUT/summary.csv``; nothing is dropped silently. ``--batch-size N`` runs up to
+N consecutive pairs of one size through the network at once.
 """
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ from foundation_stereo_ros import settings
 from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.interrupts import INTERRUPTED, quiet_main
 from foundation_stereo_ros.tools.common import (
+    Notices,
     ToolError,
+    add_camera_options,
     load_camera,
     load_pair,
     pipeline_from_args,
@@ -79,11 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--replace', nargs=2, metavar=('LEFT', 'RIGHT'), default=('left', 'right'),
                    help='with --glob: the right path is the left one with the last LEFT '
                         'replaced by RIGHT (default: left right)')
-    cam = p.add_mutually_exclusive_group()
-    cam.add_argument('--intrinsics', type=Path,
-                     help='K.txt for every pair (default: a K.txt beside each left image)')
-    cam.add_argument('--camera-info', type=Path, nargs=2, metavar=('LEFT_YAML', 'RIGHT_YAML'),
-                     help='camera_calibration YAML files of the rectified cameras')
+    add_camera_options(p, 'K.txt for every pair (default: a K.txt beside each left image)')
     settings.add_arguments(p)
     p.add_argument('--batch-size', type=int, default=1,
                    help='pairs of one size run through the backend at once (default 1; see '
@@ -204,15 +202,18 @@ def run_batches(pipeline: StereoPipeline, jobs: list[PairJob], args: argparse.Na
     """Process every pending job, ``batch_size`` same-size pairs at a time; write outputs."""
     pending = [j for j in jobs if j.status == 'pending']
     group: list[tuple[PairJob, np.ndarray, np.ndarray, StereoCamera]] = []
+    notices = Notices('batch')
 
     def flush() -> None:
         if not group:
             return
         camera = group[0][3]
         start = time.perf_counter()
-        results = pipeline.process_batch([(left, right) for _, left, right, _ in group], camera)
+        results = pipeline.process_batch([(left, right) for _, left, right, _ in group], camera,
+                                         want_confidence=True)
         per_pair = (time.perf_counter() - start) / len(group)
         for (job, left, _, _), result in zip(group, results):
+            notices.tell(result, job.name)
             write_outputs(args.out / job.name, result, left)
             job.status, job.seconds = 'ok', per_pair
             job.valid_share = float(np.isfinite(result.disparity).mean())

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from foundation_stereo_ros import settings
-from foundation_stereo_ros.camera import CameraInfoError, StereoCamera
+from foundation_stereo_ros.calibration_files import load_calibration_yaml, load_k_file
+from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.camera_info import CameraInfoError
 
 if TYPE_CHECKING:
     from foundation_stereo_ros.pipeline import StereoPipeline, StereoResult
@@ -45,17 +47,27 @@ def load_pair(left: Path, right: Path) -> tuple[np.ndarray, np.ndarray]:
     return images[0], images[1]
 
 
+def add_camera_options(parser: argparse.ArgumentParser,
+                       intrinsics_help: str = 'K.txt: 9 numbers (row-major K), then the '
+                                              'baseline in metres') -> None:
+    """Add --intrinsics or --camera-info, the camera options :func:`load_camera` reads."""
+    camera = parser.add_mutually_exclusive_group()
+    camera.add_argument('--intrinsics', type=Path, help=intrinsics_help)
+    camera.add_argument('--camera-info', type=Path, nargs=2, metavar=('LEFT_YAML', 'RIGHT_YAML'),
+                        help='camera_calibration YAML files of the rectified left/right cameras')
+
+
 def load_camera(args: argparse.Namespace, width: int, height: int) -> StereoCamera:
     """Load the stereo camera from --intrinsics or --camera-info."""
     try:
         if args.intrinsics is not None:
             if not args.intrinsics.is_file():
                 raise ToolError(f'intrinsics file not found: {args.intrinsics}')
-            return StereoCamera.from_k_file(args.intrinsics, width, height)
+            return load_k_file(args.intrinsics, width, height)
         for path in args.camera_info:
             if not path.is_file():
                 raise ToolError(f'camera info file not found: {path}')
-        return StereoCamera.from_calibration_yaml(*args.camera_info)
+        return load_calibration_yaml(*args.camera_info)
     except CameraInfoError as exc:
         raise ToolError(str(exc)) from exc
 
@@ -111,7 +123,7 @@ def pipeline_from_args(args: argparse.Namespace, swept: Mapping[str, Sequence] |
 
 
 def write_outputs(out: Path, result: StereoResult, left: np.ndarray) -> int:
-    """Write the four demo files; returns the number of points in cloud.ply."""
+    """Write the demo files (confidence.npy when there is one); returns cloud.ply's points."""
     import cv2
 
     from foundation_stereo_ros.ply import write_ply
@@ -120,9 +132,38 @@ def write_outputs(out: Path, result: StereoResult, left: np.ndarray) -> int:
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / 'disparity.npy', result.disparity.astype(np.float32))
     np.save(out / 'depth.npy', result.depth.astype(np.float32))
+    if result.confidence is not None:
+        np.save(out / 'confidence.npy', result.confidence.astype(np.float32))
     vis = colorize_disparity(result.disparity)
     cv2.imwrite(str(out / 'disparity.png'), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
     return write_ply(out / 'cloud.ply', result.points, left)
+
+
+class Notices:
+    """Says each kind of the pipeline's notices once (no confidence, an empty output).
+
+    Messages name the command-line options (``--z-far``), not the node's parameters.
+    """
+
+    def __init__(self, prog: str) -> None:
+        """``prog``: the tool's name, the prefix of each line on stderr."""
+        self.prog = prog
+        self.told: set[str] = set()
+
+    def tell(self, result: StereoResult, where: str = '') -> None:
+        """Print the notices of ``result`` not said before (``where``: the pair's name)."""
+        for kind, message in result.notices:
+            if kind not in self.told:
+                self.told.add(kind)
+                prefix = f'{where}: ' if where else ''
+                message = settings.option_names(message, every_word=False)
+                print(f'{self.prog}: warning: {prefix}{message}', file=sys.stderr)
+
+
+def removed_summary(result: StereoResult) -> str:
+    """'invalid 3.1%, z_range 0.2%': the stages that removed pixels, for a summary line."""
+    return ', '.join(f'{stage} {share:.1%}' for stage, share in result.removed.items()
+                     if share > 0.0) or 'nothing'
 
 
 T = TypeVar('T')

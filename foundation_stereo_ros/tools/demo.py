@@ -5,7 +5,9 @@ r"""Offline demo: a rectified stereo pair to disparity, depth, a colour map and 
 
 With no --left/--right it runs on a bundled generated scene and compares with its ground truth.
 Writes disparity.npy (float32 pixels, NaN invalid), depth.npy (metres, NaN invalid),
-disparity.png (colour map) and cloud.ply (coloured points).
+disparity.png (colour map), cloud.ply (coloured points) and, when the backend or the left-right
+check gives one, confidence.npy (float32 in [0, 1]). When (almost) no pixel is left it says
+which stage removed them and what to check.
 """
 from __future__ import annotations
 
@@ -21,10 +23,13 @@ with exit_on_interrupt(INTERRUPTED):  # Ctrl-C during the seconds of importing t
 
     from foundation_stereo_ros import settings
     from foundation_stereo_ros.tools.common import (
+        Notices,
         ToolError,
+        add_camera_options,
         load_camera,
         load_pair,
         pipeline_from_args,
+        removed_summary,
         run_command,
         write_outputs,
     )
@@ -37,11 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         description='Disparity, depth and a point cloud from one rectified stereo pair.')
     p.add_argument('--left', type=Path, help='left rectified image (PNG/JPEG)')
     p.add_argument('--right', type=Path, help='right rectified image')
-    cam = p.add_mutually_exclusive_group()
-    cam.add_argument('--intrinsics', type=Path,
-                     help='K.txt: 9 numbers (row-major K), then the baseline in metres')
-    cam.add_argument('--camera-info', type=Path, nargs=2, metavar=('LEFT_YAML', 'RIGHT_YAML'),
-                     help='camera_calibration YAML files of the rectified left/right cameras')
+    add_camera_options(p)
     settings.add_arguments(p)
     p.add_argument('--out', type=Path, default=Path('out/demo'), help='output folder')
     return p
@@ -65,8 +66,9 @@ def run(args: argparse.Namespace) -> dict:
 
     pipeline, chosen = pipeline_from_args(args)
     start = time.perf_counter()
-    result = pipeline.process(left, right, camera)
+    result = pipeline.process(left, right, camera, want_confidence=True)
     elapsed = time.perf_counter() - start
+    Notices('demo').tell(result)
     try:
         n_points = write_outputs(args.out, result, left)
     except OSError as exc:
@@ -79,6 +81,8 @@ def run(args: argparse.Namespace) -> dict:
         'seconds': round(elapsed, 3),
         'valid_share': round(float(valid.mean()), 4),
         'points': n_points,
+        'confidence': result.confidence is not None,
+        'removed': f'[{removed_summary(result)}]',
         'out': str(args.out),
     }
     if scene is not None:

@@ -35,6 +35,7 @@ from foundation_stereo_ros.camera import StereoCamera
 from foundation_stereo_ros.interrupts import INTERRUPTED, quiet_main
 from foundation_stereo_ros.tools.common import (
     ToolError,
+    add_camera_options,
     load_camera,
     load_pair,
     pipeline_from_args,
@@ -88,9 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--left', type=Path, help='left rectified image (default: a generated scene)')
     p.add_argument('--right', type=Path, help='right rectified image')
-    cam = p.add_mutually_exclusive_group()
-    cam.add_argument('--intrinsics', type=Path, help='K.txt of the pair')
-    cam.add_argument('--camera-info', type=Path, nargs=2, metavar=('LEFT_YAML', 'RIGHT_YAML'))
+    add_camera_options(p, 'K.txt of the pair')
     p.add_argument('--ground-truth', type=Path,
                    help='disparity_gt.npy of the pair (camera pixels; NaN or <= 0: unknown)')
     p.add_argument('--scene-size', default='640x480', help='WxH of the generated scene')

@@ -12,6 +12,8 @@ module at start, before the node's module:
   imports :mod:`foundation_stereo_ros.interrupts`: the moment its own code begins (what comes
   before, the interpreter's start-up, site and loading the entry module, is out of its
   reach), for the start-up interrupt sweep.
+* ``FSR_TEST_TRACKED_BACKEND=1``: register the backend ``tracked`` (tracked_backend.py), an
+  SGBM that prints when it is built and when it is garbage collected (the model released).
 * ``FSR_TEST_SLOW_IMPORT=1``: importing torch prints ``importing torch`` and waits a minute
   first, so a test can interrupt the import.
 * ``FSR_TEST_NO_RAY=1``: ``import ray`` fails as if Ray were not installed.
@@ -70,6 +72,11 @@ if os.environ.get('FSR_TEST_SLOW_BACKEND'):
     from foundation_stereo_ros.backends import BACKENDS
 
     BACKENDS['slow'] = ('slow_backend', 'SlowBackend')
+
+if os.environ.get('FSR_TEST_TRACKED_BACKEND'):
+    from foundation_stereo_ros.backends import BACKENDS
+
+    BACKENDS['tracked'] = ('tracked_backend', 'TrackedBackend')
 
 if os.environ.get('FSR_TEST_SLOW_IMPORT'):
     import importlib.abc

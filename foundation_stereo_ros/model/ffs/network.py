@@ -1,13 +1,12 @@
 """Fast-FoundationStereo network: the official forward computation over layers from the file.
 
 The modules here receive their sub-networks already built (see :mod:`.builder`): FFS
-checkpoints carry their own, pruned and searched, architecture. What is shared with
-FoundationStereo is shared: image normalisation, the cost volumes, the geometry encoding,
-convex upsampling and the coarse-to-fine driver.
+checkpoints carry their own, pruned and searched, architecture. The forward computation is
+FoundationStereo's (:mod:`..stereo_network`); this family supplies its sub-networks, its
+feature and context hooks, and its cost-volume switches (``cv_group``, ``normalize``).
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,13 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cost_volume import build_concat_volume, build_gwc_volume, disparity_regression
 from ..edgenext import stage_outputs
-from ..feature import normalize_image
-from ..geometry_encoding import GeometryEncodingVolume
-from ..hierarchical import check_divisible, run_hierarchical
-from ..refinement import ForwardOutput, amp_region, no_autocast, refine
-from ..upsample import convex_upsample
+from ..stereo_network import StereoNetwork
 from .blocks import NamedLayers
 
 __all__ = ['FFSFeature', 'FFSHourglass', 'FastFoundationStereo']
@@ -82,10 +76,10 @@ class FFSHourglass(NamedLayers):
         return self.conv_out(conv)
 
 
-class FastFoundationStereo(NamedLayers):
+class FastFoundationStereo(NamedLayers, StereoNetwork):
     """Fast-FoundationStereo disparity network rebuilt from a serialized checkpoint.
 
-    Same calls as :class:`~foundation_stereo_ros.model.FoundationStereo`:
+    The forward is :class:`.StereoNetwork`'s, as for FoundationStereo:
     ``model(left, right, iters=, test_mode=, init_disp=)`` and ``run_hierarchical``.
 
     Args:
@@ -115,86 +109,15 @@ class FastFoundationStereo(NamedLayers):
         if dx_buffer is not None:
             self.register_buffer('dx', dx_buffer.clone())
 
-    # ------------------------------------------------------------------ helpers
-    def _amp(self, device: torch.device) -> contextlib.AbstractContextManager:
-        """Autocast region as upstream's ``autocast('cuda', enabled=mixed_precision)``."""
-        return amp_region(self.mixed_precision, self.amp_dtype, device)
+    # ------------------------------------------------------------------ family hooks
+    def extract_features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], None]:
+        """Run the file's feature network (no Depth Anything branch: nothing extra)."""
+        return self.feature(images), None
 
-    def upsample_disp(self, disp: torch.Tensor, mask_feat_4: torch.Tensor,
-                      stem_2x: torch.Tensor) -> torch.Tensor:
-        """1/4-resolution disparity (1/4 px units) -> full resolution (B, 1, H, W), float32."""
-        with self._amp(disp.device):
-            weights = F.softmax(self.spx_gru(self.spx_2_gru(mask_feat_4, stem_2x)), dim=1)
-            up = convex_upsample(disp * 4.0, weights)
-        return up.unsqueeze(1).float()
-
-    # ------------------------------------------------------------------ forward
-    def forward(self, left: torch.Tensor, right: torch.Tensor, iters: int = 8,
-                test_mode: bool = False, init_disp: torch.Tensor | None = None,
-                low_memory: bool = False) -> ForwardOutput:
-        """Disparity of ``left`` w.r.t. ``right`` (x_left - x_right, full-resolution pixels).
-
-        Args:
-            left, right: (B, 3, H, W) RGB float images, values 0..255, H and W multiples of 32.
-            iters: refinement iterations (>= 1).
-            test_mode: return only the final (B, 1, H, W) disparity (upsampled once).
-            init_disp: optional (B, 1, H/4, W/4) initial disparity in 1/4-resolution pixels.
-            low_memory: accepted for the official signature; the geometry lookup here is
-                always the gather-based one (the official low-memory path).
-
-        Returns:
-            test_mode: (B, 1, H, W) float32. Otherwise ``(init_disp, disp_preds)``.
-        """
-        del low_memory
-        check_divisible(left)
-        if isinstance(iters, bool) or int(iters) != iters or iters < 1:
-            raise ValueError(f'iters must be a positive integer, got {iters!r}')
-        b, _, h, w = left.shape
-        if init_disp is not None and tuple(init_disp.shape) != (b, 1, h // 4, w // 4):
-            raise ValueError(f'init_disp must have shape {(b, 1, h // 4, w // 4)} '
-                             f'(1/4 resolution), got {tuple(init_disp.shape)}')
-        device = left.device
-        bins = self.max_disp // 4
-        left = normalize_image(left)
-        right = normalize_image(right)
-        with self._amp(device):
-            features = self.feature(torch.cat([left, right], dim=0))
-            features_left = [f[:b] for f in features]
-            feat04_right = features[0][b:]
-            stem_2x = self.stem_2(left)
-            gwc_volume = build_gwc_volume(features_left[0], feat04_right, bins, self.cv_group,
-                                          normalize=self.normalize)
-            concat_volume = build_concat_volume(self.proj_cmb(features_left[0]),
-                                                self.proj_cmb(feat04_right), bins)
-            volume = self.corr_stem(torch.cat([gwc_volume, concat_volume], dim=1))
-            del gwc_volume, concat_volume
-            volume = self.corr_feature_att(volume, features_left[0])
-            volume = self.cost_agg(volume, features_left)
-            if init_disp is None:
-                # The classifier only feeds the initial disparity: skipped when one is given.
-                prob = F.softmax(self.classifier(volume).squeeze(1), dim=1)
-                init_disp = disparity_regression(prob, bins)
-                del prob
-            context = self.cnet(features_left[0])
-            net_list = [torch.tanh(level[0]) for level in context]
-            inp_list = [torch.relu(level[1]) for level in context]
-            inp_list = [self.cam(x) * x for x in inp_list]
-            att_list = [self.sam(x) for x in inp_list]
-
-        with no_autocast(device):
-            geometry = GeometryEncodingVolume(features_left[0].float(), feat04_right.float(),
-                                              volume.float(), num_levels=self.corr_levels,
-                                              radius=self.corr_radius)
-        del volume, features, features_left, feat04_right
-        return refine(geometry, self.update_block,
-                      lambda d, mask: self.upsample_disp(d, mask, stem_2x.float()),
-                      lambda: self._amp(device), net_list, inp_list, att_list, init_disp,
-                      iters, test_mode)
-
-    def run_hierarchical(self, left: torch.Tensor, right: torch.Tensor, iters: int = 8,
-                         small_ratio: float = 0.5) -> torch.Tensor:
-        """Coarse-to-fine inference (official ``run_hierachical``) for any image size."""
-        return run_hierarchical(self.forward, left, right, iters, small_ratio)
+    def context(self, left: torch.Tensor, features_left: Sequence[torch.Tensor],
+                extra: None) -> list[Sequence[torch.Tensor]]:
+        """``cnet`` on the left 1/4 features (FFS shares the feature backbone)."""
+        return self.cnet(features_left[0])
 
     def architecture_summary(self) -> str:
         """One line naming what the checkpoint's architecture is (for logs and diagnostics)."""
