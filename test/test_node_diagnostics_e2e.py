@@ -8,15 +8,16 @@ from __future__ import annotations
 import os
 
 from diagnostic_msgs.msg import DiagnosticArray
-from stereo_msgs.msg import DisparityImage
-from test_node_e2e import (  # noqa: F401
+from node_harness import (
     NodeProcess,
     Rig,
     diagnostics_of,
-    frame,
-    ros_context,
-    scene,
     wait_until,
+)
+from stereo_msgs.msg import DisparityImage
+from test_node_e2e import (  # noqa: F401
+    frame,
+    scene,
 )
 
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import os
 
-from stereo_msgs.msg import DisparityImage
-from test_node_e2e import (  # noqa: F401
+from node_harness import (
     NodeProcess,
     Rig,
-    frame,
-    ros_context,
-    scene,
     wait_until,
+)
+from stereo_msgs.msg import DisparityImage
+from test_node_e2e import (  # noqa: F401
+    frame,
+    scene,
 )
 
 
