@@ -389,13 +389,16 @@ def test_ctrl_c_during_import_exits_quietly(tmp_path):
         "if __name__ == '__main__':\n"
         "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
         '    sys.exit(main())\n')
-    tool = [sys.executable, '-m', 'foundation_stereo_ros.{}', '--help']
+    # The tools' --help needs no torch (the demo's prints before it), a run does: the demo on
+    # its generated scene, the bag tool on a bag it will never reach.
+    tools = [[sys.executable, '-m', 'foundation_stereo_ros.bag_tool', '--help'],
+             [sys.executable, '-m', 'foundation_stereo_ros.demo', '--backend', 'sgbm',
+              '--out', str(tmp_path / 'demo')]]
     # (process, exit code): the node stops with 0, the offline tools with 130 (interrupted).
     runs = [(NodeProcess(FSR_TEST_SLOW_IMPORT='1'), 0),
             (NodeProcess(command=[sys.executable, str(script), '--ros-args', '-p',
                                   'backend:=sgbm'], FSR_TEST_SLOW_IMPORT='1'), 0),
-            *((NodeProcess(command=[a.format(name) for a in tool], FSR_TEST_SLOW_IMPORT='1'),
-               130) for name in ('bag_tool', 'demo'))]
+            *((NodeProcess(command=tool, FSR_TEST_SLOW_IMPORT='1'), 130) for tool in tools)]
     for node, _ in runs:
         assert node.wait_for('importing torch'), node.output
     for node, code in runs:
