@@ -7,7 +7,12 @@ working::
 """
 import sys
 
-from foundation_stereo_ros.interrupts import INTERRUPTED, exit_on_interrupt
+try:  # a Ctrl-C while the guard itself is imported: the same quiet exit (INTERRUPTED)
+    from foundation_stereo_ros.interrupts import INTERRUPTED, exit_on_interrupt
+except KeyboardInterrupt:  # at once: a second Ctrl-C must not meet finalisation
+    import os
+
+    os._exit(130)
 
 with exit_on_interrupt(INTERRUPTED):
     from foundation_stereo_ros.tools.bag_tool import main

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 
 from foundation_stereo_ros.camera import StereoCamera
-from foundation_stereo_ros.camera_info import CameraInfoError
+from foundation_stereo_ros.camera_info import CameraInfoError, principal_point_problem
 
 __all__ = ['load_calibration_yaml', 'load_k_file']
 
@@ -54,15 +54,11 @@ def load_k_file(path: str | os.PathLike, width: int, height: int) -> StereoCamer
                               baseline=baseline_values[0])
     except CameraInfoError as exc:
         raise CameraInfoError(f'{path}: {exc}; {_K_USAGE}') from exc
-    # A principal point off the image means K belongs to another resolution: every depth would
-    # be off by the ratio of the focal lengths, silently (pixel areas span -0.5 .. size - 0.5).
-    if not (-0.5 <= camera.cx <= width - 0.5 and -0.5 <= camera.cy <= height - 0.5):
+    problem = principal_point_problem('K', camera.cx, camera.cy, width, height)
+    if problem:
         raise CameraInfoError(
-            f'{path}: the principal point ({camera.cx:g}, {camera.cy:g}) lies outside the '
-            f'{width}x{height} images, so K is for another resolution (its principal point '
-            f'suggests about {round(2 * camera.cx + 1)}x{round(2 * camera.cy + 1)}); give the '
-            'images K was calibrated for, or scale the first two rows of K by the factor the '
-            'images were resized by')
+            f'{path}: {problem}; give the images K was calibrated for, or scale the first two '
+            'rows of K by the factor the images were resized by')
     return camera
 
 

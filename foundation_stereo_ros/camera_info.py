@@ -80,3 +80,18 @@ def camera_info_key(info: Any) -> tuple:
 def _values(array: Any) -> tuple[float, ...]:
     """Return a message array field (numpy, array.array, list or None) as a float tuple."""
     return tuple(np.asarray(array if array is not None else (), dtype=np.float64).ravel().tolist())
+
+
+def principal_point_problem(matrix: str, cx: float, cy: float, width: int,
+                            height: int) -> str | None:
+    """Say why a principal point off the ``width`` x ``height`` image shows ``matrix`` is wrong.
+
+    Off the image (pixel areas span -0.5 .. size - 0.5), the matrix belongs to another
+    resolution: every depth would be off by the ratio of the focal lengths, silently.
+    None when the point lies on the image.
+    """
+    if -0.5 <= cx <= width - 0.5 and -0.5 <= cy <= height - 0.5:
+        return None
+    return (f'the principal point ({cx:g}, {cy:g}) lies outside the {width}x{height} images, '
+            f'so {matrix} is for another resolution (its principal point suggests about '
+            f'{round(2 * cx + 1)}x{round(2 * cy + 1)})')

@@ -7,7 +7,12 @@ working::
 """
 import sys
 
-from foundation_stereo_ros.interrupts import exit_on_interrupt
+try:  # a Ctrl-C while the guard itself is imported: the same quiet exit (STOPPED)
+    from foundation_stereo_ros.interrupts import exit_on_interrupt
+except KeyboardInterrupt:  # at once: a second Ctrl-C must not meet finalisation
+    import os
+
+    os._exit(0)
 
 with exit_on_interrupt():
     from foundation_stereo_ros.ros.node import main

@@ -21,6 +21,7 @@ messages are read by field name.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ from foundation_stereo_ros.camera_info import (
     camera_info_key,
     camera_info_matrix,
     check_focal_length,
+    principal_point_problem,
     which_camera_info,
 )
 
@@ -57,6 +59,7 @@ DISTORTION_MODELS: dict[str, tuple[int, str]] = {
 # R is written with a few significant digits in calibration files: allow for that rounding.
 _ROTATION_TOL = 1e-3
 _IMAGE_PROC_HINT = 'or rectify with image_proc and subscribe to image_rect (rectify:=false)'
+LOG = logging.getLogger(__name__)
 _FIX = f'{FIX_CALIBRATION} {_IMAGE_PROC_HINT}'
 
 
@@ -87,6 +90,13 @@ class RectificationMaps:
         k_image = _intrinsics(geometry, k)
         p_image = _intrinsics(geometry, p)
         size = geometry.size
+        # A P of a rectification at another resolution shows a corner of the intended view.
+        problem = principal_point_problem('P', p_image[0, 2], p_image[1, 2], *size) or \
+            _projection_far_from_camera(k_image, p_image, size)
+        if problem:  # once per CameraInfo: the maps are rebuilt only when it changes
+            LOG.warning('%s: %s; the rectified images show only part of the view P was '
+                        'made for: calibrate (or rectify) at the resolution the camera '
+                        'publishes', which, problem)
         if model == 'equidistant':
             map_x, map_y = cv2.fisheye.initUndistortRectifyMap(
                 k_image, d.reshape(4, 1), r, p_image, size, cv2.CV_32FC1)
@@ -178,6 +188,20 @@ class StereoRectifier:
             out.append(maps.remap(image) if grid is None else _grid_sample(image, grid))
         return RectifiedPair(out[0], out[1], rectified_camera_info(left_info),
                              rectified_camera_info(right_info))
+
+
+def _projection_far_from_camera(k: np.ndarray, p: np.ndarray, size: tuple[int, int]) -> str | None:
+    """Say why P's principal point far from K's shows P is for another resolution.
+
+    Rectifying rotates each camera by a few degrees, which moves the principal point by a
+    small part of the image; a quarter of the image or more is a P of another size.
+    """
+    (kx, ky), (px, py) = k[:2, 2], p[:2, 2]
+    if abs(px - kx) < size[0] / 4 and abs(py - ky) < size[1] / 4:
+        return None
+    return (f"P's principal point ({px:g}, {py:g}) lies far from K's ({kx:g}, {ky:g}) on "
+            f'the {size[0]}x{size[1]} images, so P is for another resolution (its principal '
+            f'point suggests about {round(2 * px + 1)}x{round(2 * py + 1)})')
 
 
 def rectified_camera_info(info: Any) -> Any:

@@ -24,7 +24,8 @@ relative to the namespace unless absolute; left_raw_image/right_raw_image are re
 rectify:=true, and compressed images on <image topic>/compressed), log_level. Outputs appear
 under the namespace: disparity, depth/image_rect, points...
 
-When the node ends, the launch ends; when it fails (at start: a missing checkpoint, a bad
+A params_file that does not exist fails the launch with its path. When the node ends, the
+launch ends; when it fails (at start: a missing checkpoint, a bad
 parameter), ``ros2 launch`` fails too (exit code 1) instead of idling with exit code 0.
 """
 from pathlib import Path
@@ -95,9 +96,18 @@ def end_launch(event, context):
     return [Shutdown(reason=f'{event.process_name} exited')]
 
 
+def _params_file(path):
+    # launch_ros only warns about a missing file and starts the node on its defaults.
+    if not Path(path).is_file():
+        raise RuntimeError(f'params_file:={path} does not exist: give the path of a ROS '
+                           'parameters YAML file (the default is the package\'s '
+                           'config/foundation_stereo.yaml)')
+    return path
+
+
 def _node(context, *args, **kwargs):
     config = context.launch_configurations
-    parameters = [config['params_file']]
+    parameters = [_params_file(config['params_file'])]
     overrides = {name: _override(name, config[name]) for name in OVERRIDES if config[name]}
     if overrides:
         parameters.append(overrides)

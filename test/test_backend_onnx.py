@@ -253,3 +253,43 @@ def test_bad_options_and_files(tmp_path):
     if 'TensorrtExecutionProvider' not in onnxruntime.get_available_providers():
         with pytest.raises(ValueError, match='onnxruntime-gpu'):
             make_backend('onnx', model=str(junk), provider='tensorrt')
+
+
+def write_output_graph(path, output_shape, declared):
+    """Write a 'left, right -> disp' graph whose output has ``output_shape`` (B, C, H, W).
+
+    ``declared``: the output's shape as the file states it (None dims are symbolic).
+    """
+    batch, channels, height, width = output_shape
+    # Resize the first channel(s) of the left image to (height, width): Slice then Resize.
+    consts = [helper.make_tensor(name, TensorProto.INT64, [1], [value])
+              for name, value in (('start', 0), ('end', channels), ('axis', 1))]
+    consts.append(helper.make_tensor('sizes', TensorProto.INT64, [4],
+                                     [batch, channels, height, width]))
+    nodes = [helper.make_node('Slice', ['left', 'start', 'end', 'axis'], ['cut']),
+             helper.make_node('Resize', ['cut', '', '', 'sizes'], ['disp'], mode='nearest')]
+    graph = helper.make_graph(
+        nodes, 'stereo',
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 32, 48])
+         for n in ('left', 'right')],
+        [helper.make_tensor_value_info('disp', TensorProto.FLOAT, declared)],
+        initializer=consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize('output_shape', [(1, 2, 32, 48), (1, 1, 16, 24)],
+                         ids=['two channels', 'half size'])
+@pytest.mark.parametrize('declared', [True, False], ids=['declared', 'symbolic'])
+def test_output_that_is_not_one_disparity_per_pixel_is_refused_at_start(
+        tmp_path, output_shape, declared):
+    """(B, 2, H, W) or (B, 1, H/2, W/2): refused when built, with the output's name and shape."""
+    path = write_output_graph(tmp_path / 'bad.onnx', output_shape,
+                              list(output_shape) if declared else ['b', 'c', 'h', 'w'])
+    with pytest.raises(ValueError) as err:
+        make_backend('onnx', model=str(path), provider='cpu')
+    message = str(err.value)
+    assert f'output disp has shape {output_shape}' in message
+    assert 'expected one disparity per pixel, (1, 1, 32, 48)' in message

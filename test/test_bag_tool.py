@@ -403,3 +403,27 @@ def test_camera_info_only_in_the_first_frame(tmp_path, scenes, capsys, caplog):
     out = capsys.readouterr().out
     assert 'pairs_processed=10,' in out and 'messages_unmatched=0' in out, out
     assert 'latest CameraInfo' in caplog.text
+
+
+def test_camera_info_topics_without_messages_say_none_was_recorded(tmp_path, scenes, capsys,
+                                                                   caplog):
+    """Topics of CameraInfo that exist but hold nothing: no --cache-camera-info advice."""
+    in_bag = write_bag(tmp_path / 'in', 'mcap', frames_of(scenes, 4), list(range(1, 5)),
+                       keep=lambda k, index: index in (0, 2))
+    for extra in ([], ['--cache-camera-info']):
+        caplog.clear()
+        assert main([str(in_bag), str(tmp_path / f'out{len(extra)}'), *CLI_TOPICS, *SGBM,
+                     *extra]) == 1
+        assert 'pairs_processed=0,' in capsys.readouterr().out
+        assert f'{CLI_TOPICS[2]} holds no messages (no CameraInfo was recorded) for 4 images' \
+            in caplog.text, caplog.text
+        assert 'pass --cache-camera-info' not in caplog.text
+
+
+def test_frames_that_all_carry_one_stamp_are_warned_about(tmp_path, scenes, capsys, caplog):
+    """One stamp on all ten frames: one pair, and the node's warning about repeated stamps."""
+    in_bag = write_bag(tmp_path / 'in', 'mcap', frames_of(scenes, 10), [7] * 10)
+    main([str(in_bag), str(tmp_path / 'out'), *CLI_TOPICS, *SGBM])
+    assert 'pairs_processed=1,' in capsys.readouterr().out
+    assert (f'{CLI_TOPICS[1]} repeats stamps (9 of 10 messages carry the stamp of the one '
+            'before') in caplog.text, caplog.text

@@ -28,8 +28,8 @@ def test_rates_latency_and_stage_means_per_window():
     for _ in range(20):
         for index in range(4):
             stats.count_input(index)
-    stats.count_processed(0.2, {'inference': 0.1, 'publish': 0.01})
-    stats.count_processed(0.4, {'inference': 0.3, 'publish': 0.03})
+    stats.count_processed(0.2, {'inference': 0.1, 'publish': 0.01}, now=100.5)
+    stats.count_processed(0.4, {'inference': 0.3, 'publish': 0.03}, now=101.5)
     snap = stats.snapshot(102.0, {'sets dropped (model busy)': 7})
     assert snap.input_rates == [10.0] * 4 and snap.processed_rate == 1.0
     assert snap.latency_mean == pytest.approx(0.3) and snap.latency_max == 0.4
@@ -45,11 +45,28 @@ def test_rates_latency_and_stage_means_per_window():
     assert s['processing'].level == DiagnosticStatus.OK
     assert s['model'].hardware_id == 'cpu' and values(s['model']) == MODEL
 
-    # The next window starts empty; totals carry on.
-    snap = stats.snapshot(103.0)
+    assert p['stage times age (s)'] == '0.5'
+
+    # The next window starts empty; totals carry on, and the stage times of the last pairs
+    # stay (a model slower than the diagnostics period), with their age.
+    snap = stats.snapshot(104.0)
     assert snap.input_rates == [0.0] * 4 and snap.input_totals == [20] * 4
-    assert math.isnan(snap.latency_mean) and snap.stage_means == {}
-    assert values(statuses(snap)['processing'])['latency mean (ms)'] == 'n/a'
+    assert math.isnan(snap.latency_mean)
+    assert snap.stage_means == pytest.approx({'inference': 0.2, 'publish': 0.02})
+    p = values(statuses(snap)['processing'])
+    assert p['latency mean (ms)'] == 'n/a' and p['stage inference (ms)'] == '200.0'
+    assert p['stage times age (s)'] == '2.5'
+    # New pairs replace them.
+    stats.count_processed(0.1, {'inference': 0.05, 'publish': 0.01}, now=104.5)
+    snap = stats.snapshot(105.0)
+    assert snap.stage_means == pytest.approx({'inference': 0.05, 'publish': 0.01})
+    assert snap.stage_age == pytest.approx(0.5)
+
+
+def test_no_stage_times_before_the_first_pair():
+    stats = NodeStats(INPUTS, now=0.0)
+    p = values(statuses(stats.snapshot(1.0))['processing'])
+    assert not [k for k in p if k.startswith('stage')]
 
 
 def test_levels_say_what_is_wrong():

@@ -29,10 +29,15 @@ USAGE = ['--help'], 0, 'usage:'
 BAD_NODE_PARAMETER = {
     'node': (['--ros-args', '-p', 'backend:=raft'], 1, 'backend must be one of'),
     'camera': (['--ros-args', '-p', 'encoding:=yuv422'], 1, 'encoding must be one of'),
+    # The managed node keeps a bad parameter for its configure transition and waits for it;
+    # arguments rcl refuses stop it at start like the others.
+    'lifecycle': (['--ros-args', '--params-file', '/nonexistent/params.yaml'], 1,
+                  'does not exist'),
 }
 # What each console script and module is, by its module's last part.
 KIND = {'ros.node': 'node', 'node': 'node', 'ros.synthetic_camera': 'camera',
-        'synthetic.camera_node': 'camera'}
+        'synthetic.camera_node': 'camera', 'ros.lifecycle_node': 'lifecycle',
+        'lifecycle_node': 'lifecycle'}
 
 
 def documented_modules() -> list[str]:

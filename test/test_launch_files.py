@@ -217,6 +217,11 @@ def test_foundation_stereo_launch(stand_ins):
     (managed,) = opaque.kwargs['function'](context)
     assert isinstance(managed, stand_ins['LifecycleNode'])
     context.launch_configurations.update(lifecycle='false', autostart='true')
+    # A params file that does not exist fails the launch with its path (launch_ros would
+    # only warn and start the node on its defaults).
+    context.launch_configurations['params_file'] = '/nonexistent.yaml'
+    with pytest.raises(RuntimeError, match='params_file:=/nonexistent.yaml does not exist'):
+        opaque.kwargs['function'](context)
     # The node's end ends the launch; its failure (at start) fails it: launch turns an
     # exception in an event handler into exit code 1 of ros2 launch, a Shutdown alone gives 0.
     end = kw['on_exit']

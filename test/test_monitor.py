@@ -93,3 +93,31 @@ def test_cached_camera_info_is_not_awaited():
     mon.check_inputs(12.0)
     # One warning: no set; the CameraInfo, silent since its one message, is not reported.
     assert len(said) == 1 and 'no synchronised set' in said[0], said
+
+
+def test_everything_stamped_0_says_the_images_are_too():
+    """Images stamped 0 as well: cache_camera_info cannot help, and the warning says so."""
+    for cached in (False, True):
+        mon, said = monitor(cache_camera_info=cached)
+        for k in range(20):
+            frame(mon, 10.0 + 0.1 * k, 0)
+            if k == 0:
+                mon.set_matched(10.0)  # the first frame forms the one set there will be
+        mon.check_inputs(12.0)
+        assert len(said) == 1, said
+        assert 'the images on /s/left/image_rect are stamped 0 too' in said[0], said
+        assert 'only the first forms a set' in said[0]
+        # The CameraInfo advice only where it applies.
+        assert ('set cache_camera_info:=true' in said[0]) == (not cached), said
+
+
+def test_silent_best_effort_image_names_large_messages_and_the_reliable_fix():
+    for best_effort in (True, False):
+        mon, said = monitor()
+        mon.best_effort = [best_effort, False, best_effort, False]
+        for k in range(20):
+            frame(mon, 10.0 + 0.1 * k, k * S, inputs=(1, 2, 3))
+        mon.check_inputs(12.0)
+        hint = ('best effort delivery loses every one of them: subscribe reliably with '
+                'qos_overrides./s/left/image_rect.subscription.reliability:=reliable')
+        assert (hint in said[0]) == best_effort, said

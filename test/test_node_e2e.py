@@ -46,8 +46,9 @@ from node_harness import (
     running_node,
     wait_until,
 )
+from param_client import describe_parameters, get_parameters
+from param_client import set_parameters as set_remote_parameters
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
@@ -208,19 +209,11 @@ def test_diagnostics_report_rates_latency_and_model(rig, stereo_node, subscripti
 
 
 def set_parameters(rig, params):
-    client = AsyncParameterClient(rig.node, f'{NAMESPACE}/foundation_stereo')
-    assert client.wait_for_services(timeout_sec=TIMEOUT)
-    future = client.set_parameters(params)
-    assert wait_until(future.done)
-    return future.result().results
+    return set_remote_parameters(rig.node, f'{NAMESPACE}/foundation_stereo', params, TIMEOUT)
 
 
 def describe(rig, names):
-    client = AsyncParameterClient(rig.node, f'{NAMESPACE}/foundation_stereo')
-    assert client.wait_for_services(timeout_sec=TIMEOUT)
-    future = client.describe_parameters(names)
-    assert wait_until(future.done)
-    return future.result().descriptors
+    return describe_parameters(rig.node, f'{NAMESPACE}/foundation_stereo', names, TIMEOUT)
 
 
 def test_runtime_parameters(rig, stereo_node, subscriptions, scene, frame):
@@ -326,13 +319,10 @@ def test_humble_rclpy_pairs_and_runtime_change(ros_context, scene, frame, tmp_pa
     try:
         rig.subscribe('depth/image_rect', Image)
         play_until_outputs(rig, frame, ['depth/image_rect'], node)
-        client = AsyncParameterClient(rig.node, f'{namespace}/foundation_stereo')
-        assert client.wait_for_services(timeout_sec=TIMEOUT)
         # An integer for a float parameter, as users type it on the command line.
         z_far = int(np.nanpercentile(scene.depth, 50))
-        future = client.set_parameters([Parameter('z_far', value=z_far)])
-        assert wait_until(future.done)
-        (result,) = future.result().results
+        (result,) = set_remote_parameters(rig.node, f'{namespace}/foundation_stereo',
+                                          [Parameter('z_far', value=z_far)], TIMEOUT)
         assert result.successful, result.reason
         sent = []
 
@@ -399,13 +389,16 @@ def test_ctrl_c_during_import_exits_quietly(tmp_path):
         "if __name__ == '__main__':\n"
         "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
         '    sys.exit(main())\n')
-    tool = [sys.executable, '-m', 'foundation_stereo_ros.{}', '--help']
+    # The tools' --help needs no torch (the demo's prints before it), a run does: the demo on
+    # its generated scene, the bag tool on a bag it will never reach.
+    tools = [[sys.executable, '-m', 'foundation_stereo_ros.bag_tool', '--help'],
+             [sys.executable, '-m', 'foundation_stereo_ros.demo', '--backend', 'sgbm',
+              '--out', str(tmp_path / 'demo')]]
     # (process, exit code): the node stops with 0, the offline tools with 130 (interrupted).
     runs = [(NodeProcess(FSR_TEST_SLOW_IMPORT='1'), 0),
             (NodeProcess(command=[sys.executable, str(script), '--ros-args', '-p',
                                   'backend:=sgbm'], FSR_TEST_SLOW_IMPORT='1'), 0),
-            *((NodeProcess(command=[a.format(name) for a in tool], FSR_TEST_SLOW_IMPORT='1'),
-               130) for name in ('bag_tool', 'demo'))]
+            *((NodeProcess(command=tool, FSR_TEST_SLOW_IMPORT='1'), 130) for tool in tools)]
     for node, _ in runs:
         assert node.wait_for('importing torch'), node.output
     for node, code in runs:
@@ -460,13 +453,11 @@ def test_fast_foundation_stereo_checkpoint_through_the_node(ros_context):
                       '-p', f'checkpoint:={checkpoint}', '-p', 'device:=cpu',
                       '-p', 'z_far:=1000.0', '-p', 'remove_invisible:=false',
                       '-p', 'diagnostics_period:=0.2') as (node, rig):
-        client = AsyncParameterClient(rig.node, f'{namespace}/foundation_stereo')
-        assert client.wait_for_services(timeout_sec=60.0), node.output
-        future = client.get_parameters(['valid_iters'])
-        assert wait_until(future.done)
-        assert future.result().values[0].integer_value == 8, 'the FFS family default'
-        future = client.set_parameters([Parameter('valid_iters', value=2)])
-        assert wait_until(future.done) and future.result().results[0].successful
+        target = f'{namespace}/foundation_stereo'
+        (value,) = get_parameters(rig.node, target, ['valid_iters'], timeout=60.0)
+        assert value.integer_value == 8, 'the FFS family default'
+        (result,) = set_remote_parameters(rig.node, target, [Parameter('valid_iters', value=2)])
+        assert result.successful, result.reason
         rig.subscribe('disparity', DisparityImage)
         out = play_until_outputs(rig, frame, ['disparity'], node, timeout=NETWORK_TIMEOUT)
         model = model_report(rig, namespace)

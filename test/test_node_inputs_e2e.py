@@ -106,6 +106,40 @@ def test_rectify_raw_cameras_end_to_end(ros_context, raw_scene):
         assert node.stop() == 0, node.output
 
 
+def at_twice_the_resolution(info):
+    """Return ``info`` with the P of a rectification at twice its resolution."""
+    p = list(info.p)
+    for index in (0, 3, 5):  # fx, Tx = -fx * B, fy
+        p[index] *= 2.0
+    p[2], p[6] = 2.0 * p[2] + 0.5, 2.0 * p[6] + 0.5  # pixel centres: c' = 2 (c + 0.5) - 0.5
+    info.p = p
+    return info
+
+
+def test_rectify_with_a_projection_of_another_resolution_warns(ros_context, raw_scene):
+    """A P made at 640x480 for 320x240 raw images: a warning naming P, and the node runs on."""
+    namespace = f'/rawp{os.getpid()}'
+    node = start(namespace, ['rectify:=true'])
+    rig = make_rig(ros_context, namespace, (
+        ('left/image_raw', Image), ('left/camera_info', CameraInfo),
+        ('right/image_raw', Image), ('right/camera_info', CameraInfo)))
+    try:
+        model = 'plumb_bob'
+        infos = [at_twice_the_resolution(raw_info(raw_scene, side, model))
+                 for side in ('left', 'right')]
+        images = [conversions.array_to_image(render_raw(raw_scene, side, model), 'rgb8')
+                  for side in ('left', 'right')]
+        frame = [images[0], infos[0], images[1], infos[1]]
+        play_until_outputs(rig, frame, ['disparity'], node)
+        assert node.wait_for('so P is for another resolution'), node.output
+    finally:
+        rig.close()
+        assert node.stop() == 0, node.output
+    assert "the left CameraInfo: P's principal point (319.5, 239.5) lies far from K's" \
+        in node.output, node.output
+    assert 'about 640x480' in node.output
+
+
 # ---------------------------------------------------------------------------------------------
 # image_transport:=compressed
 

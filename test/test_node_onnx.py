@@ -52,11 +52,16 @@ def test_onnx_backend_end_to_end_on_the_cpu_provider(tmp_path, ros_context):
 
 
 def test_bad_onnx_model_stops_the_node_with_the_reason(tmp_path):
+    from test_backend_onnx import write_output_graph
+
     junk = tmp_path / 'junk.onnx'
     junk.write_bytes(b'not a model')
+    # Two disparity channels: refused at start, not on every pair.
+    two = write_output_graph(tmp_path / 'two.onnx', (1, 2, 32, 48), [1, 2, 32, 48])
     for params, fragment in (([], 'backend onnx needs an exported network'),
                              ([f'model:={tmp_path / "nope.onnx"}'], 'ONNX model not found'),
-                             ([f'model:={junk}'], 'ONNX Runtime could not load')):
+                             ([f'model:={junk}'], 'ONNX Runtime could not load'),
+                             ([f'model:={two}'], 'output disp has shape (1, 2, 32, 48)')):
         args = ['-p', 'backend:=onnx', '-p', 'provider:=cpu']
         for param in params:
             args += ['-p', param]

@@ -6,6 +6,7 @@ the CameraInfo's R, then the generated scene is ray-cast along it. Rectifying th
 back the scene's rectified pair, and the depth from it the scene's ground truth. The maps are
 also checked pixel by pixel against the lens model's formulas.
 """
+import logging
 import math
 
 import cv2
@@ -275,3 +276,26 @@ def test_image_size_must_match_camera_info(scene):
     with pytest.raises(CameraInfoError, match='left raw images are 160x120 but CameraInfo says '
                                               '320x240.*look binned'):
         StereoRectifier().rectify(small, small, *infos)
+
+
+@pytest.mark.parametrize('factor, says', [
+    (2, ("P's principal point (319.5, 239.5) lies far from K's (165, 116) on the 320x240 "
+         'images, so P is for another resolution (its principal point suggests about '
+         '640x480)')),
+    (3, ('the principal point (479.5, 359.5) lies outside the 320x240 images, so P is for '
+         'another resolution (its principal point suggests about 960x720)')),
+])
+def test_projection_of_another_resolution_is_warned_about(scene, caplog, factor, says):
+    """P of a rectification at 2x or 3x the images' size: warned once per CameraInfo."""
+    info = raw_info(scene, 'left', 'plumb_bob')
+    p = list(info.p)
+    # Pixel centres: c' = f * (c + 0.5) - 0.5 at f times the resolution.
+    p[2], p[6] = factor * (p[2] + 0.5) - 0.5, factor * (p[6] + 0.5) - 0.5
+    info.p = p
+    rectifier = StereoRectifier()
+    with caplog.at_level(logging.WARNING, logger='foundation_stereo_ros'):
+        for _ in range(3):
+            rectifier.maps(info, 'left')
+        rectifier.maps(raw_info(scene, 'left', 'plumb_bob'), 'left')  # this one is fine
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f'the left CameraInfo: {says}'), record.getMessage()

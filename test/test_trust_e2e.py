@@ -21,8 +21,8 @@ from node_harness import (
     play_until_outputs,
     wait_until,
 )
+from param_client import set_parameters as set_remote_parameters
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import Image
 from test_node_e2e import (  # noqa: F401
     NUM_DISPARITIES,
@@ -37,11 +37,8 @@ SGBM = ('-p', 'backend:=sgbm', '-p', f'num_disparities:={NUM_DISPARITIES}',
 
 
 def set_parameter(rig, namespace, name, value):
-    client = AsyncParameterClient(rig.node, f'{namespace}/foundation_stereo')
-    assert client.wait_for_services(timeout_sec=TIMEOUT)
-    future = client.set_parameters([Parameter(name, value=value)])
-    assert wait_until(future.done)
-    (result,) = future.result().results
+    (result,) = set_remote_parameters(rig.node, f'{namespace}/foundation_stereo',
+                                      [Parameter(name, value=value)], timeout=TIMEOUT)
     assert result.successful, result.reason
 
 

@@ -164,6 +164,7 @@ class OnnxBackend(DisparityBackend):
         self.metadata.update(self.session.get_modelmeta().custom_metadata_map)
         max_disp = self.metadata.get('max_disp')
         self.max_disparity = float(max_disp) if max_disp not in (None, '') else None
+        self._check_output()
         LOG.info('onnx: %s (%s) on %s, input %s', path.name, self.format.producers,
                  self.provider, 'any size' if self.input_size is None
                  else f'{self.input_size[1]}x{self.input_size[0]}')
@@ -233,9 +234,44 @@ class OnnxBackend(DisparityBackend):
                 image = normalize_image(image)
             feeds[name] = np.ascontiguousarray(image.cpu().numpy(), dtype=dtype)
         names = [self.format.output] + ([CONFIDENCE_OUTPUT] if confidence else [])
-        outputs = [torch.from_numpy(np.asarray(out, dtype=np.float32)).reshape(
-            left.shape[0], *left.shape[-2:]) for out in self.session.run(names, feeds)]
+        outputs = [torch.from_numpy(np.asarray(out, dtype=np.float32))
+                   for out in self.session.run(names, feeds)]
+        expected = (left.shape[0], *left.shape[-2:])
+        if outputs[0].shape not in (expected, (expected[0], 1, *expected[1:])):
+            raise ValueError(self._output_problem(tuple(outputs[0].shape), expected))
+        outputs = [out.reshape(expected) for out in outputs]
         return outputs[0], (outputs[1].clamp(0.0, 1.0) if confidence else None)
+
+    def _output_problem(self, shape: tuple, expected: tuple) -> str:
+        batch, height, width = expected
+        return (f'{self.model_path.name}: output {self.format.output} has shape {shape} for '
+                f'inputs of shape ({batch}, 3, {height}, {width}); expected one disparity per '
+                f'pixel, ({batch}, 1, {height}, {width}) or ({batch}, {height}, {width}): '
+                'export the network with its full-resolution disparity as that output')
+
+    def _check_output(self) -> None:
+        """Refuse at start an output that is not one disparity per input pixel.
+
+        From the declared shape where it says enough, else from one inference on a dummy
+        pair when the input size is fixed (a (B, 2, H, W) or half-size output would
+        otherwise fail every pair).
+        """
+        (output,) = [o for o in self.session.get_outputs() if o.name == self.format.output]
+        batch, _, height, width = self.session.get_inputs()[0].shape
+        shape = list(output.shape)
+        rank_ok = len(shape) == 3 or (
+            len(shape) == 4 and not (isinstance(shape[1], int) and shape[1] != 1))
+        dims = shape[-2:] if rank_ok else []
+        known = [isinstance(d, int) for d in (height, width, *dims)]
+        size = (batch if isinstance(batch, int) else 1, height, width)
+        if not rank_ok or (all(known) and dims != [height, width]):
+            raise ValueError(self._output_problem(
+                tuple(d if d not in (None, '') else '?' for d in shape), size))
+        # The TensorRT engine build runs one dummy pair anyway (_build_engine).
+        if not all(known) and self.input_size is not None and \
+                self.provider != PROVIDERS['tensorrt']:
+            dummy = torch.full((size[0], 3, *self.input_size), 127.0)
+            self._run(dummy, dummy)  # raises the same message for a wrong shape
 
     def _build_engine(self) -> None:
         """Run once on a dummy pair so TensorRT builds (or loads) its engine now, not mid-run."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ class StatsSnapshot:
     events_window: dict[str, int]
     events_total: dict[str, int]
     sync: dict[str, int] = field(default_factory=dict)  # synchroniser/slot counters, shown as is
+    # Seconds since the newest pair in stage_means finished: with a model slower than the
+    # diagnostics period most windows finish no pair, and the last figures are kept.
+    stage_age: float = math.nan
     # Share of pixels each trust stage removed (empty_output.STAGES), mean over the window.
     removed_means: dict[str, float] = field(default_factory=dict)
 
@@ -69,6 +73,8 @@ class NodeStats:
         self._last_events: Counter[str] = Counter()
         self._latencies: list[float] = []
         self._stages: dict[str, list[float]] = {}
+        self._last_stage_means: dict[str, float] = {}
+        self._stage_finished = math.nan  # monotonic time the newest pair with stages finished
         self._removed: dict[str, list[float]] = {}
 
     def count_input(self, index: int) -> None:
@@ -84,16 +90,21 @@ class NodeStats:
             self._events[name] += 1
 
     def count_processed(self, latency: float, timings: Mapping[str, float],
-                        removed: Mapping[str, float] | None = None) -> None:
+                        removed: Mapping[str, float] | None = None,
+                        now: float | None = None) -> None:
         """Count a pair processed and published ``latency`` seconds after its stamp.
 
-        ``removed``: the share of its pixels each trust stage removed.
+        ``removed``: the share of its pixels each trust stage removed; ``now``: monotonic
+        seconds it finished (default: the current time).
         """
+        finished = time.monotonic() if now is None else now
         with self._lock:
             self._processed += 1
             self._latencies.append(float(latency))
             for stage, seconds in timings.items():
                 self._stages.setdefault(stage, []).append(float(seconds))
+            if timings:
+                self._stage_finished = finished
             for stage, share in (removed or {}).items():
                 self._removed.setdefault(stage, []).append(float(share))
 
@@ -104,6 +115,8 @@ class NodeStats:
             rates = [(n - p) / window for n, p in zip(self._inputs, self._last_inputs)]
             latencies, self._latencies = self._latencies, []
             stages, self._stages = self._stages, {}
+            if stages:
+                self._last_stage_means = {k: sum(v) / len(v) for k, v in stages.items()}
             removed, self._removed = self._removed, {}
             snap = StatsSnapshot(
                 window=window,
@@ -114,7 +127,8 @@ class NodeStats:
                 processed_total=self._processed,
                 latency_mean=sum(latencies) / len(latencies) if latencies else math.nan,
                 latency_max=max(latencies) if latencies else math.nan,
-                stage_means={k: sum(v) / len(v) for k, v in stages.items()},
+                stage_means=dict(self._last_stage_means),
+                stage_age=max(now - self._stage_finished, 0.0),
                 events_window={k: self._events[k] - self._last_events[k] for k in EVENT_NAMES},
                 events_total={k: self._events[k] for k in EVENT_NAMES},
                 sync=dict(sync or {}),
@@ -199,6 +213,8 @@ def camera_statuses(snap: StatsSnapshot, *, prefix: str,
         'latency max (ms)': _fmt(snap.latency_max, 1e3, 1),
     }
     values.update({f'stage {k} (ms)': _fmt(v, 1e3, 1) for k, v in snap.stage_means.items()})
+    if snap.stage_means:  # the last pairs' figures, kept until new ones come
+        values['stage times age (s)'] = _fmt(snap.stage_age, 1.0, 1)
     values.update({f'removed {k.replace("_", " ")} (%)': _fmt(v, 1e2, 1)
                    for k, v in snap.removed_means.items()})
     values.update({k.replace('_', ' '): str(v) for k, v in snap.events_total.items()})

@@ -43,6 +43,8 @@ class NodeMonitor:
         self._slop = slop
         self._cached_infos = cache_camera_info
         n = len(self.topics)
+        # Per input: subscribed best effort (the node sets it once its subscriptions exist).
+        self.best_effort: list[bool] = [False] * n
         self._last_input: list[float | None] = [None] * n
         # Per input i: when another input first delivered after i's last message, and
         # _after[i][j]: messages input j delivered since then.
@@ -138,10 +140,16 @@ class NodeMonitor:
                         f'{silent:.1f} s: start the camera_info publisher or remap the topic '
                         '(cache_camera_info:=true if it is published only once)')
         never = self._last_input[index] is None
-        return (f'no message on {topic} {"yet" if never else ""} for {silent:.1f} s while '
-                f'{", ".join(arriving)} arrive: check that its publisher runs and the topic '
-                'name or remap (ros2 topic info -v shows publishers and their QoS)').replace(
-                    '  ', ' ')
+        message = (f'no message on {topic} {"yet" if never else ""} for {silent:.1f} s while '
+                   f'{", ".join(arriving)} arrive: check that its publisher runs and the topic '
+                   'name or remap (ros2 topic info -v shows publishers and their QoS)').replace(
+                       '  ', ' ')
+        if index in (LEFT_IMAGE, RIGHT_IMAGE) and self.best_effort[index]:
+            # The camera runs (others arrive); large images are what best effort loses whole.
+            message += (f'; if its images are large (megabytes each), best effort delivery '
+                        'loses every one of them: subscribe reliably with qos_overrides.'
+                        f'{topic}.subscription.reliability:=reliable')
+        return message
 
     def _no_set_cause(self) -> tuple[str, str]:
         """(kinds of causes, for throttling; what the counters say and what to do)."""
@@ -151,18 +159,24 @@ class NodeMonitor:
             stamps = list(self._last_stamp)
         topics = self.topics
         causes = []
+        for image in (LEFT_IMAGE, RIGHT_IMAGE):
+            if stamps[image] == 0:
+                causes.append(('zero_stamp_images', (
+                    f'the images on {topics[image]} are stamped 0 too (their driver does not '
+                    'stamp them), so every frame carries one stamp and only the first forms '
+                    'a set (a stamp already used is dropped), and latency and tf lookups '
+                    "are meaningless: fix the driver's stamps (cache_camera_info cannot help "
+                    'images)')))
         for info in (LEFT_INFO, RIGHT_INFO):
-            if stamps[info] == 0:
+            if stamps[info] == 0 and not self._cached_infos:  # cached: its stamp is unused
                 causes.append(('zero_stamp', (
                     f'the CameraInfo on {topics[info]} is stamped 0 (its driver does not stamp '
                     "it), so it never matches an image: fix the driver's stamps or set "
                     'cache_camera_info:=true')))
         for index, repeated in enumerate(repeats):
             if repeated and stamps[index] != 0:
-                causes.append(('repeats', (
-                    f'{topics[index]} repeats stamps ({repeated} of {counts[index]} messages '
-                    'carry the stamp of the one before, and a stamp already used is dropped): '
-                    'stamp each message with its capture time')))
+                causes.append(('repeats', repeated_stamps_text(topics[index], repeated,
+                                                               counts[index])))
         for image, info in _PAIRS:
             if counts[info] and counts[image] < LOSS_SHARE * counts[info]:
                 causes.append(('lost', (
@@ -181,6 +195,13 @@ class NodeMonitor:
                               'sync_policy:=approximate')
         return 'stamps', (f'the stamps of the four inputs differ by more than slop={self._slop} '
                           f's ({spread}): raise slop')
+
+
+def repeated_stamps_text(topic: str, repeated: int, count: int) -> str:
+    """Say that ``topic`` repeats stamps (``repeated`` of ``count`` messages), and the fix."""
+    return (f'{topic} repeats stamps ({repeated} of {count} messages carry the stamp of the '
+            'one before, and a stamp already used is dropped): stamp each message with its '
+            'capture time')
 
 
 def model_info(backend: Any, config: Any) -> dict[str, str]:

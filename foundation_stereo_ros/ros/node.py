@@ -23,18 +23,25 @@ This module is the plain node: it configures and activates the shared
 """
 from __future__ import annotations
 
-import sys
-from typing import Any
+try:  # a Ctrl-C while the guard itself is imported (console script): the same quiet exit
+    from foundation_stereo_ros.interrupts import STOPPED, exit_on_interrupt, quiet_main
+except KeyboardInterrupt:  # at once: a second Ctrl-C must not meet finalisation
+    import os
 
-from foundation_stereo_ros.interrupts import exit_on_interrupt
-from foundation_stereo_ros.ros.runner import run_node
+    os._exit(0)
 
-with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and torch
+# Ctrl-C during the seconds of importing rclpy and torch, and the standard library before them
+# (a console script imports this module first).
+with exit_on_interrupt():
+    import sys
+    from typing import Any
+
     from rclpy.node import Node
 
     from foundation_stereo_ros import settings
     from foundation_stereo_ros.backends.base import DisparityBackend
     from foundation_stereo_ros.ros import params as ros_params
+    from foundation_stereo_ros.ros.runner import run_node
     from foundation_stereo_ros.ros.stereo_core import (
         HOW_TO_SET,
         SHUTDOWN_GRACE,
@@ -116,6 +123,7 @@ class FoundationStereoNode(Node):
         super().destroy_node()
 
 
+@quiet_main(STOPPED)
 def main(args: list[str] | None = None) -> int:
     """Run the node until SIGINT/SIGTERM; returns the process exit code."""
     return run_node(FoundationStereoNode, 'foundation_stereo', (StartupError,), args)

@@ -5,30 +5,25 @@ imports it before its guarded heavy imports (:mod:`foundation_stereo_ros.interru
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
 import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from foundation_stereo_ros.interrupts import STOPPED
+from foundation_stereo_ros.interrupts import (
+    STOPPED,
+    exit_now,
+    exit_on_interrupt,
+    leave_on_next_interrupt,
+)
 
 if TYPE_CHECKING:
     from rclpy.node import Node
 
 # Exit code when the node cannot start (bad parameters, missing checkpoint, bad --ros-args).
 FAILED_TO_START = 1
-
-
-def _exit_now(code: int) -> None:
-    """Leave at once, without interpreter finalisation (a thread may still be inside torch)."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
 
 
 def ros_arguments_problem(args: Sequence[str] | None) -> str | None:
@@ -62,11 +57,15 @@ def run_node(make_node: Callable[[], Node], logger_name: str,
     and namespace), else ``logger_name`` is used. Any other exception propagates.
     ``args`` go to :func:`rclpy.init`.
     """
-    import rclpy
-    import rclpy.logging
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.impl.implementation_singleton import rclpy_implementation
+    with exit_on_interrupt():  # imported already; a Ctrl-C may still land on these lines
+        import rclpy
+        import rclpy.logging
+        from rclpy.executors import ExternalShutdownException
+        from rclpy.impl.implementation_singleton import rclpy_implementation
 
+        from foundation_stereo_ros.ros import params
+
+        params.use_arguments(args)  # the parameter checks read the same -p and params files
     node = None
     code = STOPPED
     try:
@@ -80,7 +79,9 @@ def run_node(make_node: Callable[[], Node], logger_name: str,
         node = make_node()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        # Stopping: a further Ctrl-C (ros2 launch forwards the terminal's, so it comes
+        # twice) ends the process at once, also during finalisation, never in a traceback.
+        leave_on_next_interrupt(code)
     except startup_errors as exc:
         logger = getattr(exc, 'logger', None) or rclpy.logging.get_logger(logger_name)
         logger.fatal(str(exc))
@@ -91,7 +92,7 @@ def run_node(make_node: Callable[[], Node], logger_name: str,
                 node.destroy_node()
             rclpy.try_shutdown()
         except KeyboardInterrupt:  # a second Ctrl-C while stopping: do not wait any longer
-            _exit_now(code)
+            exit_now(code)
     if getattr(node, 'busy_at_exit', False):
-        _exit_now(code)
+        exit_now(code)
     return code

@@ -152,6 +152,9 @@ class CameraChannel:
             node.create_subscription(msg_type, topic, self._make_callback(index), INPUT_QOS,
                                      qos_overriding_options=overrides)
             for index, (msg_type, topic) in enumerate(zip(self.types, self.topics))]
+        self.monitor.best_effort = [
+            sub.qos_profile.reliability == QoSReliabilityPolicy.BEST_EFFORT
+            for sub in self.subscriptions]  # after the QoS overrides were applied
 
     def unsubscribe(self) -> None:
         """Destroy the input subscriptions."""

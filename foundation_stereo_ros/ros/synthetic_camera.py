@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from foundation_stereo_ros.interrupts import exit_on_interrupt
+from foundation_stereo_ros.interrupts import STOPPED, exit_on_interrupt, quiet_main
 from foundation_stereo_ros.ros.runner import run_node
 
 with exit_on_interrupt():  # Ctrl-C during the seconds of importing rclpy and torch
@@ -101,6 +101,7 @@ class SyntheticStereoCamera(Node):
         self.frame_count += 1
 
 
+@quiet_main(STOPPED)
 def main(args: list[str] | None = None) -> int:
     """Run the synthetic camera until SIGINT/SIGTERM; returns the process exit code."""
     return run_node(SyntheticStereoCamera, 'synthetic_stereo_camera',

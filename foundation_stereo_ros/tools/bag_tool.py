@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from foundation_stereo_ros.interrupts import INTERRUPTED, exit_on_interrupt
+from foundation_stereo_ros.interrupts import INTERRUPTED, exit_on_interrupt, quiet_main
 
 with exit_on_interrupt(INTERRUPTED):  # Ctrl-C during the seconds of importing torch
     from tqdm import tqdm
@@ -113,6 +113,7 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM stops the run like Ctrl-C: the output bag is closed
 
 
+@quiet_main(INTERRUPTED)
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code.
 

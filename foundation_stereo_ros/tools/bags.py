@@ -31,6 +31,7 @@ from foundation_stereo_ros import settings
 from foundation_stereo_ros.backends.startup import BackendStartError, build_backend
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.ros.bag_messages import ROS_TYPE_NAMES, SLOT_TYPES, decode, encode
+from foundation_stereo_ros.ros.monitor import repeated_stamps_text
 from foundation_stereo_ros.ros.stereo_io import (
     COMPRESSED_SUFFIX,
     INPUT_TOPICS,
@@ -308,6 +309,7 @@ class BagStep:
         summary = run.summary(out_bag, storage)
         _warn_rare_camera_info(run.sync.counters.received, self.settings.cache_camera_info,
                                self.topics)
+        run.stamps.warn(self.topics)
         return summary
 
 
@@ -334,6 +336,7 @@ class _BagRun:
         self.undecodable: Counter[str] = Counter()
         self.interrupted = ''
         self.read = 0
+        self.stamps = _StampRepeats(len(INPUT_TOPICS))
 
     def copy_and_process(self, reader: Reader, writer: Writer, progress: BagProgress) -> None:
         """Copy every message and write the outputs of every set; stop on Ctrl-C or damage."""
@@ -386,6 +389,7 @@ class _BagRun:
                             topic, ROS_TYPE_NAMES[msg_type], exc)
             self.undecodable[topic] += 1
             return None
+        self.stamps.add(index, stamp_ns(msg))
         return self.sync.add(index, stamp_ns(msg), msg)
 
     def summary(self, out_bag: Path, storage: str) -> dict[str, Any]:
@@ -412,12 +416,35 @@ class _BagRun:
         return summary
 
 
+class _StampRepeats:
+    """Counts, per input, the messages that carry the stamp of the one before (as the node)."""
+
+    def __init__(self, inputs: int) -> None:
+        self.last: list[int | None] = [None] * inputs
+        self.repeated = [0] * inputs
+        self.count = [0] * inputs
+
+    def add(self, index: int, stamp: int) -> None:
+        self.count[index] += 1
+        self.repeated[index] += stamp == self.last[index]
+        self.last[index] = stamp
+
+    def warn(self, topics: Sequence[str]) -> None:
+        for index, repeated in enumerate(self.repeated):
+            if repeated and index in (LEFT_IMAGE, RIGHT_IMAGE):
+                LOG.warning('%s', repeated_stamps_text(topics[index], repeated,
+                                                       self.count[index]))
+
+
 def _warn_rare_camera_info(received: list[int], cached: bool, topics: list[str]) -> None:
-    """Suggest --cache-camera-info when a camera's images far outnumber its CameraInfo."""
-    if cached:
-        return
+    """Say when a camera's images far outnumber its CameraInfo, or it has none at all."""
     for image, info in ((LEFT_IMAGE, LEFT_INFO), (RIGHT_IMAGE, RIGHT_INFO)):
-        if received[image] > 2 * received[info]:
+        if received[image] and not received[info]:
+            LOG.warning('%s holds no messages (no CameraInfo was recorded) for %d images on '
+                        '%s: without a calibration no pair can be processed, and '
+                        '--cache-camera-info cannot help; record the camera_info topics with '
+                        'the images', topics[info], received[image], topics[image])
+        elif received[image] > 2 * received[info] and not cached:
             LOG.warning('%s holds %d messages for %d images on %s: images without a CameraInfo '
                         'of their stamp were not processed; pass --cache-camera-info to reuse '
                         'the latest CameraInfo for every pair', topics[info], received[info],

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from foundation_stereo_ros import settings
 from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.interrupts import INTERRUPTED, quiet_main
 from foundation_stereo_ros.tools.common import (
     Notices,
     ToolError,
@@ -276,6 +277,7 @@ def run(args: argparse.Namespace) -> list[PairJob]:
     return jobs
 
 
+@quiet_main(INTERRUPTED)
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: 0 when at least one pair was processed, 1 when none, 2 on misuse."""
     jobs = run_command(build_parser(), run, argv)

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from foundation_stereo_ros.interrupts import INTERRUPTED, exit_on_interrupt
+from foundation_stereo_ros.interrupts import INTERRUPTED, exit_on_interrupt, quiet_main
 
 with exit_on_interrupt(INTERRUPTED):  # Ctrl-C during the seconds of importing torch
     import numpy as np
@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
+@quiet_main(INTERRUPTED)
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     return 0 if run_command(build_parser(), run, argv) is not None else 2

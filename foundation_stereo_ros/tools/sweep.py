@@ -32,6 +32,7 @@ import numpy as np
 
 from foundation_stereo_ros import settings
 from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.interrupts import INTERRUPTED, quiet_main
 from foundation_stereo_ros.tools.common import (
     ToolError,
     add_camera_options,
@@ -300,6 +301,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+@quiet_main(INTERRUPTED)
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     return 0 if run_command(build_parser(), run, argv) is not None else 2
