@@ -18,6 +18,7 @@ import argparse
 import statistics
 
 import torch
+from common import parse_size
 
 from foundation_stereo_ros.backends.base import DisparityBackend
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
@@ -61,15 +62,6 @@ class TruthBackend(DisparityBackend):
 
     def compute_batch(self, left, right, **options):
         return self.compute_batch_with_confidence(left, right)[0]
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'640x480' -> (640, 480)."""
-    try:
-        width, height = (int(part) for part in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 640x480, got {text!r}') from None
-    return width, height
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from stereo_msgs.msg import DisparityImage
 from test_bag_tool import CLI_TOPICS, read_bag, write_bag
 
 from foundation_stereo_ros.backends import make_backend
-from foundation_stereo_ros.camera import StereoCamera
+from foundation_stereo_ros.calibration_files import load_k_file
 from foundation_stereo_ros.pipeline import PipelineConfig, StereoPipeline
 from foundation_stereo_ros.ros import conversions
 from foundation_stereo_ros.ros.synthetic_camera import camera_info_pair, scene_to_messages
@@ -53,7 +53,7 @@ def files(tmp_path_factory):
     for name, rgb in (('left', scene.left), ('right', scene.right)):
         cv2.imwrite(str(pair / f'{name}.png'), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     (pair / 'K.txt').write_text(K_TEXT)
-    camera = StereoCamera.from_k_file(pair / 'K.txt', 96, 64)
+    camera = load_k_file(pair / 'K.txt', 96, 64)
     return {'converted': converted, 'source': source, 'pair': pair, 'scene': scene,
             'camera': camera}
 
