@@ -5,8 +5,10 @@ imports it before its guarded heavy imports (:mod:`foundation_stereo_ros.interru
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,6 +43,23 @@ def _rcl_message(exc: BaseException) -> str:
     return re.sub(r', at \S+:\d+', '', str(exc))
 
 
+def _note_interrupts() -> list[int]:
+    """Record SIGINTs (then raise KeyboardInterrupt as Python does) in the returned list.
+
+    Set before :func:`rclpy.init`, whose own handler chains to this one.
+    """
+    interrupted: list[int] = []
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(signal.SIGINT, on_interrupt)
+    return interrupted
+
+
 def run_node(make_node: Callable[[], Node], logger_name: str,
              startup_errors: tuple[type[BaseException], ...],
              args: list[str] | None = None) -> int:
@@ -68,6 +87,7 @@ def run_node(make_node: Callable[[], Node], logger_name: str,
         params.use_arguments(args)  # the parameter checks read the same -p and params files
     node = None
     code = STOPPED
+    interrupted = _note_interrupts()
     try:
         try:
             rclpy.init(args=args)
@@ -86,6 +106,12 @@ def run_node(make_node: Callable[[], Node], logger_name: str,
         logger = getattr(exc, 'logger', None) or rclpy.logging.get_logger(logger_name)
         logger.fatal(str(exc))
         code = FAILED_TO_START
+    except RuntimeError:
+        # Kilted's rclpy: a Ctrl-C landing while take_message builds the Python message
+        # comes out as pybind11's RuntimeError ("Unable to convert call argument").
+        if not interrupted:
+            raise
+        leave_on_next_interrupt(code)
     finally:
         try:
             if node is not None:
