@@ -68,6 +68,8 @@ RECORDS = '.fleet'          # DIR/.fleet/<name>.json: the summary row of each co
 SUMMARY = 'summary.csv'
 COLUMNS = ('bag', 'status', 'sets', 'skipped', 'seconds', 'worker', 'input', 'reason')
 # Statuses of a bag in the summary.
+# Seconds Ctrl-C waits for the results of bags whose workers are returning them.
+STOP_GRACE = 1.0
 COMPLETE, EARLIER, FAILED, INTERRUPTED_BAG, NOT_RUN = (
     'complete', 'complete earlier', 'failed', 'interrupted', 'not run')
 # How often a worker reports its frames to the progress bar.
@@ -416,7 +418,16 @@ class _Fleet:
         return job
 
     def stop(self) -> None:
-        """Kill every worker (Ctrl-C): their partial outputs stay partial."""
+        """Kill every worker (Ctrl-C): their partial outputs stay partial.
+
+        A bag whose worker already returned (its output closed and renamed) is counted as it
+        finished, not as interrupted: its result is collected first, within a short grace.
+        """
+        if self.running:
+            done, _ = self.ray.wait(list(self.running), num_returns=len(self.running),
+                                    timeout=STOP_GRACE)
+            for ref in done:
+                self.finished(ref, deque())  # nothing is retried after Ctrl-C
         for actor, job in self.running.values():
             job.status = INTERRUPTED_BAG
             job.reason = 'stopped by Ctrl-C; it is redone on the next run'
