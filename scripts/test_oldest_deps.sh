@@ -45,7 +45,8 @@ print(f'test_oldest_deps: numpy {numpy.__version__}, OpenCV {cv2.__version__}, '
 EOF
 installed=$(date +%s)
 
-# No DDS here (the node's end-to-end tests run in test.sh), nor the speed checks (compile,
+# No DDS here (the node's end-to-end tests run in test.sh), nor the installed entry points
+# (they run the colcon install's python, tested in test.sh), nor the speed checks (compile,
 # gpu_check) and the fleet tool on Ray (not about numpy/OpenCV APIs; its extra is not
 # installed here); keep any stray traffic local.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
@@ -54,6 +55,7 @@ PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} "$VENV/bin/python" -m pytest -q -p no
   -m 'not linter and not slow' \
   --ignore=test/test_node_e2e.py --ignore=test/test_node_inputs_e2e.py \
   --ignore=test/test_synthetic_camera.py --ignore=test/test_gpu_check.py \
+  --ignore=test/test_entry_points.py \
   --ignore=test/test_fleet.py \
   "$@" test
 echo "test_oldest_deps: install $(( installed - start )) s, tests $(( $(date +%s) - installed )) s"
