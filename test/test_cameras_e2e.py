@@ -13,7 +13,6 @@ import os
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from node_harness import (
     NETWORK_TIMEOUT,
@@ -36,14 +35,6 @@ from foundation_stereo_ros.ros.synthetic_camera import scene_to_messages
 from foundation_stereo_ros.synthetic.scenes import make_scene
 
 CAMERAS = ('front', 'rear')
-
-
-@pytest.fixture(scope='module')
-def ros_context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
 
 
 @pytest.fixture(scope='module')

@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-import rclpy
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from node_harness import (
@@ -50,14 +49,6 @@ def lifecycle_command(*ros_args):
 def start(namespace, *ros_args, **switches):
     return NodeProcess(command=lifecycle_command('-r', f'__ns:={namespace}', *ros_args),
                        FSR_TEST_TRACKED_BACKEND='1', **switches)
-
-
-@pytest.fixture(scope='module')
-def ros_context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
 
 
 @pytest.fixture(scope='module')
