@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import rclpy
+from common import percentile, rss_mib
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from stereo_msgs.msg import DisparityImage
@@ -45,25 +46,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FFS_CHECKPOINT = (REPO_ROOT.parent / 'shared' / 'reference' / 'ffs' / 'cffs_like'
                   / 'model_best_bp2_serialize.pth')
 ONE_NODE, SEPARATE = 'one node', 'separate nodes'
-
-
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process (Linux /proc), 0 once it is gone."""
-    try:
-        with open(f'/proc/{pid}/status') as status:
-            for line in status:
-                if line.startswith('VmRSS:'):
-                    return int(line.split()[1]) / 1024.0
-    except FileNotFoundError:
-        pass
-    return 0.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float('nan')
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100.0 * (len(ordered) - 1)))]
 
 
 class Cameras:

@@ -13,7 +13,10 @@ lost by best-effort DDS, or late). With a camera faster than the model the laten
 flat and the memory must not grow: the node always processes the newest pair, drops the rest.
 
     PYTHONPATH=. python benchmarks/bench_node.py [--duration 30 --rate 30 --backend sgbm]
-    PYTHONPATH=. python benchmarks/bench_node.py --duration 600   # 10 minutes soak
+    PYTHONPATH=. python benchmarks/bench_node.py --rate 60 --duration 600 --window 10
+        # long run: 10 minutes at 1280x720 and 60 Hz into a slower model; ends with the
+        # plateau summary (latency, RSS, threads, open files per tenth of the run and their
+        # slopes over the second half)
     PYTHONPATH=. python benchmarks/bench_node.py --backend foundation_stereo --checkpoint P \
         --width 640 --height 480 -p compile:=true -p warmup_width:=640 -p warmup_height:=480 \
         --json summary.json        # also write the whole run's summary (used by gpu_check.py)
@@ -37,6 +40,7 @@ import time
 from pathlib import Path
 
 import rclpy
+from common import percentile, rss_mib
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
@@ -51,20 +55,87 @@ OUTPUT_TYPES = {'disparity': DisparityImage, 'depth/image_rect': Image, 'points'
                 'disparity/image_color': Image}
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process (Linux /proc)."""
+def threads_and_files(pid: int) -> tuple[int, int]:
+    """Thread count and open file descriptors of a process: what a slow leak grows besides RSS."""
     with open(f'/proc/{pid}/status') as status:
-        for line in status:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024.0
-    return float('nan')
+        threads = next(int(line.split()[1]) for line in status if line.startswith('Threads:'))
+    return threads, len(os.listdir(f'/proc/{pid}/fd'))
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float('nan')
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100.0 * (len(ordered) - 1)))]
+# Plateau thresholds of the long-run summary: growth below these counts as flat. RSS wanders
+# by tens of MiB between windows as the allocator reuses image buffers; keeping one more 720p
+# image per minute would be 2.6 MiB/min.
+FLAT_RSS_MIB_PER_MIN = 1.0
+FLAT_LATENCY_SHARE_PER_MIN = 0.01
+
+
+def slope_per_min(times_s: list[float], values: list[float]) -> tuple[float, float]:
+    """Least-squares slope of values against time and its standard error, both per minute.
+
+    NaN for fewer than 4 finite values.
+    """
+    pairs = [(t, v) for t, v in zip(times_s, values) if math.isfinite(v)]
+    if len(pairs) < 4:
+        return math.nan, math.nan
+    times, ys = zip(*pairs)
+    fit = statistics.linear_regression(times, ys)
+    residual = sum((y - fit.intercept - fit.slope * t) ** 2 for t, y in pairs) / (len(pairs) - 2)
+    spread = sum((t - statistics.fmean(times)) ** 2 for t in times)
+    return fit.slope * 60.0, math.sqrt(residual / spread) * 60.0
+
+
+def growth_verdict(slope: float, error: float, flat: float) -> str:
+    """'flat' when the slope is below ``flat`` beyond two standard errors, 'GROWS' when above
+    it beyond two standard errors, else 'undecided' (run longer)."""
+    if not math.isfinite(slope):
+        return 'undecided'
+    if slope + 2 * error < flat:
+        return 'flat'
+    return 'GROWS' if slope - 2 * error > flat else 'undecided'
+
+
+def plateau_summary(windows: list[dict]) -> dict:
+    """Print the run per tenth (latency, RSS, threads, files) and how they grow after warm-up.
+
+    ``windows`` holds one dict per printed row: ``t0`` and ``t`` (its start and end, s since the
+    measurement began), ``latencies`` (s), ``rss`` (MiB), ``threads``, ``files``. The slopes are
+    fitted to the windows after the first tenth of the run (warm-up: caches, allocator arenas).
+    Returns the slopes and verdicts for the JSON summary.
+    """
+    parts = min(10, len(windows))
+    size = len(windows) / parts
+    print(f'{"minutes":>13} {"lat p50":>8} {"lat p95":>8} {"RSS med":>8} {"RSS max":>8} '
+          f'{"threads":>7} {"files":>5}')
+    for i in range(parts):
+        chunk = windows[round(i * size):round((i + 1) * size)]
+        latencies = [x for w in chunk for x in w['latencies']]
+        rss = [w['rss'] for w in chunk]
+        print(f'{chunk[0]["t0"] / 60:5.1f} - {chunk[-1]["t"] / 60:5.1f} '
+              f'{percentile(latencies, 50) * 1e3:8.0f} {percentile(latencies, 95) * 1e3:8.0f} '
+              f'{statistics.median(rss):8.1f} {max(rss):8.1f} '
+              f'{max(w["threads"] for w in chunk):7d} {max(w["files"] for w in chunk):5d}')
+    settled = windows[round(size):]
+    times = [w['t'] for w in settled]
+    lat_p50 = [percentile(w['latencies'], 50) * 1e3 for w in settled]
+    median_p50 = _median_finite(lat_p50)
+    rss_slope = slope_per_min(times, [w['rss'] for w in settled])
+    lat_slope = slope_per_min(times, lat_p50)
+    result = {
+        'rss_slope_mib_per_min': rss_slope,
+        'rss_verdict': growth_verdict(*rss_slope, FLAT_RSS_MIB_PER_MIN),
+        'latency_p50_slope_ms_per_min': lat_slope,
+        'latency_verdict': growth_verdict(*lat_slope, FLAT_LATENCY_SHARE_PER_MIN * median_p50),
+        'threads_first_last': [settled[0]['threads'], settled[-1]['threads']],
+        'files_first_last': [settled[0]['files'], settled[-1]['files']],
+    }
+    print(f'bench_node: after warm-up ({times[0] / 60:.1f}-{times[-1] / 60:.1f} min), slope +- '
+          f'standard error: RSS {rss_slope[0]:+.2f} +- {rss_slope[1]:.2f} MiB/min '
+          f'({result["rss_verdict"]}: flat below {FLAT_RSS_MIB_PER_MIN:g}), latency p50 '
+          f'{lat_slope[0]:+.1f} +- {lat_slope[1]:.1f} ms/min ({result["latency_verdict"]}: flat '
+          f'below {FLAT_LATENCY_SHARE_PER_MIN:.0%} of its median {median_p50:.0f} ms); threads '
+          f'{result["threads_first_last"][0]} -> {result["threads_first_last"][1]}, open files '
+          f'{result["files_first_last"][0]} -> {result["files_first_last"][1]}')
+    return result
 
 
 class Probe:
@@ -213,16 +284,21 @@ def main() -> int:
         print(f'{"t (s)":>6} {"cam Hz":>7} {"L/R in":>9} {"out Hz":>7} {"lat p50":>8} '
               f'{"lat p95":>8} {"lat max":>8} {"busy":>6} {"unmatch":>7} {"RSS MiB":>8}  '
               'stages (ms)')
-        all_latencies, rss = [], []
+        all_latencies, rss, windows = [], [], []
         *_, busy0, unmatched0, _ = probe.take()
         totals = {'inputs': 0, 'outputs': 0, 'busy': 0, 'unmatched': 0}
         node_rates_seen: list[list[float]] = []
         begin = time.monotonic()
         while time.monotonic() - begin < args.duration:
+            window_start = time.monotonic() - begin
             time.sleep(args.window)
             latencies, inputs, outputs, stages, busy, unmatched, node_rates = probe.take()
             all_latencies += latencies
             rss.append(rss_mib(stereo.pid))
+            threads, files = threads_and_files(stereo.pid)
+            windows.append({'t0': window_start, 't': time.monotonic() - begin,
+                            'latencies': latencies, 'rss': rss[-1], 'threads': threads,
+                            'files': files})
             totals['inputs'] += inputs
             totals['outputs'] += outputs
             totals['busy'] += busy - busy0
@@ -241,6 +317,7 @@ def main() -> int:
             print(f'bench_node: latency median first half {statistics.median(first) * 1e3:.0f} '
                   f'ms, second half {statistics.median(second) * 1e3:.0f} ms; RSS first '
                   f'{rss[0]:.1f} MiB, last {rss[-1]:.1f} MiB, max {max(rss):.1f} MiB')
+        long_run = plateau_summary(windows) if len(windows) >= 6 else {}
         if args.json:
             measured = time.monotonic() - begin
             summary = {
@@ -255,6 +332,7 @@ def main() -> int:
                 'node_input_hz': _median_finite([r[0] for r in node_rates_seen]),
                 'dropped_busy': totals['busy'], 'dropped_unmatched': totals['unmatched'],
                 'rss_max_mib': max(rss, default=math.nan),
+                **long_run,
             }
             Path(args.json).write_text(json.dumps(summary, indent=1) + '\n')
     except RuntimeError as exc:

@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: sizes, timing a call, workers in fresh subprocesses.
+"""What the benchmark scripts share: sizes, timing a call, workers in fresh subprocesses,
+a process's memory, percentiles.
 
 The benchmarks are scripts (``python benchmarks/bench_x.py``); their folder is on ``sys.path``
 then, so they import this module as ``common``.
@@ -72,3 +73,23 @@ def json_rows(text: str) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 pass
     return rows
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (Linux /proc) in MiB, 0 once it is gone."""
+    try:
+        with open(f'/proc/{pid}/status') as status:
+            for line in status:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1]) / 1024.0
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of values, NaN when there are none."""
+    if not values:
+        return float('nan')
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100.0 * (len(ordered) - 1)))]
