@@ -4,7 +4,7 @@
 Usage: python benchmarks/bench_trust.py [--sizes 640x480 1280x720] [--device cpu] [--repeat 20]
        [--threads 1 2]
 
-Each stage is timed as the pipeline runs it, mask and drop (``torch.where`` to NaN), on a
+Each stage is timed as the pipeline runs it, mask and drop (``trust.nan_where``), on a
 generated scene's exact disparity, depth and cloud at the given size, on ``--device``; the
 left-right check's figure leaves out the backend's second (mirrored) pass, which costs what
 the backend costs. Prints the median and the best time in ms (CUDA synchronised) and the sum
@@ -17,7 +17,6 @@ size, so the one-thread row, and its CPU time, are the steadier figures there.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import time
@@ -46,23 +45,22 @@ def _stages(width: int, height: int, device: torch.device) -> dict[str, Callable
     points = geometry.depth_to_points(depth, camera)
     confidence = torch.rand(disparity.shape, generator=torch.Generator().manual_seed(0))
     confidence = confidence.to(device)
-    nan = torch.tensor(math.nan, device=device)
 
     def threshold() -> object:
-        return torch.where(confidence >= CONFIDENCE_THRESHOLD, disparity, nan)
+        return trust.nan_where(confidence < CONFIDENCE_THRESHOLD, disparity)
 
     def left_right() -> object:
         keep, agreement = trust.left_right_check(disparity, right, LEFT_RIGHT_MAX_DIFF)
-        return torch.where(keep, disparity, nan), agreement
+        return trust.nan_where(~keep, disparity), agreement
 
     def edges() -> object:
-        return torch.where(trust.flying_pixel_mask(depth, EDGE_RTOL), nan, depth)
+        return trust.nan_where(trust.flying_pixel_mask(depth, EDGE_RTOL), depth)
 
     def denoise() -> object:
         drop = trust.radius_outlier_mask(points, OFFICIAL_DENOISE_RADIUS,
                                          OFFICIAL_DENOISE_MIN_NEIGHBORS,
                                          camera.fx, camera.fy)
-        return torch.where(drop[..., None], nan, points)
+        return trust.nan_where(drop[..., None], points)
 
     return dict(zip(STAGES, (threshold, left_right, edges, denoise)))
 

@@ -375,7 +375,7 @@ class StereoPipeline:
         invisible = (geometry.invisible_mask(disparity, camera.doffs) & ~nan & ~nonpositive
                      if config.remove_invisible else torch.zeros_like(nan))
         valid = ~(nan | nonpositive | invisible)
-        disparity = torch.where(valid, disparity, torch.nan)
+        disparity = trust.nan_where(~valid, disparity)
         if confidence is not None:
             confidence = torch.where(valid, confidence.clamp(0.0, 1.0), 0.0)
 
@@ -393,21 +393,21 @@ class StereoPipeline:
             drop |= confidence < config.confidence_threshold
         kept.append(in_range & ~drop)
         if config.edge_rtol > 0.0:
-            depth = torch.where(drop, torch.nan, depth)
+            depth = trust.nan_where(drop, depth)
             drop |= trust.flying_pixel_mask(depth, config.edge_rtol)
         kept.append(in_range & ~drop)
         points = None
         if config.denoise_radius > 0.0:
-            depth = torch.where(drop, torch.nan, depth)
+            depth = trust.nan_where(drop, depth)
             points = geometry.depth_to_points(depth, camera)
             drop |= trust.radius_outlier_mask(points, config.denoise_radius,
                                               config.denoise_min_neighbors,
                                               camera.fx, camera.fy)
         kept.append(in_range & ~drop)
 
-        disparity = torch.where(drop, torch.nan, disparity)
+        disparity = trust.nan_where(drop, disparity)
         if want_depth or want_points:
-            depth = torch.where(drop, torch.nan, depth)
+            depth = trust.nan_where(drop, depth)
         if want_points:
             points = geometry.depth_to_points(depth, camera)
         survivors = torch.stack([k.float().mean() for k in kept])

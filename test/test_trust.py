@@ -137,6 +137,38 @@ def test_left_right_check_rejects_mismatched_shapes():
 
 
 # --------------------------------------------------------------------------------------------
+# nan_where
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.float16])
+def test_nan_where_is_torch_where_bit_for_bit(dtype):
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.0, 50.0, (7, 11)).astype(np.float64)
+    values.flat[:8] = [0.0, -0.0, math.inf, -math.inf, math.nan, 1e-30, -1e30, 6.5e4]
+    x = torch.from_numpy(values).to(dtype)
+    drop = torch.from_numpy(rng.random((7, 11)) < 0.4)
+    drop[0, :8] = torch.tensor([True, False] * 4)
+    before = x.clone()
+    got = trust.nan_where(drop, x)
+    expected = torch.where(drop, math.nan, x)
+    assert got.dtype == dtype and got.shape == x.shape
+    assert torch.equal(got.isnan(), expected.isnan())
+    keep = ~expected.isnan()
+    # Bit for bit where kept (-0.0 stays -0.0): compare the raw bits.
+    bits = {torch.float16: torch.int16, torch.float32: torch.int32, torch.float64: torch.int64}
+    assert torch.equal(got[keep].view(bits[dtype]), expected[keep].view(bits[dtype]))
+    assert torch.equal(x.view(bits[dtype]), before.view(bits[dtype]))  # input left alone
+
+
+def test_nan_where_broadcasts_a_pixel_mask_over_points():
+    points = torch.arange(24, dtype=torch.float32).view(2, 4, 3)
+    drop = torch.zeros(2, 4, dtype=torch.bool)
+    drop[1, 2] = True
+    got = trust.nan_where(drop[..., None], points)
+    assert got[1, 2].isnan().all() and got.isnan().sum() == 3
+    assert torch.equal(got[0], points[0])
+
+
 # flying_pixel_mask
 
 
