@@ -130,9 +130,10 @@ def plateau_summary(windows: list[dict]) -> dict:
     }
     print(f'bench_node: after warm-up ({times[0] / 60:.1f}-{times[-1] / 60:.1f} min), slope +- '
           f'standard error: RSS {rss_slope[0]:+.2f} +- {rss_slope[1]:.2f} MiB/min '
-          f'({result["rss_verdict"]}: flat below {FLAT_RSS_MIB_PER_MIN:g}), latency p50 '
-          f'{lat_slope[0]:+.1f} +- {lat_slope[1]:.1f} ms/min ({result["latency_verdict"]}: flat '
-          f'below {FLAT_LATENCY_SHARE_PER_MIN:.0%} of its median {median_p50:.0f} ms); threads '
+          f'({result["rss_verdict"]}; flat means below {FLAT_RSS_MIB_PER_MIN:g}), latency p50 '
+          f'{lat_slope[0]:+.1f} +- {lat_slope[1]:.1f} ms/min ({result["latency_verdict"]}; flat '
+          f'means below {FLAT_LATENCY_SHARE_PER_MIN:.0%} of its median {median_p50:.0f} ms); '
+          'threads '
           f'{result["threads_first_last"][0]} -> {result["threads_first_last"][1]}, open files '
           f'{result["files_first_last"][0]} -> {result["files_first_last"][1]}')
     return result
