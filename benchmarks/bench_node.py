@@ -85,8 +85,11 @@ def slope_per_min(times_s: list[float], values: list[float]) -> tuple[float, flo
 
 
 def growth_verdict(slope: float, error: float, flat: float) -> str:
-    """'flat' when the slope is below ``flat`` beyond two standard errors, 'GROWS' when above
-    it beyond two standard errors, else 'undecided' (run longer)."""
+    """Judge a slope against the ``flat`` threshold, its standard error taken into account.
+
+    'flat' when the slope is below ``flat`` beyond two standard errors, 'GROWS' when above it
+    beyond two standard errors, else 'undecided' (run longer).
+    """
     if not math.isfinite(slope):
         return 'undecided'
     if slope + 2 * error < flat:

@@ -1,5 +1,6 @@
-"""What the benchmark scripts share: sizes, timing a call, workers in fresh subprocesses,
-a process's memory, percentiles.
+"""What the benchmark scripts share.
+
+Sizes, timing a call, workers in fresh subprocesses, a process's memory, percentiles.
 
 The benchmarks are scripts (``python benchmarks/bench_x.py``); their folder is on ``sys.path``
 then, so they import this module as ``common``.
@@ -88,7 +89,7 @@ def rss_mib(pid: int) -> float:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (nearest rank) of values, NaN when there are none."""
+    """Return the q-th percentile of the values by nearest rank, NaN when there are none."""
     if not values:
         return float('nan')
     ordered = sorted(values)
