@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row), flush=True)
     finally:
         executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)  # a spinner left in rclpy at exit aborts the interpreter
         ros_node.destroy_node()
         rclpy.try_shutdown()
     print(f'\n{args.width}x{args.height}, each camera {args.rate:g} Hz, {args.device}, '

@@ -346,6 +346,7 @@ def main() -> int:
         print('bench_node: interrupted')
     finally:
         executor.shutdown()
+        spinner.join(timeout=5.0)  # a spinner left in rclpy at exit aborts the interpreter
         node.destroy_node()
         rclpy.try_shutdown()
         for proc in (camera, stereo):
