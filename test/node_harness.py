@@ -200,9 +200,12 @@ def diagnostics_of(array_msg, suffix, namespace):
 
 
 def model_report(rig, namespace, timeout=TIMEOUT):
-    """Wait for the node's '<namespace>/foundation_stereo: model' diagnostics; its values."""
+    """Wait for the node's '<namespace>/foundation_stereo: model' diagnostics; the latest values.
+
+    The latest, not the first: a report recorded before a parameter change shows the old value.
+    """
     def report():
-        for array in rig.messages('/diagnostics'):
+        for array in reversed(rig.messages('/diagnostics')):
             status, values = diagnostics_of(array, 'model', namespace)
             if status is not None:
                 return values
