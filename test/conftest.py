@@ -1,6 +1,7 @@
 """Shared test setup: keep DDS on this machine and give each run its own domain."""
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -16,6 +17,11 @@ DATA_DIR = TEST_DIR / 'data'
 SHARED_REFERENCE = TEST_DIR.parent.parent / 'shared' / 'reference'
 
 sys.path.insert(0, str(TEST_DIR))  # seeded_weights.py
+
+# A suite started in the background of a script (`./scripts/test.sh &`) inherits SIGINT
+# ignored, and so would every process it starts: the Ctrl-C tests need Python's default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope='module')
