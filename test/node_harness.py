@@ -129,12 +129,20 @@ def node_env(**switches):
     return env
 
 
+# Run a command with SIGINT ignored, as a shell runs a script's ``cmd &`` (exec keeps the ignore).
+SIGINT_IGNORED = ['sh', '-c', 'trap "" INT; exec "$0" "$@"']
+
+
 class NodeProcess:
     """The node in a subprocess, its output collected by a thread (the pipe never fills)."""
 
-    def __init__(self, *ros_args, command=None, **switches):
-        self.proc = subprocess.Popen(command or node_command(*ros_args), env=node_env(**switches),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def __init__(self, *ros_args, command=None, sigint_ignored=False, **switches):
+        """``sigint_ignored``: start it with SIGINT ignored, as a script starts its ``cmd &``."""
+        command = command or node_command(*ros_args)
+        if sigint_ignored:
+            command = [*SIGINT_IGNORED, *command]
+        self.proc = subprocess.Popen(command, env=node_env(**switches), text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -216,13 +224,14 @@ def model_report(rig, namespace, timeout=TIMEOUT):
 
 
 @contextlib.contextmanager
-def running_node(ros_context, namespace, *ros_args, subscribe=()):
+def running_node(ros_context, namespace, *ros_args, subscribe=(), sigint_ignored=False):
     """Start the node (``ros_args``, in ``namespace``) and a rig subscribed to ``subscribe``.
 
     ``subscribe``: (topic, type) pairs; /diagnostics is always recorded. Yields (node, rig);
-    afterwards closes the rig and stops the node, which must exit with 0.
+    afterwards closes the rig and stops the node (SIGINT), which must exit with 0.
+    ``sigint_ignored``: as for :class:`NodeProcess`.
     """
-    node = NodeProcess(*ros_args, '-r', f'__ns:={namespace}')
+    node = NodeProcess(*ros_args, '-r', f'__ns:={namespace}', sigint_ignored=sigint_ignored)
     rig = Rig(ros_context, namespace)
     try:
         for topic, msg_type in (*subscribe, ('/diagnostics', DiagnosticArray)):

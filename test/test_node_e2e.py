@@ -407,6 +407,29 @@ def test_ctrl_c_during_import_exits_quietly(tmp_path):
             node.output
 
 
+def test_node_started_with_ctrl_c_ignored_still_stops_on_it(ros_context):
+    """Started with SIGINT ignored (a script's background job, ``ros2 launch ... &``).
+
+    The node still stops on SIGINT, quietly with 0, as rclpy's and rclcpp's nodes do
+    (``ros2 launch`` stops its nodes with SIGINT): at its first output, while it still
+    declares and subscribes (rclpy's handler shuts the context down under it), and once it
+    spins.
+    """
+    namespace = f'/ignored{os.getpid()}'
+    runs = []
+    for _ in range(3):  # the moment after the first output varies: a few tries
+        starting = NodeProcess('-p', 'backend:=sgbm', '-r', f'__ns:={namespace}',
+                               sigint_ignored=True)
+        runs.append(starting)
+        assert starting.wait_for('backend on'), starting.output
+        assert starting.stop() == 0, starting.output
+    with running_node(ros_context, namespace, '-p', 'backend:=sgbm',
+                      sigint_ignored=True) as (node, rig):
+        model_report(rig, namespace)  # spinning
+    for run in (*runs, node):
+        assert 'Traceback' not in run.output, run.output
+
+
 def test_network_backend_end_to_end(tmp_path, ros_context):
     """The node on a seeded FoundationStereo checkpoint reproduces the official numbers."""
     from checkpoints import write_seeded_checkpoint

@@ -46,7 +46,10 @@ def _rcl_message(exc: BaseException) -> str:
 def _note_interrupts() -> list[int]:
     """Record SIGINTs (then raise KeyboardInterrupt as Python does) in the returned list.
 
-    Set before :func:`rclpy.init`, whose own handler chains to this one.
+    Set before :func:`rclpy.init`, whose own handler chains to this one. Also over a SIGINT
+    ignored since the process started (a background job of a script): rclpy's handler takes
+    SIGINT anyway and shuts the context down (rclcpp does the same, and ``ros2 launch`` stops
+    its nodes with SIGINT), so the node must see the interrupt to stop quietly.
     """
     interrupted: list[int] = []
 
@@ -54,7 +57,7 @@ def _note_interrupts() -> list[int]:
         interrupted.append(signum)
         raise KeyboardInterrupt
 
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, signal.SIG_IGN):
         with contextlib.suppress(ValueError):  # not the main thread
             signal.signal(signal.SIGINT, on_interrupt)
     return interrupted
