@@ -752,6 +752,28 @@ def test_cache_camera_info_reuses_the_latest(ros_context, frame):
         node.destroy_node()
 
 
+def test_worker_round_after_the_context_shut_down_ends_quietly(frame):
+    """The context shut down by rclpy's signal handler (its own thread, at any moment).
+
+    A worker round that meets it (here: asking its publishers for subscribers) ends
+    quietly; it printed an RCLError traceback from the worker thread at Ctrl-C under load.
+    """
+    from foundation_stereo_ros.ros.node import FoundationStereoNode
+    from foundation_stereo_ros.ros.stereo_core import _SetJob
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = FoundationStereoNode(
+        backend=make_backend('sgbm', num_disparities=NUM_DISPARITIES), context=context,
+        namespace=f'/shutdown{os.getpid()}', parameter_overrides=[
+            Parameter('backend', value='sgbm')])
+    try:
+        rclpy.shutdown(context=context)
+        node.core._process([(0, _SetJob(list(frame), time.monotonic()))])
+    finally:
+        node.destroy_node()
+
+
 def test_unsupported_encoding_skipped(local, frame, scene, capfd):
     mono = conversions.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8')
     bad = [conversions.array_to_image(np.ascontiguousarray(scene.left[..., 1]), 'mono8'), frame[1],

@@ -416,11 +416,23 @@ class StereoCore:
             if round_:
                 self._process(round_)
 
+    def _shutting_down(self) -> bool:
+        # rclpy's signal handler shuts the context down from its own thread, at any moment of
+        # this worker's round: past that, every rcl call on the node's entities raises.
+        return self._stop.is_set() or not self.node.context.ok()
+
     def _process(self, round_: list[tuple[int, _SetJob]]) -> None:
         jobs, owners = [], []
         for index, job in round_:
+            if self._shutting_down():
+                return
             channel = self.channels[index]
-            wanted = channel.wanted()
+            try:
+                wanted = channel.wanted()
+            except Exception:
+                if self._shutting_down():
+                    return
+                raise
             if not wanted:
                 channel.stats.count_event('skipped_no_subscribers')
                 continue
@@ -430,8 +442,8 @@ class StereoCore:
             return
         outcomes = process_sets(self.pipeline, jobs)
         for (channel, job), outcome in zip(owners, outcomes):
-            if self._stop.is_set() or not self.node.context.ok():
-                return  # shutting down: publishers are gone
+            if self._shutting_down():
+                return  # publishers are gone
             now = time.monotonic()
             if isinstance(outcome, PairError):
                 # Warn, then count: whoever sees the count can already read the warning.
@@ -443,7 +455,7 @@ class StereoCore:
                     raise outcome
                 channel.publish(job.msgs, outcome)
             except Exception as exc:  # noqa: BLE001 - the worker must survive any one set
-                if self._stop.is_set() or not self.node.context.ok():
+                if self._shutting_down():
                     return
                 channel.monitor.warn('backend_error',
                                      f'pair skipped: {type(exc).__name__}: {exc}', now)
